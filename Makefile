@@ -1,0 +1,18 @@
+# Set-up and the two everyday commands. PYTHON may point at a venv's python.
+PYTHON ?= python3
+
+.PHONY: install run test lint
+
+install:
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
+	$(PYTHON) -m pip install -q -e ".[dev]"
+
+run: install
+	$(PYTHON) -m cli train-online --config quick
+
+test: install
+	$(PYTHON) -m pytest -q
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .

@@ -1,0 +1,197 @@
+"""The ALM agent: networks, targets and optimisers; ``act`` and ``update(batch) -> metrics``.
+
+The agent owns no env, buffer or logger. Online and offline training use the same class;
+they differ only by ``AgentConfig.bc_coef`` (the behaviour-cloning term of App. A.7).
+
+One update (Algorithm 1, as the reference code orders it):
+1. encoder + model on the K-step bound over real sequences;
+2. reward + classifier, 3. critic, 4. actor, each on target-encoder latents of real
+   transitions (the actor from imagined rollouts);
+5. Polyak update of the target encoder and target critic.
+Each loss is differentiated only with respect to its own parameter group
+(``torch.autograd.grad``), so no parameter freezing is needed and no unused weight
+gradients are computed. Metrics are detached tensors: nothing here syncs with the host.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .config import AgentConfig
+from .losses import actor_svg_loss, critic_loss, model_bound_loss, reward_classifier_loss
+from .networks import WorldModel, rsample
+from .replay import SequenceBatch, TransitionBatch
+
+Metrics = dict[str, torch.Tensor]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' asked for, but torch sees no CUDA device")
+    return device
+
+
+def exploration_std(cfg: AgentConfig, updates: int) -> float:
+    """Linear schedule expl_std_start -> expl_std_end over expl_std_steps updates."""
+    mix = min(max(updates / cfg.expl_std_steps, 0.0), 1.0)
+    return (1.0 - mix) * cfg.expl_std_start + mix * cfg.expl_std_end
+
+
+class AlmAgent:
+    """ALM(K) on a ``WorldModel``, with one Adam optimiser per parameter group."""
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, cfg: AgentConfig, device: torch.device | str = "cpu"
+    ) -> None:
+        self.cfg = cfg
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.device = torch.device(device)
+        self.wm = WorldModel(
+            obs_dim,
+            action_dim,
+            latent_dim=cfg.latent_dim,
+            hidden_dim=cfg.hidden_dim,
+            model_hidden_dim=cfg.model_hidden_dim,
+        ).to(self.device)
+        self.groups = self.wm.parameter_groups()
+        self.optimizers = {
+            name: torch.optim.Adam(params, lr=cfg.lr, foreach=True)
+            for name, params in self.groups.items()
+        }
+
+    # ------------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, std: float, deterministic: bool = False) -> np.ndarray:
+        """obs (D,) -> action (A,) in [-1, 1].
+
+        Exploration: z ~ e(.|s), a = mean + std * noise (no noise clip), clamped.
+        Deterministic: the encoder's mean and the policy's mean.
+        """
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        mean, z_std = self.wm.encode(obs_t)
+        if deterministic:
+            action = self.wm.pi(mean)
+        else:
+            action_mean = self.wm.pi(rsample(mean, z_std))
+            noise = torch.randn_like(action_mean) * std
+            action = (action_mean + noise).clamp(-1.0, 1.0)
+        return action.squeeze(0).cpu().numpy()
+
+    # ----------------------------------------------------------------- learning
+    def _apply(
+        self, name: str, loss: torch.Tensor, extra_grads: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Gradient step of one group on ``loss``; returns the pre-clip gradient norm."""
+        params = self.groups[name]
+        grads = torch.autograd.grad(loss, params)
+        if extra_grads is not None:
+            grads = torch._foreach_add(grads, extra_grads)
+        for param, grad in zip(params, grads, strict=True):
+            param.grad = grad
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm, foreach=True)
+        self.optimizers[name].step()
+        return norm
+
+    def update(self, seq: SequenceBatch, batch: TransitionBatch, std: float) -> Metrics:
+        """One update of every group. seq: K-step sequences; batch: transitions (B each)."""
+        cfg, wm = self.cfg, self.wm
+
+        # 1. encoder + model on the bound (plus BC along the same latents when offline)
+        bound = model_bound_loss(
+            wm, seq.obs, seq.action, std=std, stddev_clip=cfg.stddev_clip, bc_coef=cfg.bc_coef
+        )
+        actor_bc_grads = None
+        if cfg.bc_coef > 0:
+            actor_bc_grads = list(
+                torch.autograd.grad(bound.loss, self.groups["actor"], retain_graph=True)
+            )
+        world_norm = self._apply("world", bound.loss)
+
+        # target-encoder latents of real transitions, and the model's guess of z'
+        with torch.no_grad():
+            z_mean, z_std = wm.encode_target(batch.obs)
+            next_mean, next_std = wm.encode_target(batch.next_obs)
+            z_model_next = rsample(*wm.next(rsample(z_mean, z_std), batch.action))
+
+        # 2. reward + classifier
+        rc = reward_classifier_loss(
+            wm,
+            rsample(z_mean, z_std),
+            batch.action,
+            batch.reward,
+            rsample(next_mean, next_std),
+            z_model_next,
+        )
+        reward_norm = self._apply("reward", rc.loss)
+
+        # 3. critic
+        critic = critic_loss(
+            wm,
+            rsample(z_mean, z_std),
+            batch.action,
+            batch.reward,
+            rsample(next_mean, next_std),
+            batch.terminated,
+            std=std,
+            stddev_clip=cfg.stddev_clip,
+            gamma=cfg.gamma,
+        )
+        critic_norm = self._apply("critic", critic.loss)
+
+        # 4. actor on imagined rollouts from target-encoder latents
+        actor = actor_svg_loss(
+            wm,
+            rsample(z_mean, z_std),
+            horizon=cfg.seq_len,
+            std=std,
+            stddev_clip=cfg.stddev_clip,
+            gamma=cfg.gamma,
+            lambda_=cfg.lambda_,
+            classifier_coef=cfg.classifier_coef,
+        )
+        actor_norm = self._apply("actor", actor.loss, actor_bc_grads)
+
+        # 5. targets
+        wm.update_targets(cfg.tau)
+
+        return {
+            "loss/model_bound": bound.loss.detach(),
+            "loss/reward_classifier": rc.loss.detach(),
+            "loss/critic": critic.loss.detach(),
+            "loss/actor": actor.loss.detach(),
+            "model/kl": bound.kl,
+            "model/reward": bound.reward,
+            "model/value": bound.value,
+            "model/behaviour_cloning": bound.behaviour_cloning,
+            "reward/mse": rc.reward_mse,
+            "classifier/ce": rc.classifier_ce,
+            "classifier/accuracy": rc.classifier_accuracy,
+            "critic/q_mean": critic.q_mean,
+            "critic/q_std": critic.q_std,
+            "critic/target_mean": critic.target_mean,
+            "actor/imagined_reward": actor.imagined_reward,
+            "actor/classifier_reward": actor.classifier_reward,
+            "actor/value": actor.value,
+            "grad_norm/world": world_norm,
+            "grad_norm/reward": reward_norm,
+            "grad_norm/critic": critic_norm,
+            "grad_norm/actor": actor_norm,
+        }
+
+    # ------------------------------------------------------------- persistence
+    def state_dict(self) -> dict:
+        """Networks, targets and optimisers."""
+        return {
+            "world_model": self.wm.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wm.load_state_dict(state["world_model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])

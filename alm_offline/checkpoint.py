@@ -1,0 +1,157 @@
+"""Atomic save and load of everything an exact resume needs, in one place.
+
+A checkpoint holds: the config, the agent (networks, targets, optimisers), the replay
+(online runs; offline runs rebuild theirs from the dataset), the trainer's counters, and
+every RNG state (torch CPU and CUDA, the trainer's numpy generator, the training env's reset
+generator). It is written to a temporary file beside the destination and renamed over it,
+so a run killed at any moment leaves the previous checkpoint loadable. Files load with
+``torch.load(weights_only=True)``: only tensors and plain Python values are stored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .agent import AlmAgent, resolve_device
+from .config import ConfigError, RunConfig, config_from_dict, to_dict
+from .replay import ReplayBuffer
+
+FORMAT_VERSION = 1
+LATEST = "latest.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, or does not match the run."""
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints" / LATEST
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    cfg: RunConfig,
+    agent: AlmAgent,
+    counters: dict[str, Any],
+    np_rng: np.random.Generator,
+    replay: ReplayBuffer | None = None,
+    env_rng: dict | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write one resumable checkpoint atomically."""
+    state = {
+        "format_version": FORMAT_VERSION,
+        "config": to_dict(cfg),
+        "dims": {"obs": agent.obs_dim, "action": agent.action_dim},
+        "agent": agent.state_dict(),
+        "counters": dict(counters),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": np_rng.bit_generator.state,
+            "env": env_rng,
+        },
+        "replay": replay.state_dict() if replay is not None else None,
+        "extra": extra or {},
+    }
+    atomic_torch_save(state, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file to CPU tensors; one-line ``CheckpointError`` when unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at '{path}'")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(
+            f"checkpoint '{path}' is corrupt or unreadable ({type(exc).__name__})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"'{path}' is not an alm-offline checkpoint (format {FORMAT_VERSION})"
+        )
+    return state
+
+
+def checkpoint_config(state: dict[str, Any]) -> RunConfig:
+    try:
+        return config_from_dict(state["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint config is unusable: {exc}") from None
+
+
+def restore(
+    state: dict[str, Any],
+    *,
+    agent: AlmAgent,
+    np_rng: np.random.Generator,
+    replay: ReplayBuffer | None = None,
+) -> dict[str, Any]:
+    """Load agent, replay and RNG states from ``read_checkpoint`` output; returns counters."""
+    dims = state["dims"]
+    if (dims["obs"], dims["action"]) != (agent.obs_dim, agent.action_dim):
+        raise CheckpointError(
+            f"checkpoint is for obs/action dims {dims['obs']}/{dims['action']}, "
+            f"the run has {agent.obs_dim}/{agent.action_dim}"
+        )
+    try:
+        agent.load_state_dict(state["agent"])
+        if replay is not None:
+            replay.load_state_dict(state["replay"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(
+            f"checkpoint does not match the run: {str(exc).splitlines()[0]}"
+        ) from None
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    np_rng.bit_generator.state = state["rng"]["numpy"]
+    return state["counters"]
+
+
+def load_agent(path: str | Path, device: str = "cpu") -> tuple[AlmAgent, RunConfig, dict[str, Any]]:
+    """The agent of a checkpoint (or of a run dir's latest checkpoint), its config and state."""
+    path = Path(path)
+    if path.is_dir():
+        path = checkpoint_path(path)
+    state = read_checkpoint(path)
+    cfg = checkpoint_config(state)
+    agent = AlmAgent(
+        state["dims"]["obs"], state["dims"]["action"], cfg.agent, resolve_device(device)
+    )
+    try:
+        agent.load_state_dict(state["agent"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"checkpoint '{path}' is damaged: {str(exc).splitlines()[0]}"
+        ) from None
+    return agent, cfg, state
+
+
+def load_policy(
+    path: str | Path, device: str = "cpu", deterministic: bool = True, std: float | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """obs (D,) -> action (A,) policy of a checkpoint; ``std`` defaults to the run's final std."""
+    agent, cfg, _ = load_agent(path, device)
+    noise = cfg.agent.expl_std_end if std is None else std
+    return lambda obs: agent.act(obs, noise, deterministic=deterministic)

@@ -1,0 +1,198 @@
+"""Typed configuration (OmegaConf structured config) with fail-fast validation.
+
+Defaults are the paper's Table 3 on HalfCheetah-v5. ``load_config`` merges, in order:
+the dataclass defaults, an optional YAML file (a path or the name of a bundled config:
+``online``, ``quick``, ``offline``), then ``KEY=VALUE`` dotlist overrides. Unknown keys and
+wrong types are a ``ConfigError`` with one line naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used."""
+
+
+@dataclass
+class AgentConfig:
+    """The ALM agent (paper Table 3) and its replay."""
+
+    seq_len: int = 3  # K: length of model rollouts in the bound
+    batch_size: int = 512  # sequences / transitions per update
+    hidden_dim: int = 512  # width of encoder, reward, classifier, critic, actor MLPs
+    model_hidden_dim: int = 1024  # width of the latent model MLP
+    latent_dim: int = 50  # size of z
+    lr: float = 1e-4  # Adam learning rate of every parameter group
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target encoder and target critic
+    lambda_: float = 0.95  # lambda of the policy's lambda-returns
+    classifier_coef: float = 0.1  # c: weight of the classifier (KL) reward in the policy loss
+    warmup_steps: int = 5000  # env steps of uniform random actions before updates start
+    buffer_size: int = 100_000  # replay capacity in observations (1e6 for Humanoid)
+    max_grad_norm: float = 100.0  # gradient-norm clip of each parameter group
+    expl_std_start: float = 1.0  # exploration std at the first update
+    expl_std_end: float = 0.1  # exploration std after expl_std_steps updates
+    expl_std_steps: int = 100_000  # updates over which the std decays linearly
+    stddev_clip: float = 0.3  # clip of the policy noise inside updates
+    bc_coef: float = 0.0  # weight of the behaviour-cloning term (offline, App. A.7)
+
+
+@dataclass
+class EvalConfig:
+    """Deterministic evaluation cadence."""
+
+    every: int = 5000  # env steps (online) or updates (offline) between evaluations
+    episodes: int = 5  # episodes per evaluation
+    ref_min: float | None = None  # return of a random policy, for normalised scores
+    ref_max: float | None = None  # return of an expert policy, for normalised scores
+
+
+@dataclass
+class RunConfig:
+    """One training run."""
+
+    env: str = (
+        "HalfCheetah-v5"  # gymnasium id, or T-Ant-v5 / T-Humanoid-v5 ("" offline: the dataset's)
+    )
+    dataset: str | None = None  # offline: .hdf5 file, Minari folder or id (None: the bundled one)
+    clip_actions: bool = False  # offline: clip dataset actions into [-1, 1] instead of failing
+    seed: int = 1  # seeds torch, numpy, the envs and the replay sampling
+    device: str = "auto"  # cpu, cuda, cuda:N, or auto (cuda when available)
+    steps: int = 200_000  # env steps (online) or gradient updates (offline)
+    run_dir: str | None = None  # default: runs/<env>-s<seed>-<timestamp>
+    checkpoint_every: int = 10_000  # env steps between checkpoints (taken at episode ends)
+    log_every: int = 1000  # updates between metrics.jsonl rows
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+BUNDLED_CONFIGS = ("online", "quick", "offline")
+
+
+def bundled_config_path(name: str) -> Path:
+    """Path of a config shipped with the package (``online``, ``quick``, ``offline``)."""
+    return Path(str(resources.files("alm_offline.configs").joinpath(f"{name}.yaml")))
+
+
+def _resolve_config_file(config: str) -> Path:
+    path = Path(config)
+    if path.is_file():
+        return path
+    if config in BUNDLED_CONFIGS:
+        return bundled_config_path(config)
+    raise ConfigError(
+        f"config file '{config}' not found (give a path or one of {', '.join(BUNDLED_CONFIGS)})"
+    )
+
+
+def _one_line(exc: OmegaConfBaseException) -> str:
+    message = str(exc).strip().splitlines()[0]
+    key = getattr(exc, "full_key", None)
+    return f"{message} (key '{key}')" if key and key not in message else message
+
+
+def load_config(
+    config: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
+    """Defaults <- YAML file <- ``KEY=VALUE`` overrides, then ``validate``."""
+    merged: DictConfig = OmegaConf.structured(RunConfig)
+    try:
+        if config is not None:
+            path = _resolve_config_file(config)
+            try:
+                loaded = OmegaConf.load(path)
+            except Exception as exc:  # yaml errors come in several types
+                raise ConfigError(f"cannot read config '{path}': {exc}") from None
+            if not isinstance(loaded, DictConfig):
+                raise ConfigError(f"config '{path}' must be a mapping of keys to values")
+            merged = OmegaConf.merge(merged, loaded)
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not KEY=VALUE")
+        if overrides:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"bad config: {_one_line(exc)}") from None
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a ``RunConfig`` from ``to_dict`` output (checkpoints, run dirs)."""
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), data))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"bad stored config: {_one_line(exc)}") from None
+    validate(cfg)  # type: ignore[arg-type]
+    return cfg  # type: ignore[return-value]
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """Plain nested dict of ``cfg``."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[return-value]
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def validate(cfg: RunConfig) -> None:
+    """Fail fast on values that type checking cannot catch."""
+    a = cfg.agent
+    positive = {
+        "steps": cfg.steps,
+        "checkpoint_every": cfg.checkpoint_every,
+        "log_every": cfg.log_every,
+        "eval.every": cfg.eval.every,
+        "agent.seq_len": a.seq_len,
+        "agent.batch_size": a.batch_size,
+        "agent.hidden_dim": a.hidden_dim,
+        "agent.model_hidden_dim": a.model_hidden_dim,
+        "agent.latent_dim": a.latent_dim,
+        "agent.lr": a.lr,
+        "agent.buffer_size": a.buffer_size,
+        "agent.max_grad_norm": a.max_grad_norm,
+        "agent.expl_std_steps": a.expl_std_steps,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    non_negative = {
+        "eval.episodes": cfg.eval.episodes,
+        "threads": cfg.threads,
+        "agent.warmup_steps": a.warmup_steps,
+        "agent.classifier_coef": a.classifier_coef,
+        "agent.expl_std_start": a.expl_std_start,
+        "agent.expl_std_end": a.expl_std_end,
+        "agent.stddev_clip": a.stddev_clip,
+        "agent.bc_coef": a.bc_coef,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+    for key, value in {
+        "agent.gamma": a.gamma,
+        "agent.lambda_": a.lambda_,
+        "agent.tau": a.tau,
+    }.items():
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{key} must be in [0, 1], got {value}")
+    if a.buffer_size < a.seq_len + 2:
+        raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
+    e = cfg.eval
+    if (e.ref_min is None) != (e.ref_max is None):
+        raise ConfigError("eval.ref_min and eval.ref_max must be given together")
+    if e.ref_min is not None and e.ref_max is not None and e.ref_max <= e.ref_min:
+        raise ConfigError(f"eval.ref_max ({e.ref_max}) must exceed eval.ref_min ({e.ref_min})")
+    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")

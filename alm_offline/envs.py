@@ -1,0 +1,134 @@
+"""Environment factory: gymnasium ids, the paper's truncated-observation tasks, seeding.
+
+Every environment made here acts in the normalised action box [-1, 1]^A (rescaled to the
+task's own bounds by ``RescaleAction``) and returns float32 observations, so the agent,
+the replay and every dataset written by this project share one convention.
+
+Truncated-observation tasks of the paper (MBPO benchmark), registered under our own ids:
+
+* ``T-Ant-v5``: ``Ant-v5`` without contact forces in the observation (27 dims).
+* ``T-Humanoid-v5``: ``Humanoid-v5`` with only ``qpos[2:]`` and ``qvel`` (45 dims). Its
+  reward is Humanoid-v5's (forward weight 1.25 on the torso's centre of mass velocity),
+  not MBPO's variant (0.25 weight, mass-centre x); returns are therefore not directly
+  comparable with MBPO's T-Humanoid numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+TRUNCATED_TASKS: dict[str, tuple[str, dict]] = {
+    "T-Ant-v5": ("Ant-v5", {"include_cfrc_ext_in_observation": False}),
+    "T-Humanoid-v5": (
+        "Humanoid-v5",
+        {
+            "include_cinert_in_observation": False,
+            "include_cvel_in_observation": False,
+            "include_qfrc_actuator_in_observation": False,
+            "include_cfrc_ext_in_observation": False,
+        },
+    ),
+}
+
+
+class EnvError(ValueError):
+    """An environment id or configuration that cannot be made."""
+
+
+def _register_truncated_tasks() -> None:
+    for env_id, (base_id, kwargs) in TRUNCATED_TASKS.items():
+        if env_id in gym.registry:
+            continue
+        base = gym.spec(base_id)
+        gym.register(
+            id=env_id,
+            entry_point=base.entry_point,
+            kwargs={**base.kwargs, **kwargs},
+            max_episode_steps=base.max_episode_steps,
+        )
+
+
+_register_truncated_tasks()
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Shapes of an environment as the agent sees it."""
+
+    env_id: str
+    obs_dim: int
+    action_dim: int
+    max_episode_steps: int | None
+
+
+def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+    """Make ``env_id`` with a [-1, 1] action box and float32 observations.
+
+    ``seed`` seeds the action space; the first ``reset`` is seeded by the caller.
+    Raises ``EnvError`` (one line) for unknown ids or non-Box spaces.
+    """
+    try:
+        env = gym.make(env_id, render_mode=render_mode)
+    except gym.error.Error as exc:
+        raise EnvError(f"unknown or unusable env id '{env_id}': {exc}") from None
+    except ImportError as exc:  # e.g. a missing optional dependency of that env
+        raise EnvError(f"env '{env_id}' cannot be made: {exc}") from None
+    if not isinstance(env.action_space, gym.spaces.Box) or not isinstance(
+        env.observation_space, gym.spaces.Box
+    ):
+        env.close()
+        raise EnvError(f"env '{env_id}' must have Box observation and action spaces")
+    if len(env.observation_space.shape) != 1:
+        env.close()
+        raise EnvError(
+            f"env '{env_id}' has image or nested observations; ALM here needs flat vectors"
+        )
+    low, high = env.action_space.low, env.action_space.high
+    if not (np.all(low == -1.0) and np.all(high == 1.0)):
+        unit = np.ones(env.action_space.shape, dtype=env.action_space.dtype)
+        env = gym.wrappers.RescaleAction(env, min_action=-unit, max_action=unit)
+    if env.observation_space.dtype != np.float32:
+        env = gym.wrappers.TransformObservation(
+            env,
+            lambda obs: np.asarray(obs, dtype=np.float32),
+            gym.spaces.Box(
+                np.full(env.observation_space.shape, -np.inf, np.float32),
+                np.full(env.observation_space.shape, np.inf, np.float32),
+            ),
+        )
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+def env_spec(env: gym.Env) -> EnvSpec:
+    """The shapes and episode limit of an env made by ``make_env``."""
+    spec = env.spec
+    return EnvSpec(
+        env_id=spec.id if spec is not None else "unknown",
+        obs_dim=int(env.observation_space.shape[0]),
+        action_dim=int(env.action_space.shape[0]),
+        max_episode_steps=spec.max_episode_steps if spec is not None else None,
+    )
+
+
+def describe_env(env_id: str) -> EnvSpec:
+    """Shapes of ``env_id`` without keeping the env around."""
+    env = make_env(env_id)
+    try:
+        return env_spec(env)
+    finally:
+        env.close()
+
+
+def rng_state(env: gym.Env) -> dict:
+    """The env's reset RNG state (a plain dict), for exact resume at an episode boundary."""
+    return env.unwrapped.np_random.bit_generator.state
+
+
+def set_rng_state(env: gym.Env, state: dict) -> None:
+    """Restore what ``rng_state`` returned; the next ``reset()`` then matches the saved run."""
+    env.unwrapped.np_random.bit_generator.state = state

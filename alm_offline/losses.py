@@ -1,0 +1,245 @@
+"""The losses of ALM as pure functions of tensors and the ``WorldModel``.
+
+Each returns a frozen dataclass whose ``loss`` carries the graph and whose other fields are
+detached tensors for logging (no host sync). Which parameters a loss updates is decided by
+the caller (the agent differentiates each loss only with respect to its own group), so a
+loss never needs to freeze anything. Notation: B batch, K sequence length, Z latent, A action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .networks import WorldModel, rsample, sample_action
+
+
+# ----------------------------------------------------------------------------- maths
+def gaussian_kl(
+    mean_p: torch.Tensor, std_p: torch.Tensor, mean_q: torch.Tensor, std_q: torch.Tensor
+) -> torch.Tensor:
+    """KL(p || q) of diagonal Gaussians, summed over the last dim: (..., Z) -> (...)."""
+    var_ratio = (std_p / std_q).pow(2)
+    mean_term = ((mean_p - mean_q) / std_q).pow(2)
+    return 0.5 * (var_ratio + mean_term - 1.0 - var_ratio.log()).sum(-1)
+
+
+def classifier_reward(logits: torch.Tensor) -> torch.Tensor:
+    """log(C / (1 - C)) of a two-logit classifier = logit[1] - logit[0]: (..., 2) -> (...)."""
+    return logits[..., 1] - logits[..., 0]
+
+
+def lambda_returns(
+    rewards: torch.Tensor, next_values: torch.Tensor, gamma: float, lambda_: float
+) -> torch.Tensor:
+    """TD(lambda) returns over K imagined steps: (K, ...) x2 -> (K, ...).
+
+    ``next_values[t]`` is the value of the state after step t; the last one bootstraps:
+    R_{K-1} = r_{K-1} + g V_K and R_t = r_t + g ((1 - lambda) V_{t+1} + lambda R_{t+1}).
+    """
+    returns = []
+    last = next_values[-1]
+    for t in reversed(range(rewards.shape[0])):
+        last = rewards[t] + gamma * ((1.0 - lambda_) * next_values[t] + lambda_ * last)
+        returns.append(last)
+    return torch.stack(returns[::-1])
+
+
+def behaviour_cloning(policy_mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """-log pi(a | z) of a fixed-std Gaussian policy, up to scale and constant: (..., A) -> (...).
+
+    With pi = N(mu, s^2 I), -log pi(a) = ||a - mu||^2 / (2 s^2) + const; the 1 / (2 s^2) is
+    folded into the caller's coefficient.
+    """
+    return (policy_mean - action).pow(2).sum(-1)
+
+
+# ---------------------------------------------------------------------------- losses
+@dataclass(frozen=True)
+class ModelBoundTerms:
+    """Encoder + model loss (Eq. 7, negated) and its parts, each a batch mean."""
+
+    loss: torch.Tensor
+    kl: torch.Tensor  # mean over steps of KL(m || e_targ)
+    reward: torch.Tensor  # mean over steps of r(z_t, a_t)
+    value: torch.Tensor  # min(Q1, Q2)(z_K, pi(z_K))
+    behaviour_cloning: torch.Tensor  # mean over steps of the BC term (0 when unused)
+
+
+def model_bound_loss(
+    wm: WorldModel,
+    obs: torch.Tensor,
+    action: torch.Tensor,
+    *,
+    std: float,
+    stddev_clip: float,
+    bc_coef: float = 0.0,
+) -> ModelBoundTerms:
+    """-(sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || e_targ(.|s_{t+1}))] + Q(z_K, pi(z_K))).
+
+    obs: (K+1, B, D) real observations; action: (K, B, A) real actions. z_0 ~ e(.|s_0) and
+    z_{t+1} ~ m(.|z_t, a_t) (rsample). Undiscounted over t, as the reference code. With
+    ``bc_coef`` > 0 (offline, App. A.7) adds bc_coef * sum_t ||pi(z_t) - a_t||^2 along the
+    same model latents, so its gradient reaches encoder, model and actor.
+    """
+    steps = action.shape[0]
+    with torch.no_grad():
+        target_mean, target_std = wm.encode_target(obs[1:])  # (K, B, Z)
+    z = rsample(*wm.encode(obs[0]))
+    kl_sum = torch.zeros((), device=obs.device)
+    reward_sum = torch.zeros((), device=obs.device)
+    bc_sum = torch.zeros((), device=obs.device)
+    per_sample = torch.zeros(obs.shape[1], device=obs.device)
+    for t in range(steps):
+        if bc_coef > 0:
+            bc = behaviour_cloning(wm.pi(z), action[t])
+            per_sample = per_sample + bc_coef * bc
+            bc_sum = bc_sum + bc.detach().mean()
+        next_mean, next_std = wm.next(z, action[t])
+        kl = gaussian_kl(next_mean, next_std, target_mean[t], target_std[t])
+        reward = wm.reward(z, action[t]).squeeze(-1)
+        per_sample = per_sample + kl - reward
+        kl_sum = kl_sum + kl.detach().mean()
+        reward_sum = reward_sum + reward.detach().mean()
+        z = rsample(next_mean, next_std)
+    with torch.no_grad():
+        final_action = sample_action(wm.pi(z), std, stddev_clip)
+    value = wm.q(z, final_action).min(0).values.squeeze(-1)
+    loss = (per_sample - value).mean()
+    return ModelBoundTerms(
+        loss=loss,
+        kl=kl_sum / steps,
+        reward=reward_sum / steps,
+        value=value.detach().mean(),
+        behaviour_cloning=bc_sum / steps,
+    )
+
+
+@dataclass(frozen=True)
+class RewardClassifierTerms:
+    """Reward MSE (Eq. 11) + classifier cross-entropy (Eq. 9)."""
+
+    loss: torch.Tensor
+    reward_mse: torch.Tensor
+    classifier_ce: torch.Tensor
+    classifier_accuracy: torch.Tensor
+
+
+def reward_classifier_loss(
+    wm: WorldModel,
+    z: torch.Tensor,
+    action: torch.Tensor,
+    reward: torch.Tensor,
+    z_next: torch.Tensor,
+    z_next_model: torch.Tensor,
+) -> RewardClassifierTerms:
+    """z, z_next (encoder samples), z_next_model (model sample): (B, Z); action (B, A); reward (B,).
+
+    A random half of the rows gets z_next replaced by the model's sample and label 0 (fake);
+    the rest keep the encoder's z_next and label 1.
+    """
+    batch = z.shape[0]
+    reward_mse = F.mse_loss(wm.reward(z, action).squeeze(-1), reward)
+    fake_rows = torch.randperm(batch, device=z.device)[: batch // 2]
+    is_fake = torch.zeros(batch, dtype=torch.bool, device=z.device).index_fill_(0, fake_rows, True)
+    mixed_next = torch.where(is_fake.unsqueeze(-1), z_next_model, z_next)
+    labels = (~is_fake).long()
+    logits = wm.logits(z, action, mixed_next)
+    classifier_ce = F.cross_entropy(logits, labels)
+    accuracy = (logits.detach().argmax(-1) == labels).float().mean()
+    return RewardClassifierTerms(
+        loss=reward_mse + classifier_ce,
+        reward_mse=reward_mse.detach(),
+        classifier_ce=classifier_ce.detach(),
+        classifier_accuracy=accuracy,
+    )
+
+
+@dataclass(frozen=True)
+class CriticTerms:
+    """TD loss of the twin critic (Eq. 10) and Q statistics."""
+
+    loss: torch.Tensor
+    q_mean: torch.Tensor
+    q_std: torch.Tensor
+    target_mean: torch.Tensor
+
+
+def critic_loss(
+    wm: WorldModel,
+    z: torch.Tensor,
+    action: torch.Tensor,
+    reward: torch.Tensor,
+    z_next: torch.Tensor,
+    terminated: torch.Tensor,
+    *,
+    std: float,
+    stddev_clip: float,
+    gamma: float,
+) -> CriticTerms:
+    """Mean of both critics' MSE to r + g (1 - terminated) min(Q1', Q2')(z', a'), a' ~ pi(z').
+
+    z, z_next: (B, Z) target-encoder samples; action (B, A); reward, terminated (B,).
+    """
+    with torch.no_grad():
+        next_action = sample_action(wm.pi(z_next), std, stddev_clip)
+        next_q = wm.q_target(z_next, next_action).min(0).values.squeeze(-1)
+        target = reward + gamma * (1.0 - terminated) * next_q
+    q = wm.q(z, action).squeeze(-1)  # (2, B)
+    loss = (q - target).pow(2).mean()
+    q_detached = q.detach()
+    return CriticTerms(
+        loss=loss, q_mean=q_detached.mean(), q_std=q_detached.std(), target_mean=target.mean()
+    )
+
+
+@dataclass(frozen=True)
+class ActorTerms:
+    """Policy loss (Eq. 8 with lambda-returns, negated) and its parts."""
+
+    loss: torch.Tensor
+    imagined_reward: torch.Tensor
+    classifier_reward: torch.Tensor
+    value: torch.Tensor
+
+
+def actor_svg_loss(
+    wm: WorldModel,
+    z: torch.Tensor,
+    *,
+    horizon: int,
+    std: float,
+    stddev_clip: float,
+    gamma: float,
+    lambda_: float,
+    classifier_coef: float,
+) -> ActorTerms:
+    """-mean_t g^t R^lambda_t over a K-step imagined rollout from z (B, Z) with the policy.
+
+    Per step reward r(z_t, a_t) + c (logit1 - logit0)(z_t, a_t, z_{t+1}); bootstrap
+    min(Q1, Q2)(z_{t+1}, a_{t+1}). As in the reference code the policy sees detached
+    latents, the classifier's z_{t+1} and the critic's actions are detached, so gradients
+    reach the actions through the reward, the classifier and the model's rsample (SVG).
+    """
+    latents, actions = [z], []
+    for _ in range(horizon):
+        a = sample_action(wm.pi(z.detach()), std, stddev_clip)
+        z = rsample(*wm.next(z, a))
+        actions.append(a)
+        latents.append(z)
+    actions.append(sample_action(wm.pi(z.detach()), std, stddev_clip))
+    zs, acts = torch.stack(latents), torch.stack(actions)  # (K+1, B, Z), (K+1, B, A)
+    reward = wm.reward(zs[:-1], acts[:-1]).squeeze(-1)  # (K, B)
+    bonus = classifier_reward(wm.logits(zs[:-1], acts[:-1], zs[1:].detach()))  # (K, B)
+    next_value = wm.q(zs[1:], acts[1:].detach()).min(0).values.squeeze(-1)  # (K, B)
+    returns = lambda_returns(reward + classifier_coef * bonus, next_value, gamma, lambda_)
+    weights = gamma ** torch.arange(horizon, device=z.device, dtype=returns.dtype)
+    loss = -(weights.unsqueeze(-1) * returns).mean()
+    return ActorTerms(
+        loss=loss,
+        imagined_reward=reward.detach().mean(),
+        classifier_reward=bonus.detach().mean(),
+        value=next_value.detach().mean(),
+    )

@@ -1,0 +1,250 @@
+"""Networks of ALM (paper App. D, Table 4): one MLP builder, a Gaussian head, twin critics.
+
+All MLPs have two hidden layers with orthogonal weights and zero biases. Encoder and latent
+model output a diagonal Gaussian (mean squashed by ``30 tanh(m / 30)``, std softly bounded to
+[0.1, 10]); reward, classifier and critic heads use Linear -> LayerNorm -> Tanh -> Linear ->
+ELU -> Linear; the actor outputs a tanh mean and acts with clipped Gaussian noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MEAN_SCALE = 30.0
+STD_MIN = 0.1
+STD_MAX = 10.0
+ACTION_EPS = 1e-6
+
+
+def orthogonal_init(module: nn.Module) -> None:
+    """Orthogonal weights, zero biases for every ``nn.Linear`` in ``module``."""
+    if isinstance(module, nn.Linear):
+        nn.init.orthogonal_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def mlp(
+    in_dim: int, hidden_dim: int, out_dim: int, *, normalized_head: bool = False
+) -> nn.Sequential:
+    """Two hidden layers. ``normalized_head`` uses LayerNorm+Tanh after the first layer."""
+    first_act: list[nn.Module] = (
+        [nn.LayerNorm(hidden_dim), nn.Tanh()] if normalized_head else [nn.ELU()]
+    )
+    net = nn.Sequential(
+        nn.Linear(in_dim, hidden_dim),
+        *first_act,
+        nn.Linear(hidden_dim, hidden_dim),
+        nn.ELU(),
+        nn.Linear(hidden_dim, out_dim),
+    )
+    net.apply(orthogonal_init)
+    return net
+
+
+def gaussian_params(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., 2Z) raw output -> mean (..., Z) in (-30, 30), std (..., Z) softly in [0.1, 10]."""
+    mean, std = raw.chunk(2, dim=-1)
+    mean = MEAN_SCALE * torch.tanh(mean / MEAN_SCALE)
+    std = STD_MAX - F.softplus(STD_MAX - std)
+    std = STD_MIN + F.softplus(std - STD_MIN)
+    return mean, std
+
+
+class GaussianMLP(nn.Module):
+    """x (..., in_dim) -> (mean, std), each (..., out_dim)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = mlp(in_dim, hidden_dim, 2 * out_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return gaussian_params(self.net(x))
+
+
+class LatentModel(nn.Module):
+    """m(z' | z, a): z (..., Z), a (..., A) -> (mean, std) of z' (..., Z)."""
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.gaussian = GaussianMLP(latent_dim + action_dim, hidden_dim, latent_dim)
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.gaussian(torch.cat([z, a], dim=-1))
+
+
+class RewardHead(nn.Module):
+    """r(z, a): (..., Z), (..., A) -> (..., 1)."""
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.net = mlp(latent_dim + action_dim, hidden_dim, 1, normalized_head=True)
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, a], dim=-1))
+
+
+class Classifier(nn.Module):
+    """C(z, a, z'): two logits (..., 2); index 1 means "z' came from the encoder"."""
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.net = mlp(2 * latent_dim + action_dim, hidden_dim, 2, normalized_head=True)
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, a, z_next], dim=-1))
+
+
+class EnsembleLinear(nn.Module):
+    """``members`` independent linear layers: x (E, N, in) -> (E, N, out)."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(members, 1, out_dim))
+        for member in range(members):  # orthogonal (out, in) matrix per member, as nn.Linear
+            self.weight.data[member] = nn.init.orthogonal_(torch.empty(out_dim, in_dim)).T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with a separate affine transform per member: (E, N, H) -> (E, N, H)."""
+
+    def __init__(self, members: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(members, 1, dim))
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.dim,)) * self.weight + self.bias
+
+
+class TwinCritic(nn.Module):
+    """Q1, Q2 as one batched module: z (..., Z), a (..., A) -> (2, ..., 1)."""
+
+    members = 2
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = EnsembleLinear(self.members, latent_dim + action_dim, hidden_dim)
+        self.norm = EnsembleLayerNorm(self.members, hidden_dim)
+        self.fc2 = EnsembleLinear(self.members, hidden_dim, hidden_dim)
+        self.out = EnsembleLinear(self.members, hidden_dim, 1)
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([z, a], dim=-1)
+        lead = x.shape[:-1]
+        h = x.reshape(1, math.prod(lead), x.shape[-1]).expand(self.members, -1, -1)
+        h = torch.tanh(self.norm(self.fc1(h)))
+        h = F.elu(self.fc2(h))
+        return self.out(h).reshape(self.members, *lead, 1)
+
+
+class Actor(nn.Module):
+    """pi(a | z): z (..., Z) -> tanh mean (..., A); acts with fixed-std clipped Gaussian noise."""
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.net = mlp(latent_dim, hidden_dim, action_dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(z))
+
+
+def straight_through_clamp(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
+    """Clamp to [low + eps, high - eps] in the forward pass, identity gradient in the backward."""
+    clamped = x.clamp(low + ACTION_EPS, high - ACTION_EPS)
+    return x - x.detach() + clamped.detach()
+
+
+def sample_action(
+    mean: torch.Tensor, std: float | torch.Tensor, clip: float | None
+) -> torch.Tensor:
+    """Truncated-normal action: mean + clip(std * eps, +-clip), straight-through clamped."""
+    noise = torch.randn_like(mean) * std
+    if clip is not None:
+        noise = noise.clamp(-clip, clip)
+    return straight_through_clamp(mean + noise)
+
+
+class WorldModel(nn.Module):
+    """Every network of ALM and the two targets, with small named methods.
+
+    Shapes: obs (..., D), z (..., Z), a (..., A). Gaussians are (mean, std) pairs.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        *,
+        latent_dim: int,
+        hidden_dim: int,
+        model_hidden_dim: int,
+    ) -> None:
+        super().__init__()
+        self.encoder = GaussianMLP(obs_dim, hidden_dim, latent_dim)
+        self.encoder_target = GaussianMLP(obs_dim, hidden_dim, latent_dim)
+        self.model = LatentModel(latent_dim, action_dim, model_hidden_dim)
+        self.reward_head = RewardHead(latent_dim, action_dim, hidden_dim)
+        self.classifier = Classifier(latent_dim, action_dim, hidden_dim)
+        self.critic = TwinCritic(latent_dim, action_dim, hidden_dim)
+        self.critic_target = TwinCritic(latent_dim, action_dim, hidden_dim)
+        self.actor = Actor(latent_dim, action_dim, hidden_dim)
+        self.encoder_target.load_state_dict(self.encoder.state_dict())
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        for target in (self.encoder_target, self.critic_target):
+            target.requires_grad_(False)
+
+    def encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(obs)
+
+    def encode_target(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder_target(obs)
+
+    def next(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(z, a)
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.reward_head(z, a)
+
+    def logits(self, z: torch.Tensor, a: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
+        return self.classifier(z, a, z_next)
+
+    def q(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.critic(z, a)
+
+    def q_target(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.critic_target(z, a)
+
+    def pi(self, z: torch.Tensor) -> torch.Tensor:
+        return self.actor(z)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The four groups with their own optimiser (targets excluded)."""
+        return {
+            "world": [*self.encoder.parameters(), *self.model.parameters()],
+            "reward": [*self.reward_head.parameters(), *self.classifier.parameters()],
+            "critic": list(self.critic.parameters()),
+            "actor": list(self.actor.parameters()),
+        }
+
+    @torch.no_grad()
+    def update_targets(self, tau: float) -> None:
+        """Polyak: target <- target + tau * (online - target), for encoder and critic."""
+        for online, target in (
+            (self.encoder, self.encoder_target),
+            (self.critic, self.critic_target),
+        ):
+            torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+def rsample(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Reparameterised sample of a diagonal Gaussian (gradients reach mean and std)."""
+    return mean + std * torch.randn_like(mean)

@@ -1,0 +1,286 @@
+"""Replay storage on the training device, with vectorised length-K sequence sampling.
+
+Layout: one ring of ``capacity`` observation *slots*. Every observation is stored once.
+Slot ``i`` holds ``obs[i]`` and, when ``has_next[i]`` is true, the transition taken from it
+(``action[i]``, ``reward[i]``, ``terminated[i]``) whose next observation is slot ``i + 1``
+(mod capacity). The last observation of an episode (terminal or truncated) occupies a
+slot of its own with ``has_next`` false, so next observations never cross an episode.
+
+A length-K sequence may start at slot ``i`` when slots ``i .. i+K-1`` all hold transitions;
+those starts, and the single-transition starts, are kept in two index sets updated in O(1)
+per environment step, so sampling is ``randint`` + gather with no Python loop over the batch
+and no host sync (the count lives on the device too).
+
+``terminated`` is the MDP terminal flag; truncations (time limits) only end the episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SequenceBatch:
+    """Length-K real sequences. obs: (K+1, B, D); action: (K, B, A); reward, terminated: (K, B)."""
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TransitionBatch:
+    """Single transitions. obs, next_obs: (B, D); action: (B, A); reward, terminated: (B,)."""
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor
+
+
+class IndexSet:
+    """A set of slot ids with O(1) add/remove and uniform sampling on the device."""
+
+    def __init__(self, capacity: int, device: torch.device) -> None:
+        self._members = np.zeros(capacity, dtype=np.int64)
+        self._position = np.full(capacity, -1, dtype=np.int64)
+        self._count = 0
+        self.members_device = torch.zeros(capacity, dtype=torch.long, device=device)
+        self.count_device = torch.zeros((), dtype=torch.float32, device=device)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, slot: int) -> bool:
+        return self._position[slot] >= 0
+
+    def add(self, slot: int) -> None:
+        if self._position[slot] >= 0:
+            return
+        self._members[self._count] = slot
+        self._position[slot] = self._count
+        self.members_device[self._count] = slot
+        self._count += 1
+        self.count_device.fill_(self._count)
+
+    def remove(self, slot: int) -> None:
+        where = self._position[slot]
+        if where < 0:
+            return
+        last = self._members[self._count - 1]
+        self._members[where] = last
+        self._position[last] = where
+        self.members_device[where] = int(last)
+        self._position[slot] = -1
+        self._count -= 1
+        self.count_device.fill_(self._count)
+
+    def reset_to(self, slots: np.ndarray) -> None:
+        """Replace the contents with ``slots`` (in that order)."""
+        self._position[:] = -1
+        self._count = len(slots)
+        self._members[: self._count] = slots
+        self._position[slots] = np.arange(self._count)
+        self.members_device[: self._count] = torch.as_tensor(
+            slots, device=self.members_device.device
+        )
+        self.count_device.fill_(self._count)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B,) slot ids drawn uniformly with replacement, on the device, without a host sync."""
+        u = torch.rand(batch_size, device=self.members_device.device, generator=generator)
+        picks = (u * self.count_device).long().clamp_(max=self.members_device.shape[0] - 1)
+        return self.members_device[picks]
+
+    def state_dict(self) -> dict:
+        return {"members": torch.from_numpy(self._members[: self._count].copy())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reset_to(state["members"].numpy())
+
+
+class ReplayBuffer:
+    """Device-resident ring of observation slots; see the module docstring for the layout."""
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        action_dim: int,
+        seq_len: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if capacity < seq_len + 2:
+            raise ValueError(f"replay capacity {capacity} is smaller than seq_len + 2")
+        self.capacity = capacity
+        self.seq_len = seq_len
+        self.device = torch.device(device)
+        self.obs = torch.zeros(capacity, obs_dim, dtype=torch.float32, device=self.device)
+        self.action = torch.zeros(capacity, action_dim, dtype=torch.float32, device=self.device)
+        self.reward = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        self.terminated = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        self.has_next = np.zeros(capacity, dtype=bool)
+        self.head = 0  # the next slot to write
+        self.size = 0  # slots holding an observation
+        self.sequence_starts = IndexSet(capacity, self.device)
+        self.transition_starts = IndexSet(capacity, self.device)
+        self._offsets = torch.arange(seq_len + 1, device=self.device)
+
+    # ------------------------------------------------------------------ writing
+    @property
+    def num_transitions(self) -> int:
+        return len(self.transition_starts)
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.sequence_starts)
+
+    def start_episode(self, obs: np.ndarray) -> None:
+        """Write the first observation of an episode into a fresh slot."""
+        self._write_obs(obs)
+
+    def add(
+        self, action: np.ndarray, reward: float, terminated: bool, next_obs: np.ndarray
+    ) -> None:
+        """Record the transition from the newest observation and write ``next_obs`` after it."""
+        if self.size == 0:
+            raise RuntimeError("start_episode must be called before add")
+        slot = (self.head - 1) % self.capacity
+        self.action[slot] = torch.as_tensor(action, dtype=torch.float32)
+        self.reward[slot] = float(reward)
+        self.terminated[slot] = float(terminated)
+        self._write_obs(next_obs)  # frees the successor slot first, then marks the transition
+        self.has_next[slot] = True
+        self.transition_starts.add(slot)
+        first = (slot - self.seq_len + 1) % self.capacity
+        if self._run_has_next(first, self.seq_len):
+            self.sequence_starts.add(first)
+
+    def _write_obs(self, obs: np.ndarray) -> None:
+        slot = self.head
+        if self.has_next[slot]:  # overwriting the oldest transition
+            self.has_next[slot] = False
+            self.transition_starts.remove(slot)
+            self.sequence_starts.remove(slot)
+        self.obs[slot] = torch.as_tensor(obs, dtype=torch.float32)
+        self.head = (slot + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def _run_has_next(self, first: int, length: int) -> bool:
+        idx = (first + np.arange(length)) % self.capacity
+        return bool(self.has_next[idx].all())
+
+    # ------------------------------------------------------------ bulk loading
+    def load_episodes(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminations: np.ndarray,
+        episode_lengths: np.ndarray,
+    ) -> None:
+        """Fill an empty buffer with whole episodes (Minari layout, episodes concatenated).
+
+        observations: (sum(T_i + 1), D); actions: (sum T_i, A); rewards, terminations:
+        (sum T_i,); episode_lengths: (E,) with T_i >= 1.
+        """
+        lengths = np.asarray(episode_lengths, dtype=np.int64)
+        n_obs = int(lengths.sum() + len(lengths))
+        if n_obs != len(observations) or n_obs > self.capacity:
+            raise ValueError(
+                f"{len(observations)} observations for {len(lengths)} episodes of "
+                f"{int(lengths.sum())} steps, capacity {self.capacity}"
+            )
+        if self.size:
+            raise RuntimeError("load_episodes needs an empty buffer")
+        has_next = np.ones(n_obs, dtype=bool)
+        has_next[np.cumsum(lengths + 1) - 1] = False
+        slots = np.flatnonzero(has_next)
+        self.obs[:n_obs] = torch.as_tensor(observations, dtype=torch.float32)
+        self.action[slots] = torch.as_tensor(actions, dtype=torch.float32).to(self.device)
+        self.reward[slots] = torch.as_tensor(rewards, dtype=torch.float32).to(self.device)
+        self.terminated[slots] = torch.as_tensor(terminations, dtype=torch.float32).to(self.device)
+        self.has_next[:n_obs] = has_next
+        self.head = n_obs % self.capacity
+        self.size = n_obs
+        self._rebuild_index_sets()
+
+    def _rebuild_index_sets(self) -> None:
+        """Recompute both index sets from ``has_next`` (vectorised)."""
+        valid = self.has_next.copy()
+        for shift in range(1, self.seq_len):
+            valid &= np.roll(self.has_next, -shift)
+        self.transition_starts.reset_to(np.flatnonzero(self.has_next))
+        self.sequence_starts.reset_to(np.flatnonzero(valid))
+
+    # ---------------------------------------------------------------- sampling
+    def sample_sequences(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> SequenceBatch:
+        """``batch_size`` length-K sequences that never cross an episode end."""
+        start = self.sequence_starts.sample(batch_size, generator)
+        idx = (start.unsqueeze(0) + self._offsets.unsqueeze(1)) % self.capacity  # (K+1, B)
+        steps = idx[:-1]
+        return SequenceBatch(
+            obs=self.obs[idx],
+            action=self.action[steps],
+            reward=self.reward[steps],
+            terminated=self.terminated[steps],
+        )
+
+    def sample_transitions(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> TransitionBatch:
+        """``batch_size`` single transitions (s, a, r, s', terminated)."""
+        idx = self.transition_starts.sample(batch_size, generator)
+        nxt = (idx + 1) % self.capacity
+        return TransitionBatch(
+            obs=self.obs[idx],
+            action=self.action[idx],
+            reward=self.reward[idx],
+            next_obs=self.obs[nxt],
+            terminated=self.terminated[idx],
+        )
+
+    def can_sample(self) -> bool:
+        return len(self.sequence_starts) > 0 and len(self.transition_starts) > 0
+
+    # ------------------------------------------------------------- persistence
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly (filled slots only)."""
+        n = self.size
+        return {
+            "capacity": self.capacity,
+            "seq_len": self.seq_len,
+            "obs": self.obs[:n].cpu(),
+            "action": self.action[:n].cpu(),
+            "reward": self.reward[:n].cpu(),
+            "terminated": self.terminated[:n].cpu(),
+            "has_next": torch.from_numpy(self.has_next[:n].copy()),
+            "head": self.head,
+            "size": self.size,
+            "sequence_starts": self.sequence_starts.state_dict(),
+            "transition_starts": self.transition_starts.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity or state["seq_len"] != self.seq_len:
+            raise ValueError(
+                f"replay checkpoint has capacity {state['capacity']} / seq_len "
+                f"{state['seq_len']}, config has {self.capacity} / {self.seq_len}"
+            )
+        n = state["size"]
+        self.obs[:n] = state["obs"].to(self.device)
+        self.action[:n] = state["action"].to(self.device)
+        self.reward[:n] = state["reward"].to(self.device)
+        self.terminated[:n] = state["terminated"].to(self.device)
+        self.has_next[:] = False
+        self.has_next[:n] = state["has_next"].numpy()
+        self.head, self.size = state["head"], n
+        self.sequence_starts.load_state_dict(state["sequence_starts"])
+        self.transition_starts.load_state_dict(state["transition_starts"])

@@ -1,0 +1,61 @@
+"""Run directories: where a run writes, and refusing to clobber another run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, to_yaml
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.jsonl", "summary.json", "checkpoints")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked."""
+
+
+def default_run_dir(cfg: RunConfig, prefix: str = "") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{prefix}{cfg.env}-s{cfg.seed}-{stamp}"
+
+
+def holds_run(path: Path) -> bool:
+    return path.is_dir() and any((path / name).exists() for name in RUN_FILES)
+
+
+def prepare_new(path: Path, cfg: RunConfig, overwrite: bool) -> Path:
+    """Create ``path`` for a new run; refuse one that holds a run unless ``overwrite``."""
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"run dir '{path}' exists and is not a directory")
+    if holds_run(path):
+        if not overwrite:
+            raise RunDirError(
+                f"run dir '{path}' already holds a run; use --resume to continue it "
+                "or --overwrite to replace it"
+            )
+        for name in RUN_FILES:
+            target = path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    try:
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot create run dir '{path}': {exc.strerror}") from None
+    write_text_atomic(path / "config.yaml", to_yaml(cfg))
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    write_text_atomic(path / "summary.json", json.dumps(summary, indent=2) + "\n")

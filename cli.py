@@ -1,0 +1,415 @@
+"""The ``alm`` command line: parses arguments, loads config, calls one library function each."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from alm_offline.checkpoint import CheckpointError
+from alm_offline.config import ConfigError, RunConfig, load_config
+from alm_offline.datasets.episodes import DatasetError, DatasetWarning
+from alm_offline.envs import EnvError, describe_env
+from alm_offline.rundir import RunDirError, default_run_dir, prepare_new
+from alm_offline.train import (
+    NonFiniteError,
+    load_offline_dataset,
+    resolve_offline_config,
+    train_offline,
+    train_online,
+)
+
+
+class UserError(click.ClickException):
+    """A one-line error for bad input; exits with status 2 and no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def alm() -> None:
+    """Aligned Latent Models: online and offline model-based RL with one objective."""
+
+
+def _load_config(config: str | None, overrides: tuple[str, ...]) -> RunConfig:
+    try:
+        return load_config(config, overrides)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _run_training(
+    train, cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, **kwargs
+) -> dict:
+    """Call a training loop, turning expected failures into one-line errors."""
+    try:
+        return train(cfg, run_dir, resume=resume, quiet=quiet, **kwargs)
+    except (EnvError, CheckpointError, RunDirError, ConfigError, DatasetError) as exc:
+        raise UserError(str(exc)) from None
+    except NonFiniteError as exc:
+        raise click.ClickException(f"{exc} (run dir {run_dir})") from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; continue with: alm train-... --resume {run_dir}", err=True)
+        sys.exit(130)
+
+
+def _start_run(
+    config: str | None, overrides: tuple[str, ...], resume: str | None, overwrite: bool, prefix: str
+) -> tuple[RunConfig, Path]:
+    """The config and run dir of a new or resumed run (a resumed run keeps its config)."""
+    if resume is not None:
+        run_dir = Path(resume)
+        stored = run_dir / "config.yaml"
+        if not stored.is_file():
+            raise UserError(f"'{run_dir}' is not a run directory (no config.yaml)")
+        steps = [o for o in overrides if o.split("=", 1)[0] == "steps"]
+        if len(steps) != len(overrides):
+            raise UserError("only steps=N may be given with --resume (the run keeps its config)")
+        if config is not None:
+            raise UserError("--config cannot be combined with --resume")
+        return _load_config(str(stored), tuple(steps)), run_dir
+    cfg = _load_config(config, overrides)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, prefix)
+    try:
+        describe_env(cfg.env)  # fail before anything is written
+        prepare_new(run_dir, cfg, overwrite)
+    except (EnvError, RunDirError) as exc:
+        raise UserError(str(exc)) from None
+    return cfg, run_dir
+
+
+def _print_summary(summary: dict) -> None:
+    mean, std = summary.get("eval_return_mean"), summary.get("eval_return_std")
+    result = "no evaluation" if mean is None else f"eval return {mean:.1f} +- {std:.1f}"
+    if summary.get("normalized_score_mean") is not None:
+        result += f" (normalised score {summary['normalized_score_mean']:.1f})"
+    click.echo(
+        f"{summary['env']}: {result} after {summary['updates']} updates "
+        f"({summary.get('env_steps', 0)} env steps) in {summary['wall_seconds']:.0f} s"
+    )
+    click.echo(f"run dir: {summary['run_dir']}")
+
+
+TRAIN_OPTIONS = [
+    click.option("--config", "config", default=None, help="YAML file, or online|quick|offline."),
+    click.option(
+        "--resume", default=None, metavar="RUN_DIR", help="Continue a run from its last checkpoint."
+    ),
+    click.option("--overwrite", is_flag=True, help="Replace a run already in run_dir."),
+    click.option("--quiet", is_flag=True, help="No progress display."),
+    click.argument("overrides", nargs=-1),
+]
+
+
+def train_options(func):
+    for option in reversed(TRAIN_OPTIONS):
+        func = option(func)
+    return func
+
+
+@alm.command("train-online")
+@train_options
+def train_online_command(
+    config: str | None, resume: str | None, overwrite: bool, quiet: bool, overrides: tuple[str, ...]
+) -> None:
+    """Train ALM online on a gymnasium env. OVERRIDES are KEY=VALUE (e.g. env=Hopper-v5)."""
+    cfg, run_dir = _start_run(config, overrides, resume, overwrite, prefix="")
+    summary = _run_training(train_online, cfg, run_dir, resume is not None, quiet)
+    _print_summary(summary)
+
+
+@alm.command("train-offline")
+@click.option(
+    "--dataset",
+    "dataset_spec",
+    default=None,
+    metavar="DATASET",
+    help="Minari id, Minari dataset folder or D4RL-layout .hdf5 (default: the bundled one).",
+)
+@click.option(
+    "--ref-min", type=float, default=None, help="Random-policy return (normalised scores)."
+)
+@click.option(
+    "--ref-max", type=float, default=None, help="Expert-policy return (normalised scores)."
+)
+@click.option("--clip-actions", is_flag=True, help="Clip dataset actions into [-1, 1].")
+@train_options
+def train_offline_command(
+    dataset_spec: str | None,
+    ref_min: float | None,
+    ref_max: float | None,
+    clip_actions: bool,
+    config: str | None,
+    resume: str | None,
+    overwrite: bool,
+    quiet: bool,
+    overrides: tuple[str, ...],
+) -> None:
+    """Train ALM offline (paper App. A.7) on a fixed dataset; steps counts updates."""
+    if resume is not None:
+        if dataset_spec or ref_min is not None or ref_max is not None or clip_actions:
+            raise UserError("--dataset/--ref-*/--clip-actions cannot change on --resume")
+        cfg, run_dir = _start_run(config, overrides, resume, overwrite, prefix="offline-")
+        summary = _run_training(train_offline, cfg, run_dir, True, quiet)
+    else:
+        extra = [f"dataset={dataset_spec}"] if dataset_spec else []
+        extra += [f"eval.ref_min={ref_min}"] if ref_min is not None else []
+        extra += [f"eval.ref_max={ref_max}"] if ref_max is not None else []
+        extra += ["clip_actions=true"] if clip_actions else []
+        cfg = _load_config(config or "offline", (*overrides, *extra))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DatasetWarning)
+                data = load_offline_dataset(cfg)
+        except (DatasetError, EnvError) as exc:
+            raise UserError(str(exc)) from None
+        cfg = resolve_offline_config(cfg, data)
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, "offline-")
+        try:
+            prepare_new(run_dir, cfg, overwrite)
+        except RunDirError as exc:
+            raise UserError(str(exc)) from None
+        summary = _run_training(train_offline, cfg, run_dir, False, quiet, dataset=data)
+    _print_summary(summary)
+
+
+# ---------------------------------------------------------------- dataset commands
+DATASET_FORMATS = click.Choice(["minari", "hdf5"])
+
+
+@alm.group()
+def dataset() -> None:
+    """Offline datasets: convert, collect, info, list."""
+
+
+def _dataset_call(func, *args, **kwargs):
+    """Call a dataset library function: bad input becomes a one-line ``UserError`` and
+    dataset warnings print as ``warning: ...`` lines."""
+    import warnings
+
+    from alm_offline.datasets import DatasetError, DatasetWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DatasetWarning)
+        try:
+            return func(*args, **kwargs)
+        except (DatasetError, EnvError) as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, DatasetWarning):
+                    click.echo(f"warning: {warning.message}", err=True)
+                else:
+                    warnings.showwarning(
+                        warning.message, warning.category, warning.filename, warning.lineno
+                    )
+
+
+@dataset.command("convert")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--env", "env_id", default=None, help="Env id of the data (checks its dims).")
+@click.option(
+    "--format",
+    "fmt",
+    type=DATASET_FORMATS,
+    default=None,
+    help="Output format [default: hdf5 for a .hdf5/.h5 DST, else minari].",
+)
+@click.option("--ref-min", type=float, default=None, help="Reference min score (random policy).")
+@click.option("--ref-max", type=float, default=None, help="Reference max score (expert policy).")
+@click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
+@click.option("--clip-actions", is_flag=True, help="Clip actions outside [-1, 1], don't fail.")
+@click.option("--download", is_flag=True, help="Download a Minari id missing from the local store.")
+def dataset_convert(
+    src: str,
+    dst: str,
+    env_id: str | None,
+    fmt: str | None,
+    ref_min: float | None,
+    ref_max: float | None,
+    overwrite: bool,
+    clip_actions: bool,
+    download: bool,
+) -> None:
+    """Convert SRC (HDF5 file, Minari folder or Minari id) to DST (HDF5 file or Minari folder)."""
+    from alm_offline.datasets import convert
+
+    data = _dataset_call(
+        convert,
+        src,
+        dst,
+        fmt,
+        env_id,
+        ref_min,
+        ref_max,
+        overwrite,
+        clip_actions=clip_actions,
+        download=download,
+    )
+    click.echo(f"wrote {dst}: {data.num_episodes} episodes, {data.num_steps} steps")
+
+
+@dataset.command("collect")
+@click.option("--env", "env_id", required=True, help="Gymnasium env id, e.g. HalfCheetah-v5.")
+@click.option(
+    "--policy",
+    default="random",
+    show_default=True,
+    help="'random' (uniform actions) or the path of an ALM checkpoint.",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Transitions to collect.")
+@click.option("--episodes", type=click.IntRange(min=1), default=None, help="Episodes to collect.")
+@click.option("--out", "out", required=True, help="Destination: .hdf5/.h5 file or Minari folder.")
+@click.option(
+    "--format",
+    "fmt",
+    type=DATASET_FORMATS,
+    default=None,
+    help="Output format [default: from --out's suffix].",
+)
+@click.option(
+    "--noise",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Std of Gaussian noise added to actions.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def dataset_collect(
+    env_id: str,
+    policy: str,
+    steps: int | None,
+    episodes: int | None,
+    out: str,
+    fmt: str | None,
+    noise: float,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """Run a policy in ENV and save the transitions as a dataset."""
+    from alm_offline.datasets import check_writable, collect, random_policy, save_dataset
+    from alm_offline.envs import describe_env
+
+    if (steps is None) == (episodes is None):
+        raise UserError("give exactly one of --steps and --episodes")
+    fmt = _dataset_call(check_writable, out, fmt, overwrite)
+    if policy == "random":
+        act = random_policy(_dataset_call(describe_env, env_id).action_dim, seed)
+    elif Path(policy).exists():
+        import alm_offline.checkpoint as checkpoint
+
+        try:
+            act = checkpoint.load_policy(policy, device="cpu", deterministic=True)
+        except checkpoint.CheckpointError as exc:
+            raise UserError(str(exc)) from None
+    else:
+        raise UserError(f"--policy must be 'random' or a checkpoint path; {policy} does not exist")
+    data = _dataset_call(
+        collect,
+        env_id,
+        act,
+        steps=steps,
+        episodes=episodes,
+        seed=seed,
+        noise=noise,
+        algorithm="random" if policy == "random" else f"alm ({policy})",
+    )
+    written = _dataset_call(save_dataset, data, out, fmt, overwrite)
+    click.echo(
+        f"collected {data.num_episodes} episodes, {data.num_steps} steps, "
+        f"mean return {data.metadata['mean_return']:.2f}; wrote {written}"
+    )
+
+
+@dataset.command("info")
+@click.argument("spec", metavar="DATASET")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@click.option("--env", "env_id", default=None, help="Env id to check the data's dims against.")
+@click.option("--clip-actions", is_flag=True, help="Clip actions outside [-1, 1], don't fail.")
+@click.option("--download", is_flag=True, help="Download a Minari id missing from the local store.")
+def dataset_info(
+    spec: str, as_json: bool, env_id: str | None, clip_actions: bool, download: bool
+) -> None:
+    """Describe DATASET (HDF5 file, Minari folder or Minari id): sizes, returns, flags, scores."""
+    import json
+
+    from alm_offline.datasets import load_dataset
+
+    data = _dataset_call(load_dataset, spec, download, env_id=env_id, clip_actions=clip_actions)
+    summary = data.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    returns, lengths = summary["returns"], summary["episode_length"]
+    obs, act = summary["observations"], summary["actions"]
+    rows = [
+        ("dataset", spec),
+        ("env", summary["env_id"] or "unknown"),
+        ("episodes", summary["episodes"]),
+        ("steps", summary["steps"]),
+        ("observations", f"{tuple(obs['shape'])} {obs['dtype']}"),
+        ("actions", f"{tuple(act['shape'])} {act['dtype']}"),
+        (
+            "episode length",
+            f"mean {lengths['mean']:.1f}, min {lengths['min']}, max {lengths['max']}",
+        ),
+        ("returns", ", ".join(f"{k} {v:.2f}" for k, v in returns.items())),
+        ("terminations", summary["terminations"]),
+        ("truncations", summary["truncations"]),
+    ]
+    if summary["ref_min_score"] is not None:
+        rows.append(
+            (
+                "reference scores",
+                f"min {summary['ref_min_score']}, max {summary['ref_max_score']} "
+                f"(normalised mean return {summary['normalized_return_mean']:.2f})",
+            )
+        )
+    rows += [(key, value) for key, value in summary["metadata"].items()]
+    for key, value in rows:
+        click.echo(f"{key + ':':<18}{value}")
+
+
+@dataset.command("list")
+@click.argument("folder", required=False)
+def dataset_list(folder: str | None) -> None:
+    """List the local Minari store's datasets, and the HDF5 files in FOLDER if given."""
+    from alm_offline.datasets import list_datasets
+
+    listing = _dataset_call(list_datasets, folder)
+    click.echo(f"Minari store {listing['store']}: {len(listing['minari'])} datasets")
+    for row in listing["minari"]:
+        click.echo(
+            f"  {row['id']}  {row['episodes']} episodes, {row['steps']} steps, "
+            f"env {row['env_id'] or 'unknown'}"
+        )
+    if folder is not None:
+        click.echo(f"HDF5 files in {folder}: {len(listing['hdf5'])}")
+    for row in listing["hdf5"]:
+        if "error" in row:
+            click.echo(f"  {row['path']}  unreadable: {row['error']}")
+        else:
+            click.echo(
+                f"  {row['path']}  {row['episodes']} episodes, {row['transitions']} transitions, "
+                f"obs {row['obs_dim']}, action {row['action_dim']}, "
+                f"env {row['env_id'] or 'unknown'}"
+            )
+
+
+# ------------------------------------------------------------ end dataset commands
+
+
+def main() -> None:
+    """Console-script entry point."""
+    alm(prog_name="alm")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

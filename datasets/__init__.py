@@ -1,0 +1,46 @@
+"""Offline datasets for ALM: one in-memory episode layout, D4RL HDF5 and Minari on disk.
+
+See ``datasets/README.md`` for the formats and the rules used to read them.
+"""
+
+from .collect import collect, random_policy
+from .convert import (
+    FORMATS,
+    check_writable,
+    convert,
+    infer_format,
+    list_datasets,
+    load_dataset,
+    save_dataset,
+)
+from .episodes import (
+    D4RL_REF_SCORES,
+    DatasetError,
+    DatasetWarning,
+    EpisodeDataset,
+    d4rl_ref_scores,
+)
+from .hdf5 import read_hdf5, write_hdf5
+from .minari_io import read_minari_folder, read_minari_id, write_minari
+
+__all__ = [
+    "D4RL_REF_SCORES",
+    "FORMATS",
+    "DatasetError",
+    "DatasetWarning",
+    "EpisodeDataset",
+    "check_writable",
+    "collect",
+    "convert",
+    "d4rl_ref_scores",
+    "infer_format",
+    "list_datasets",
+    "load_dataset",
+    "random_policy",
+    "read_hdf5",
+    "read_minari_folder",
+    "read_minari_id",
+    "save_dataset",
+    "write_hdf5",
+    "write_minari",
+]

@@ -1,0 +1,173 @@
+"""One entry point per job: load a dataset from whatever names it, save it, convert, list.
+
+A dataset spec is an existing ``.hdf5``/``.h5`` (or other HDF5) file, an existing Minari
+dataset folder, or the id of a Minari dataset in the local store. Reference scores come from
+explicit arguments, else from the source, else from D4RL's table when the env id (or the
+source's file or folder name) names a D4RL MuJoCo family.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+
+from alm_offline.envs import EnvSpec, describe_env
+
+from .atomic import check_destination
+from .episodes import DatasetError, DatasetWarning, EpisodeDataset, d4rl_ref_scores
+from .hdf5 import HDF5_SUFFIXES, hdf5_overview, read_hdf5, write_hdf5
+from .minari_io import (
+    is_minari_id,
+    list_minari_store,
+    minari_id_for,
+    minari_store,
+    read_minari_folder,
+    read_minari_id,
+    write_minari,
+)
+
+FORMATS = ("minari", "hdf5")
+
+
+def infer_format(dst: str | Path) -> str:
+    """``hdf5`` for a ``.hdf5``/``.h5`` destination, else ``minari``."""
+    return "hdf5" if Path(dst).suffix.lower() in HDF5_SUFFIXES else "minari"
+
+
+def load_dataset(
+    spec: str | Path,
+    download: bool = False,
+    *,
+    env_id: str | None = None,
+    ref_min: float | None = None,
+    ref_max: float | None = None,
+    clip_actions: bool = False,
+) -> EpisodeDataset:
+    """Read ``spec`` (see the module docstring), settle env id and reference scores, validate.
+
+    ``env_id`` overrides the source's env; the data's dims are checked against it (or the
+    source's env when gymnasium knows it). Raises ``DatasetError`` or ``EnvError``.
+    """
+    _check_ref_scores(ref_min, ref_max)
+    env_spec = describe_env(env_id) if env_id is not None else None
+    dataset = _read(spec, download, env_spec)
+    if env_spec is not None:
+        if dataset.env_id not in (None, env_id):
+            warnings.warn(
+                f"using env {env_id} instead of the source's {dataset.env_id}",
+                DatasetWarning,
+                stacklevel=2,
+            )
+        dataset.env_id = env_id
+    elif dataset.env_id is not None:
+        if dataset.env_id in gym.registry:
+            env_spec = describe_env(dataset.env_id)
+        else:
+            warnings.warn(
+                f"the source's env {dataset.env_id!r} is not a registered gymnasium env; "
+                "its dims are not checked",
+                DatasetWarning,
+                stacklevel=2,
+            )
+    if ref_min is not None:
+        dataset.ref_min_score, dataset.ref_max_score = ref_min, ref_max
+    elif dataset.ref_min_score is None or dataset.ref_max_score is None:
+        names = (dataset.env_id or "", Path(str(dataset.metadata.get("source", ""))).name)
+        table = next(filter(None, map(d4rl_ref_scores, names)), None)
+        if table is not None:
+            dataset.ref_min_score, dataset.ref_max_score = table
+    dataset.validate(env_spec, clip_actions=clip_actions)
+    return dataset
+
+
+def save_dataset(
+    dataset: EpisodeDataset, dst: str | Path, fmt: str | None = None, overwrite: bool = False
+) -> str:
+    """Write ``dataset`` to ``dst`` as ``fmt`` (inferred when None); returns what was written."""
+    fmt = _check_format(fmt, dst)
+    if fmt == "hdf5":
+        return str(write_hdf5(dataset, dst, overwrite=overwrite))
+    dataset_id = write_minari(dataset, dst, overwrite=overwrite)
+    return f"{dst} (Minari id {dataset_id})"
+
+
+def check_writable(dst: str | Path, fmt: str | None = None, overwrite: bool = False) -> str:
+    """Fail early (``DatasetError``) when ``dst`` cannot be written as ``fmt``; returns the format.
+
+    The destination must not exist unless ``overwrite``, and a Minari folder must be named
+    like an id (``NAME-v0``).
+    """
+    fmt = _check_format(fmt, dst)
+    check_destination(Path(dst), overwrite)
+    if fmt == "minari":
+        minari_id_for(Path(dst))
+    return fmt
+
+
+def convert(
+    src: str | Path,
+    dst: str | Path,
+    fmt: str | None = None,
+    env_id: str | None = None,
+    ref_min: float | None = None,
+    ref_max: float | None = None,
+    overwrite: bool = False,
+    *,
+    clip_actions: bool = False,
+    download: bool = False,
+) -> EpisodeDataset:
+    """Load ``src``, write it to ``dst`` as ``fmt`` and return what was written.
+
+    The destination is checked before anything is read: it must not exist unless
+    ``overwrite`` (then it is replaced atomically) and must not be the source.
+    """
+    dst = Path(dst)
+    fmt = check_writable(dst, fmt, overwrite)
+    if dst.exists() and Path(src).exists() and dst.resolve() == Path(src).resolve():
+        raise DatasetError(f"the destination {dst} is the source")
+    dataset = load_dataset(
+        src, download, env_id=env_id, ref_min=ref_min, ref_max=ref_max, clip_actions=clip_actions
+    )
+    save_dataset(dataset, dst, fmt, overwrite=overwrite)
+    return dataset
+
+
+def list_datasets(folder: str | Path | None = None) -> dict:
+    """The local Minari store's datasets, and the HDF5 files directly in ``folder``."""
+    listing = {"store": str(minari_store()), "minari": list_minari_store(), "hdf5": []}
+    if folder is not None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DatasetError(f"no such folder: {folder}")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in HDF5_SUFFIXES)
+        listing["hdf5"] = [hdf5_overview(p) for p in files if p.is_file()]
+    return listing
+
+
+def _read(spec: str | Path, download: bool, env_spec: EnvSpec | None) -> EpisodeDataset:
+    path = Path(spec).expanduser()
+    if path.is_file() or path.suffix.lower() in HDF5_SUFFIXES:
+        return read_hdf5(path, env_spec.max_episode_steps if env_spec is not None else None)
+    if path.is_dir():
+        return read_minari_folder(path)
+    if is_minari_id(str(spec)):
+        return read_minari_id(str(spec), download=download)
+    raise DatasetError(
+        f"{spec} is neither a file, a folder nor a Minari dataset id (namespace/name-v0)"
+    )
+
+
+def _check_format(fmt: str | None, dst: str | Path) -> str:
+    fmt = fmt or infer_format(dst)
+    if fmt not in FORMATS:
+        raise DatasetError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _check_ref_scores(ref_min: float | None, ref_max: float | None) -> None:
+    if (ref_min is None) != (ref_max is None):
+        raise DatasetError("give both reference scores (--ref-min and --ref-max) or neither")
+    if ref_min is not None and not ref_max > ref_min:
+        raise DatasetError(f"the reference max {ref_max} must exceed the min {ref_min}")

@@ -1,0 +1,286 @@
+"""D4RL-layout HDF5 files: one row per transition, episodes back to back.
+
+Datasets read: ``observations`` (N, D), ``actions`` (N, A), ``rewards`` (N,), ``terminals``
+(N,), and when present ``timeouts`` (N,) and ``next_observations`` (N, D). Groups such as
+``infos/*`` are ignored; scalar datasets and attributes of ``metadata/`` (and the root's
+attributes) become the dataset's metadata, where ``env_id`` and ``ref_min_score`` /
+``ref_max_score`` are recognised.
+
+Episode ends, in this order of preference:
+
+1. With ``timeouts``: transition ``i`` ends an episode when ``terminals[i] | timeouts[i]``.
+   A timeout is a truncation (time limit), never a termination.
+2. Without ``timeouts`` (a ``DatasetWarning`` says so), with ``next_observations``:
+   ``terminals[i]``, or ``next_observations[i] != observations[i + 1]`` in any component
+   (exact comparison: a reset starts a new episode).
+3. Without either: ``terminals[i]``, or the episode has reached ``max_episode_steps``
+   transitions when the env's limit is given; otherwise terminals alone.
+
+The last transition of the file always ends an episode; when it carries neither flag the
+file stopped mid-episode and that episode is read as truncated. Ends that are not
+terminals are truncations.
+
+Final observations: with ``next_observations``, an episode's last observation is
+``next_observations`` of its last transition. Without it, the successor of an episode's
+last transition is unknown, so that transition is dropped (the episode, now ending on an
+ordinary state, is truncated there) and one-step episodes vanish; a ``DatasetWarning``
+gives the counts.
+
+The writer produces the same layout from an ``EpisodeDataset``, always with ``timeouts``
+and ``next_observations`` (an episode ending with neither flag gets a timeout), and
+``metadata/`` attributes env_id, ref_min_score, ref_max_score and the scalar metadata
+(algorithm, description, ...). Reading what it wrote gives back identical arrays.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .atomic import check_destination, publish, staging_area
+from .episodes import DatasetError, DatasetWarning, EpisodeDataset, typed_array
+
+REQUIRED = ("observations", "actions", "rewards", "terminals")
+OPTIONAL = ("timeouts", "next_observations")
+HDF5_SUFFIXES = (".hdf5", ".h5")
+
+
+def read_hdf5(path: str | Path, max_episode_steps: int | None = None) -> EpisodeDataset:
+    """Read a D4RL-layout file; ``max_episode_steps`` is used only by rule 3 above."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"no such file: {path}")
+    try:
+        if not h5py.is_hdf5(path):
+            raise DatasetError(f"{path} is not an HDF5 file")
+        with h5py.File(path, "r") as file:
+            arrays = _read_arrays(file, path)
+            metadata = _read_metadata(file)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from None
+    dataset = _to_episodes(arrays, path, max_episode_steps)
+    dataset.env_id = _pop_str(metadata, "env_id")
+    dataset.ref_min_score = _pop_float(metadata, "ref_min_score")
+    dataset.ref_max_score = _pop_float(metadata, "ref_max_score")
+    dataset.metadata = {**metadata, "source": str(path)}
+    return dataset
+
+
+def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = False) -> Path:
+    """Validate ``dataset`` and write it in the D4RL layout to ``path`` atomically."""
+    path = Path(path)
+    check_destination(path, overwrite)
+    dataset.validate()
+    lengths = dataset.episode_lengths
+    last_obs = np.cumsum(lengths + 1) - 1
+    not_last, not_first = np.ones((2, len(dataset.observations)), dtype=bool)
+    not_last[last_obs] = False
+    not_first[last_obs - lengths] = False
+    ends = np.cumsum(lengths) - 1
+    timeouts = dataset.truncations.copy()
+    timeouts[ends] |= ~dataset.terminations[ends]
+    arrays = {
+        "observations": dataset.observations[not_last],
+        "actions": dataset.actions,
+        "rewards": dataset.rewards,
+        "terminals": dataset.terminations,
+        "timeouts": timeouts,
+        "next_observations": dataset.observations[not_first],
+    }
+    attrs = {
+        "env_id": dataset.env_id,
+        "ref_min_score": dataset.ref_min_score,
+        "ref_max_score": dataset.ref_max_score,
+        **{k: v for k, v in dataset.metadata.items() if isinstance(v, (str, int, float, bool))},
+    }
+    with staging_area(path) as area:
+        staged = area / path.name
+        try:
+            with h5py.File(staged, "w") as file:
+                for name, array in arrays.items():
+                    file.create_dataset(name, data=array)
+                group = file.create_group("metadata")
+                group.attrs.update({k: v for k, v in attrs.items() if v is not None})
+        except OSError as exc:
+            raise DatasetError(f"cannot write {path}: {exc}") from None
+        publish(staged, path, overwrite)
+    return path
+
+
+def hdf5_overview(path: Path) -> dict:
+    """Quick facts about a D4RL-layout file (transitions, episodes, dims) for listings."""
+    try:
+        with h5py.File(path, "r") as file:
+            missing = [k for k in REQUIRED if not isinstance(file.get(k), h5py.Dataset)]
+            if missing:
+                return {"path": str(path), "error": f"lacks {', '.join(missing)}"}
+            ends = np.asarray(file["terminals"][()], dtype=bool).ravel()
+            if isinstance(file.get("timeouts"), h5py.Dataset):
+                ends = ends | np.asarray(file["timeouts"][()], dtype=bool).ravel()
+            env_id = _read_metadata(file).get("env_id")
+            return {
+                "path": str(path),
+                "transitions": len(ends),
+                "episodes": int(ends.sum() + (len(ends) > 0 and not ends[-1])),
+                "obs_dim": int(file["observations"].shape[-1]),
+                "action_dim": int(file["actions"].shape[-1]),
+                "env_id": None if env_id is None else str(env_id),
+            }
+    except (OSError, ValueError) as exc:
+        return {"path": str(path), "error": str(exc)}
+
+
+# ----------------------------------------------------------------- reading helpers
+def _read_arrays(file: h5py.File, path: Path) -> dict[str, np.ndarray]:
+    missing = [k for k in REQUIRED if not isinstance(file.get(k), h5py.Dataset)]
+    if missing:
+        raise DatasetError(
+            f"{path} lacks the D4RL arrays {', '.join(missing)} "
+            f"(it has: {', '.join(sorted(file)) or 'nothing'})"
+        )
+    names = REQUIRED + tuple(k for k in OPTIONAL if isinstance(file.get(k), h5py.Dataset))
+    arrays = {name: file[name][()] for name in names}
+    n = len(arrays["observations"]) if arrays["observations"].ndim else 0
+    if n == 0:
+        raise DatasetError(f"{path} holds no transitions")
+    for name, array in arrays.items():
+        if array.ndim == 0 or len(array) != n:
+            rows = "a scalar" if array.ndim == 0 else f"{len(array)} rows"
+            raise DatasetError(f"{path}: {name} has {rows}, observations has {n}")
+        wanted = 2 if name in ("observations", "actions", "next_observations") else 1
+        if array.ndim == 2 and wanted == 1 and array.shape[1] == 1:
+            arrays[name] = array = array[:, 0]
+        if array.ndim != wanted:
+            raise DatasetError(f"{path}: {name} has shape {array.shape}, expected {wanted}-D")
+    if "next_observations" in arrays and (
+        arrays["next_observations"].shape != arrays["observations"].shape
+    ):
+        raise DatasetError(f"{path}: next_observations and observations differ in shape")
+    return arrays
+
+
+def _episode_ends(
+    arrays: dict[str, np.ndarray],
+    terminals: np.ndarray,
+    path: Path,
+    max_episode_steps: int | None,
+) -> np.ndarray:
+    """(N,) bool: transition i ends an episode (rules 1-3 of the module docstring)."""
+    if "timeouts" in arrays:
+        ends = terminals | typed_array("timeouts", arrays["timeouts"], np.bool_)
+    elif "next_observations" in arrays:
+        ends = terminals.copy()
+        ends[:-1] |= np.any(arrays["next_observations"][:-1] != arrays["observations"][1:], axis=1)
+        rule = "discontinuities between next_observations[i] and observations[i+1]"
+        warnings.warn(
+            f"{path} has no timeouts; episode ends inferred from terminals and {rule}",
+            DatasetWarning,
+            stacklevel=3,
+        )
+    else:
+        ends = terminals.copy()
+        rule = "terminals only"
+        if max_episode_steps:
+            ends |= _steps_since_terminal(terminals) % max_episode_steps == 0
+            rule = f"terminals and the env's limit of {max_episode_steps} steps"
+        warnings.warn(
+            f"{path} has no timeouts; episode ends inferred from {rule}",
+            DatasetWarning,
+            stacklevel=3,
+        )
+    ends[-1] = True
+    return ends
+
+
+def _steps_since_terminal(terminals: np.ndarray) -> np.ndarray:
+    """(N,) 1-based count of transitions since the last terminal (inclusive of this one)."""
+    run_start = np.zeros(len(terminals), dtype=np.int64)
+    boundaries = np.flatnonzero(terminals[:-1]) + 1
+    run_start[boundaries] = boundaries
+    return np.arange(len(terminals)) - np.maximum.accumulate(run_start) + 1
+
+
+def _to_episodes(
+    arrays: dict[str, np.ndarray], path: Path, max_episode_steps: int | None
+) -> EpisodeDataset:
+    terminals = typed_array("terminals", arrays["terminals"], np.bool_)
+    ends = _episode_ends(arrays, terminals, path, max_episode_steps)
+    truncations = ends & ~terminals
+    if "timeouts" in arrays:
+        truncations |= typed_array("timeouts", arrays["timeouts"], np.bool_)
+    end_index = np.flatnonzero(ends)
+    lengths = np.diff(end_index, prepend=-1)
+    obs, actions, rewards = arrays["observations"], arrays["actions"], arrays["rewards"]
+    if "next_observations" in arrays:
+        last_obs = np.cumsum(lengths + 1) - 1
+        observations = np.empty((len(obs) + len(lengths), obs.shape[1]), dtype=obs.dtype)
+        inner = np.ones(len(observations), dtype=bool)
+        inner[last_obs] = False
+        observations[inner] = obs
+        observations[last_obs] = arrays["next_observations"][end_index]
+        return EpisodeDataset(observations, actions, rewards, terminals, truncations, lengths)
+    starts = np.concatenate([[True], ends[:-1]])
+    kept = lengths > 1
+    warnings.warn(
+        f"{path} has no next_observations: dropped the last transition of each of its "
+        f"{len(lengths)} episodes (successor unknown) and {int((~kept).sum())} one-step "
+        "episodes",
+        DatasetWarning,
+        stacklevel=2,
+    )
+    if not kept.any():
+        raise DatasetError(f"{path} has no episode longer than one step")
+    new_lengths = lengths[kept] - 1
+    truncated = np.zeros(int(new_lengths.sum()), dtype=bool)
+    truncated[np.cumsum(new_lengths) - 1] = True
+    return EpisodeDataset(
+        observations=obs[~(ends & starts)],
+        actions=actions[~ends],
+        rewards=rewards[~ends],
+        terminations=np.zeros_like(truncated),
+        truncations=truncated,
+        episode_lengths=new_lengths,
+    )
+
+
+def _read_metadata(file: h5py.File) -> dict:
+    """Scalar root attributes, then scalar ``metadata/`` datasets, then its attributes."""
+    sources: list = [file.attrs]
+    group = file.get("metadata")
+    if isinstance(group, h5py.Group):
+        scalars = {
+            k: v[()] for k, v in group.items() if isinstance(v, h5py.Dataset) and v.shape == ()
+        }
+        sources += [scalars, group.attrs]
+    metadata = {}
+    for source in sources:
+        for key, value in source.items():
+            plain = _scalar(value)
+            if plain is not None:
+                metadata[key] = plain
+    return metadata
+
+
+def _scalar(value: object) -> str | int | float | bool | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+        return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+    return value if isinstance(value, (str, int, float, bool)) else None
+
+
+def _pop_str(metadata: dict, key: str) -> str | None:
+    value = metadata.pop(key, None)
+    return None if value is None else str(value)
+
+
+def _pop_float(metadata: dict, key: str) -> float | None:
+    value = metadata.pop(key, None)
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        raise DatasetError(f"metadata {key} is not a number: {value!r}") from None

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny configs that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from alm_offline.replay import ReplayBuffer
+
+TINY_OVERRIDES = (
+    "env=InvertedPendulum-v5",
+    "device=cpu",
+    "threads=1",
+    "steps=300",
+    "checkpoint_every=100",
+    "log_every=50",
+    "eval.every=150",
+    "eval.episodes=2",
+    "agent.batch_size=16",
+    "agent.hidden_dim=32",
+    "agent.model_hidden_dim=32",
+    "agent.latent_dim=8",
+    "agent.warmup_steps=100",
+    "agent.buffer_size=1000",
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    yield
+
+
+def filled_replay(obs_dim: int, action_dim: int, seq_len: int = 3) -> ReplayBuffer:
+    """Four random 20-step episodes, the last step of each terminal."""
+    rng = np.random.default_rng(0)
+    replay = ReplayBuffer(200, obs_dim, action_dim, seq_len)
+    for _ in range(4):
+        replay.start_episode(rng.normal(size=obs_dim))
+        for t in range(20):
+            replay.add(
+                rng.uniform(-1, 1, action_dim), rng.normal(), t == 19, rng.normal(size=obs_dim)
+            )
+    return replay

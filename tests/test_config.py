@@ -1,0 +1,74 @@
+"""Typed config: defaults are the paper's Table 3; bad keys, types and values fail fast."""
+
+from __future__ import annotations
+
+import pytest
+
+from alm_offline.config import ConfigError, RunConfig, bundled_config_path, load_config, to_dict
+
+
+def test_defaults_are_table_3_and_online_yaml_matches():
+    cfg = load_config()
+    a = cfg.agent
+    assert (a.gamma, a.warmup_steps, a.tau, a.lambda_, a.buffer_size, a.batch_size) == (
+        0.99,
+        5000,
+        0.005,
+        0.95,
+        100_000,
+        512,
+    )
+    assert (a.lr, a.max_grad_norm, a.latent_dim, a.classifier_coef, a.stddev_clip) == (
+        1e-4,
+        100.0,
+        50,
+        0.1,
+        0.3,
+    )
+    assert (a.expl_std_start, a.expl_std_end, a.expl_std_steps, a.seq_len) == (1.0, 0.1, 100_000, 3)
+    assert (a.hidden_dim, a.model_hidden_dim) == (512, 1024)
+    assert cfg.env == "HalfCheetah-v5"
+    assert to_dict(load_config("online")) == to_dict(RunConfig())
+    assert bundled_config_path("quick").is_file()
+
+
+def test_yaml_then_dotlist_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("env: Hopper-v5\nagent:\n  batch_size: 64\n")
+    cfg = load_config(str(path), ["agent.batch_size=32", "eval.every=100", "run_dir=/x"])
+    assert (cfg.env, cfg.agent.batch_size, cfg.eval.every, cfg.run_dir) == (
+        "Hopper-v5",
+        32,
+        100,
+        "/x",
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["agent.nope=1"], "nope"),
+        (["nope=1"], "nope"),
+        (["agent.batch_size=many"], "batch_size"),
+        (["steps=0"], "steps must be positive"),
+        (["steps=-5"], "steps must be positive"),
+        (["agent.gamma=1.5"], "agent.gamma"),
+        (["agent.bc_coef=-1"], "agent.bc_coef must be >= 0"),
+        (["device=tpu"], "device"),
+        (["steps"], "KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_are_one_line_errors(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(str(bad))
