@@ -88,9 +88,14 @@ def _print_summary(summary: dict) -> None:
     result = "no evaluation" if mean is None else f"eval return {mean:.1f} +- {std:.1f}"
     if summary.get("normalized_score_mean") is not None:
         result += f" (normalised score {summary['normalized_score_mean']:.1f})"
+    where = (
+        f"on {summary['dataset']}"
+        if summary.get("mode") == "offline"
+        else f"({summary['env_steps']} env steps)"
+    )
     click.echo(
-        f"{summary['env']}: {result} after {summary['updates']} updates "
-        f"({summary.get('env_steps', 0)} env steps) in {summary['wall_seconds']:.0f} s"
+        f"{summary['env']}: {result} after {summary['updates']} updates {where} "
+        f"in {summary['wall_seconds']:.0f} s"
     )
     click.echo(f"run dir: {summary['run_dir']}")
 

@@ -106,7 +106,7 @@ def test_offline_learning_on_the_bundled_dataset(offline_run):
     assert summary["mode"] == "offline" and summary["updates"] == 3000
     assert summary["dataset_return_mean"] == pytest.approx(72.0)
     assert summary["eval_return_mean"] > 40.0  # 8x random
-    assert summary["eval_return_mean"] >= 0.6 * summary["dataset_return_mean"]
+    assert summary["eval_return_mean"] >= 0.8 * summary["dataset_return_mean"]
     assert summary["normalized_score_mean"] is None  # no reference scores for this env
 
 
