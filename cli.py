@@ -12,7 +12,7 @@ from alm_offline.checkpoint import CheckpointError
 from alm_offline.config import ConfigError, RunConfig, load_config
 from alm_offline.datasets.episodes import DatasetError, DatasetWarning
 from alm_offline.envs import EnvError, describe_env
-from alm_offline.rundir import RunDirError, default_run_dir, prepare_new
+from alm_offline.rundir import RunDirError, default_run_dir, prepare_new, write_text_atomic
 from alm_offline.train import (
     NonFiniteError,
     load_offline_dataset,
@@ -409,6 +409,55 @@ def dataset_list(folder: str | None) -> None:
 
 
 # ------------------------------------------------------------ end dataset commands
+
+
+@alm.command("bench")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the agent and the replay live.",
+)
+@click.option("--env", "env_id", default="HalfCheetah-v5", show_default=True, help="Env dims.")
+@click.option(
+    "--updates",
+    type=click.IntRange(min=5),
+    default=50,
+    show_default=True,
+    help="Timed updates (split into 5 windows).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--out", default=None, help="Also write the JSON result to this file.")
+@click.option("--config", "config", default=None, help="YAML file (default: paper defaults).")
+@click.argument("overrides", nargs=-1)
+def bench_command(
+    device: str,
+    env_id: str,
+    updates: int,
+    as_json: bool,
+    out: str | None,
+    config: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Updates/s, FLOPs/update, matmul throughput, env steps/s and memory of ALM here.
+
+    OVERRIDES are KEY=VALUE agent settings, e.g. agent.precision=bf16 threads=2.
+    """
+    import json
+
+    from alm_offline.bench import format_result, run_bench
+
+    cfg = _load_config(config, (f"env={env_id}", f"device={device}", *overrides))
+    try:
+        describe_env(cfg.env)
+        result = run_bench(cfg, updates=updates)
+    except (EnvError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    text = json.dumps(result.as_dict(), indent=2)
+    click.echo(text if as_json else format_result(result))
+    if out is not None:
+        write_text_atomic(Path(out), text + "\n")
 
 
 def main() -> None:

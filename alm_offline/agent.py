@@ -58,11 +58,16 @@ class AlmAgent:
             hidden_dim=cfg.hidden_dim,
             model_hidden_dim=cfg.model_hidden_dim,
         ).to(self.device)
+        if cfg.compile:
+            self.wm.compile_networks()
         self.groups = self.wm.parameter_groups()
+        # capturable: Adam's step counts stay on the device, so CUDA graphs can hold a step
+        capturable = self.device.type == "cuda"
         self.optimizers = {
-            name: torch.optim.Adam(params, lr=cfg.lr, foreach=True)
+            name: torch.optim.Adam(params, lr=cfg.lr, foreach=True, capturable=capturable)
             for name, params in self.groups.items()
         }
+        self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
 
     # ------------------------------------------------------------------- acting
     @torch.no_grad()
@@ -97,8 +102,25 @@ class AlmAgent:
         self.optimizers[name].step()
         return norm
 
-    def update(self, seq: SequenceBatch, batch: TransitionBatch, std: float) -> Metrics:
-        """One update of every group. seq: K-step sequences; batch: transitions (B each)."""
+    def update(
+        self, seq: SequenceBatch, batch: TransitionBatch, std: float | torch.Tensor
+    ) -> Metrics:
+        """One update of every group. seq: K-step sequences; batch: transitions (B each).
+
+        ``std`` may be a 0-d device tensor (CUDA graphs read it in place). With
+        ``precision=bf16`` the networks run under bf16 autocast; their outputs, the losses
+        and the optimiser state stay fp32.
+        """
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            return self._update(seq, batch, std)
+
+    def _update(
+        self, seq: SequenceBatch, batch: TransitionBatch, std: float | torch.Tensor
+    ) -> Metrics:
         cfg, wm = self.cfg, self.wm
 
         # 1. encoder + model on the bound (plus BC along the same latents when offline)

@@ -43,6 +43,9 @@ class AgentConfig:
     expl_std_steps: int = 100_000  # updates over which the std decays linearly
     stddev_clip: float = 0.3  # clip of the policy noise inside updates
     bc_coef: float = 0.0  # weight of the behaviour-cloning term (offline, App. A.7)
+    precision: str = "fp32"  # fp32, or bf16 (autocast of the networks; losses stay fp32)
+    cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
+    compile: bool = False  # torch.compile each network (fused elementwise kernels; slow start)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class RunConfig:
 
 
 BUNDLED_CONFIGS = ("online", "quick", "offline")
+PRECISIONS = ("fp32", "bf16")
 
 
 def bundled_config_path(name: str) -> Path:
@@ -187,6 +191,10 @@ def validate(cfg: RunConfig) -> None:
     }.items():
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {value}")
+    if a.precision not in PRECISIONS:
+        raise ConfigError(
+            f"agent.precision must be one of {', '.join(PRECISIONS)}, got '{a.precision}'"
+        )
     if a.buffer_size < a.seq_len + 2:
         raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
     e = cfg.eval

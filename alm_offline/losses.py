@@ -142,7 +142,8 @@ def reward_classifier_loss(
     """
     batch = z.shape[0]
     reward_mse = F.mse_loss(wm.reward(z, action).squeeze(-1), reward)
-    fake_rows = torch.randperm(batch, device=z.device)[: batch // 2]
+    # a uniformly random half of the rows (argsort of uniforms: randperm, CUDA-graph safe)
+    fake_rows = torch.rand(batch, device=z.device).argsort()[: batch // 2]
     is_fake = torch.zeros(batch, dtype=torch.bool, device=z.device).index_fill_(0, fake_rows, True)
     mixed_next = torch.where(is_fake.unsqueeze(-1), z_next_model, z_next)
     labels = (~is_fake).long()

@@ -4,6 +4,8 @@ All MLPs have two hidden layers with orthogonal weights and zero biases. Encoder
 model output a diagonal Gaussian (mean squashed by ``30 tanh(m / 30)``, std softly bounded to
 [0.1, 10]); reward, classifier and critic heads use Linear -> LayerNorm -> Tanh -> Linear ->
 ELU -> Linear; the actor outputs a tanh mean and acts with clipped Gaussian noise.
+Every head returns fp32 (``.float()``, free in fp32), so under bf16 autocast only the
+matrix products run in bf16 and the losses see fp32.
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ def mlp(
     in_dim: int, hidden_dim: int, out_dim: int, *, normalized_head: bool = False
 ) -> nn.Sequential:
     """Two hidden layers. ``normalized_head`` uses LayerNorm+Tanh after the first layer."""
+    # in-place ELU on a Linear's output (which its backward does not need): autograd then
+    # saves the ELU's result and its backward needs no exp() (same values, less work)
     first_act: list[nn.Module] = (
-        [nn.LayerNorm(hidden_dim), nn.Tanh()] if normalized_head else [nn.ELU()]
+        [nn.LayerNorm(hidden_dim), nn.Tanh()] if normalized_head else [nn.ELU(inplace=True)]
     )
     net = nn.Sequential(
         nn.Linear(in_dim, hidden_dim),
         *first_act,
         nn.Linear(hidden_dim, hidden_dim),
-        nn.ELU(),
+        nn.ELU(inplace=True),
         nn.Linear(hidden_dim, out_dim),
     )
     net.apply(orthogonal_init)
@@ -62,7 +66,7 @@ class GaussianMLP(nn.Module):
         self.net = mlp(in_dim, hidden_dim, 2 * out_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return gaussian_params(self.net(x))
+        return gaussian_params(self.net(x).float())
 
 
 class LatentModel(nn.Module):
@@ -84,7 +88,7 @@ class RewardHead(nn.Module):
         self.net = mlp(latent_dim + action_dim, hidden_dim, 1, normalized_head=True)
 
     def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([z, a], dim=-1))
+        return self.net(torch.cat([z, a], dim=-1)).float()
 
 
 class Classifier(nn.Module):
@@ -95,7 +99,7 @@ class Classifier(nn.Module):
         self.net = mlp(2 * latent_dim + action_dim, hidden_dim, 2, normalized_head=True)
 
     def forward(self, z: torch.Tensor, a: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([z, a, z_next], dim=-1))
+        return self.net(torch.cat([z, a, z_next], dim=-1)).float()
 
 
 class EnsembleLinear(nn.Module):
@@ -142,8 +146,8 @@ class TwinCritic(nn.Module):
         lead = x.shape[:-1]
         h = x.reshape(1, math.prod(lead), x.shape[-1]).expand(self.members, -1, -1)
         h = torch.tanh(self.norm(self.fc1(h)))
-        h = F.elu(self.fc2(h))
-        return self.out(h).reshape(self.members, *lead, 1)
+        h = F.elu(self.fc2(h), inplace=True)
+        return self.out(h).float().reshape(self.members, *lead, 1)
 
 
 class Actor(nn.Module):
@@ -154,7 +158,7 @@ class Actor(nn.Module):
         self.net = mlp(latent_dim, hidden_dim, action_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(z))
+        return torch.tanh(self.net(z).float())
 
 
 def straight_through_clamp(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
@@ -225,6 +229,20 @@ class WorldModel(nn.Module):
 
     def pi(self, z: torch.Tensor) -> torch.Tensor:
         return self.actor(z)
+
+    def compile_networks(self) -> None:
+        """``torch.compile`` every network in place (state-dict keys unchanged)."""
+        for network in (
+            self.encoder,
+            self.encoder_target,
+            self.model,
+            self.reward_head,
+            self.classifier,
+            self.critic,
+            self.critic_target,
+            self.actor,
+        ):
+            network.compile()
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """The four groups with their own optimiser (targets excluded)."""

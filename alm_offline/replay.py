@@ -56,6 +56,9 @@ class IndexSet:
     def __len__(self) -> int:
         return self._count
 
+    def host_nbytes(self) -> int:
+        return self._members.nbytes + self._position.nbytes
+
     def __contains__(self, slot: int) -> bool:
         return self._position[slot] >= 0
 
@@ -131,6 +134,26 @@ class ReplayBuffer:
         self.transition_starts = IndexSet(capacity, self.device)
         self._offsets = torch.arange(seq_len + 1, device=self.device)
 
+    @staticmethod
+    def bytes_per_slot(obs_dim: int, action_dim: int) -> int:
+        """Memory of one slot (one observation and its transition), device plus host.
+
+        Device: obs, action, reward, terminated (float32) and the two index sets' members
+        (int64). Host: ``has_next`` (bool) and the index sets' members and positions (int64).
+        """
+        device = 4 * (obs_dim + action_dim + 2) + 2 * 8
+        host = 1 + 2 * (8 + 8)
+        return device + host
+
+    def nbytes(self) -> int:
+        """Bytes held by this buffer (equals ``capacity * bytes_per_slot``)."""
+        tensors = [self.obs, self.action, self.reward, self.terminated]
+        sets = [self.sequence_starts, self.transition_starts]
+        total = sum(t.nbytes for t in tensors) + self.has_next.nbytes
+        for index_set in sets:
+            total += index_set.members_device.nbytes + index_set.host_nbytes()
+        return total
+
     # ------------------------------------------------------------------ writing
     @property
     def num_transitions(self) -> int:
@@ -151,17 +174,25 @@ class ReplayBuffer:
         if self.size == 0:
             raise RuntimeError("start_episode must be called before add")
         slot = (self.head - 1) % self.capacity
-        self.action[slot] = torch.as_tensor(action, dtype=torch.float32)
-        self.reward[slot] = float(reward)
-        self.terminated[slot] = float(terminated)
-        self._write_obs(next_obs)  # frees the successor slot first, then marks the transition
+        # one host -> device copy per step: [action, reward, terminated, next_obs]
+        action_dim = self.action.shape[1]
+        row = np.empty(action_dim + 2 + self.obs.shape[1], dtype=np.float32)
+        row[:action_dim] = action
+        row[action_dim] = reward
+        row[action_dim + 1] = float(terminated)
+        row[action_dim + 2 :] = next_obs
+        packed = torch.from_numpy(row).to(self.device)
+        self.action[slot] = packed[:action_dim]
+        self.reward[slot] = packed[action_dim]
+        self.terminated[slot] = packed[action_dim + 1]
+        self._write_obs(packed[action_dim + 2 :])  # frees the successor slot, then marks it
         self.has_next[slot] = True
         self.transition_starts.add(slot)
         first = (slot - self.seq_len + 1) % self.capacity
         if self._run_has_next(first, self.seq_len):
             self.sequence_starts.add(first)
 
-    def _write_obs(self, obs: np.ndarray) -> None:
+    def _write_obs(self, obs: np.ndarray | torch.Tensor) -> None:
         slot = self.head
         if self.has_next[slot]:  # overwriting the oldest transition
             self.has_next[slot] = False

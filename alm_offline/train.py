@@ -36,6 +36,7 @@ from .loggers import JsonlLogger
 from .progress import ProgressDisplay
 from .replay import ReplayBuffer
 from .rundir import write_summary
+from .updater import make_updater
 
 
 class NonFiniteError(RuntimeError):
@@ -175,6 +176,7 @@ def train_online(
         obs, _ = env.reset(seed=cfg.seed)
     replay.start_episode(obs)
 
+    updater = make_updater(agent, replay)
     window = MetricsWindow()
     warmup = cfg.agent.warmup_steps
     next_checkpoint = (counters.env_steps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
@@ -222,9 +224,7 @@ def train_online(
 
             if counters.env_steps > warmup and replay.can_sample():
                 std = exploration_std(cfg.agent, counters.updates)
-                seq = replay.sample_sequences(cfg.agent.batch_size)
-                batch = replay.sample_transitions(cfg.agent.batch_size)
-                window.add(counters.updates, agent.update(seq, batch, std))
+                window.add(counters.updates, updater.step(std))
                 counters.updates += 1
                 if counters.updates % cfg.log_every == 0:
                     log_window()
@@ -369,6 +369,7 @@ def train_offline(
         counters = Counters(**restore(state, agent=agent, np_rng=np_rng))
         logger.truncate_after("updates", counters.updates)
 
+    updater = make_updater(agent, replay)
     window = MetricsWindow()
     session_start, wall_before = time.perf_counter(), counters.wall_seconds
 
@@ -389,9 +390,7 @@ def train_offline(
     ) as bar:
         while counters.updates < cfg.steps:
             std = exploration_std(cfg.agent, counters.updates)
-            seq = replay.sample_sequences(cfg.agent.batch_size)
-            batch = replay.sample_transitions(cfg.agent.batch_size)
-            window.add(counters.updates, agent.update(seq, batch, std))
+            window.add(counters.updates, updater.step(std))
             counters.updates += 1
             if counters.updates % cfg.log_every == 0:
                 logger.metrics(

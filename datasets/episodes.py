@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from alm_offline.envs import EnvSpec
+from alm_offline.evaluate import normalized_score
 
 
 class DatasetError(ValueError):
@@ -219,8 +220,9 @@ class EpisodeDataset:
         """D4RL normalised score: 100 * (return - ref_min) / (ref_max - ref_min)."""
         if self.ref_min_score is None or self.ref_max_score is None:
             raise DatasetError("the dataset has no reference scores to normalise with")
-        span = self.ref_max_score - self.ref_min_score
-        return 100.0 * (np.asarray(returns, dtype=np.float64) - self.ref_min_score) / span
+        return normalized_score(
+            np.asarray(returns, dtype=np.float64), self.ref_min_score, self.ref_max_score
+        )
 
     def summary(self) -> dict:
         """Plain-JSON description: sizes, shapes, dtypes, return statistics, flags, scores."""

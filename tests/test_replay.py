@@ -107,3 +107,12 @@ def test_load_episodes_matches_incremental_adds_and_state_round_trip():
     torch.testing.assert_close(s1.obs, s2.obs)
     with pytest.raises(ValueError, match="capacity"):
         ReplayBuffer(31, 4, 2, seq_len=2).load_state_dict(inc.state_dict())
+
+
+def test_memory_is_one_observation_per_slot():
+    replay = ReplayBuffer(1000, 348, 17, 3)
+    per_slot = ReplayBuffer.bytes_per_slot(348, 17)
+    assert replay.nbytes() == 1000 * per_slot
+    assert 4 * 348 < per_slot < 4 * 348 * 1.15  # observations dominate; never stored twice
+    # 1M Humanoid-v5 transitions: about 1.5 GB (see README, "Speed")
+    assert 1.45e9 < 10**6 * per_slot < 1.55e9

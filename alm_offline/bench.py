@@ -1,0 +1,269 @@
+"""``alm bench``: how fast one ALM update runs here, against this machine's own matmul speed.
+
+Everything is measured in one process, in one run:
+
+* ``updates_per_sec``: median over timed windows (after warm-up) of sample + update at the
+  config's agent settings (paper defaults unless overridden), replay filled with real
+  environment transitions;
+* ``flops_per_update``: counted with ``torch.utils.flop_counter`` on one update;
+* ``matmul_gflops``: fp32 (512 x 1024) @ (1024 x 1024) throughput on the same device and
+  threads; ``efficiency`` = (reference FLOPs per update x updates/s) / matmul throughput,
+  with the reference implementation's 42.1 GFLOP for HalfCheetah dims, and the same ratio
+  with our own count;
+* ``env_steps_per_sec``: the online loop (act + env step + store + update);
+* peak host RSS and, on CUDA, peak allocated device memory; the replay's size per 1M
+  transitions of the env (each observation stored once).
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .agent import AlmAgent, resolve_device
+from .config import RunConfig
+from .envs import env_spec, make_env
+from .replay import ReplayBuffer
+from .updater import make_updater
+
+REFERENCE_GFLOP_PER_UPDATE = 42.1  # the reference implementation's count, HalfCheetah dims
+
+
+@dataclass
+class BenchResult:
+    """One ``alm bench`` run; every rate is per second of wall time."""
+
+    env: str
+    device: str
+    device_name: str
+    torch_version: str
+    threads: int
+    precision: str
+    graphed: bool
+    batch_size: int
+    updates_per_sec: float
+    updates_per_sec_windows: list[float]
+    flops_per_update: float
+    matmul_gflops: float
+    achieved_gflops: float
+    efficiency: float
+    efficiency_own_count: float
+    env_steps_per_sec: float
+    peak_rss_mib: float
+    cuda_max_allocated_mib: float | None
+    replay_gib_per_million: float  # replay memory for 1M transitions of this env
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name with its SIMD level."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def matmul_gflops(device: torch.device, seconds: float = 1.0) -> float:
+    """fp32 (512, 1024) @ (1024, 1024) throughput in GFLOP/s (median of 5 windows)."""
+    a = torch.randn(512, 1024, device=device)
+    b = torch.randn(1024, 1024, device=device)
+    flop = 2 * 512 * 1024 * 1024
+    for _ in range(3):
+        a @ b
+    synchronize(device)
+    start, reps = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds / 5:  # calibrate the window length
+        a @ b
+        reps += 1
+        if device.type == "cuda":
+            synchronize(device)
+    reps = max(reps, 1)
+    rates = []
+    for _ in range(5):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        synchronize(device)
+        rates.append(reps * flop / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
+
+
+def fill_with_env(replay: ReplayBuffer, env_id: str, steps: int, seed: int) -> None:
+    """``steps`` real transitions of uniform random actions in ``env_id``."""
+    env = make_env(env_id, seed=seed)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    replay.start_episode(obs)
+    action_dim = env_spec(env).action_dim
+    for _ in range(steps):
+        action = rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        replay.add(action, float(reward), bool(terminated), obs)
+        if terminated or truncated:
+            obs, _ = env.reset()
+            replay.start_episode(obs)
+    env.close()
+
+
+def rate(step: Callable[[], object], device: torch.device, count: int) -> float:
+    """Calls of ``step`` per second over ``count`` calls."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(count):
+        step()
+    synchronize(device)
+    return count / (time.perf_counter() - start)
+
+
+def run_bench(
+    cfg: RunConfig,
+    *,
+    updates: int = 50,
+    windows: int = 5,
+    loop_steps: int | None = None,
+    fill_steps: int = 5000,
+) -> BenchResult:
+    """Measure ``cfg``'s agent on ``cfg.env`` (see the module docstring)."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    spec = env_spec(make_env(cfg.env))
+    agent = AlmAgent(spec.obs_dim, spec.action_dim, cfg.agent, device)
+    replay = ReplayBuffer(
+        max(cfg.agent.buffer_size, fill_steps + 2000),
+        spec.obs_dim,
+        spec.action_dim,
+        cfg.agent.seq_len,
+        device,
+    )
+    fill_with_env(replay, cfg.env, fill_steps, cfg.seed)
+    updater = make_updater(agent, replay)
+    std = torch.tensor(0.5, device=device)
+
+    def step() -> object:
+        return updater.step(std)
+
+    for _ in range(3):  # warm-up (and the CUDA graph capture, when graphed)
+        step()
+    with FlopCounterMode(display=False) as counter:
+        agent.update(*updater.sample(), std)  # counted eagerly: graphs hide their ops
+    flops = float(counter.get_total_flops())
+
+    per_window = max(updates // windows, 1)
+    rates = [rate(step, device, per_window) for _ in range(windows)]
+    ups = statistics.median(rates)
+    matmul = matmul_gflops(device)
+
+    loop_rate = online_loop_rate(
+        agent, updater, replay, cfg.env, loop_steps or per_window, cfg.seed, device
+    )
+    reference_gflops = REFERENCE_GFLOP_PER_UPDATE * ups
+    return BenchResult(
+        env=cfg.env,
+        device=str(device),
+        device_name=device_name(device),
+        torch_version=torch.__version__,
+        threads=torch.get_num_threads(),
+        precision=cfg.agent.precision,
+        graphed=updater.graphed,
+        batch_size=cfg.agent.batch_size,
+        updates_per_sec=ups,
+        updates_per_sec_windows=rates,
+        flops_per_update=flops,
+        matmul_gflops=matmul,
+        achieved_gflops=reference_gflops,
+        efficiency=reference_gflops / matmul,
+        efficiency_own_count=flops * ups / 1e9 / matmul,
+        env_steps_per_sec=loop_rate,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        cuda_max_allocated_mib=(
+            torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        ),
+        replay_gib_per_million=ReplayBuffer.bytes_per_slot(spec.obs_dim, spec.action_dim)
+        * 10**6
+        / 2**30,
+    )
+
+
+def online_loop_rate(
+    agent: AlmAgent,
+    updater: Any,
+    replay: ReplayBuffer,
+    env_id: str,
+    steps: int,
+    seed: int,
+    device: torch.device,
+) -> float:
+    """Env steps per second of act + step + store + one update per step."""
+    env = make_env(env_id, seed=seed + 1)
+    obs, _ = env.reset(seed=seed + 1)
+    replay.start_episode(obs)
+    std = torch.tensor(0.5, device=device)
+    state = {"obs": obs}
+
+    def one_step() -> None:
+        action = agent.act(state["obs"], 0.5)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        replay.add(action, float(reward), bool(terminated), next_obs)
+        if terminated or truncated:
+            next_obs, _ = env.reset()
+            replay.start_episode(next_obs)
+        state["obs"] = next_obs
+        updater.step(std)
+
+    one_step()
+    result = rate(one_step, device, steps)
+    env.close()
+    return result
+
+
+def format_result(result: BenchResult) -> str:
+    """Human-readable lines of a ``BenchResult``."""
+    mem = f"peak RSS {result.peak_rss_mib:.0f} MiB"
+    if result.cuda_max_allocated_mib is not None:
+        mem += f", CUDA max allocated {result.cuda_max_allocated_mib:.0f} MiB"
+    windows = ", ".join(f"{r:.2f}" for r in result.updates_per_sec_windows)
+    return "\n".join(
+        [
+            f"env {result.env}  device {result.device} ({result.device_name})  "
+            f"torch {result.torch_version}  threads {result.threads}",
+            f"precision {result.precision}  graphed {result.graphed}  batch {result.batch_size}",
+            f"updates/s        {result.updates_per_sec:.2f}  (windows: {windows})",
+            f"FLOP/update      {result.flops_per_update / 1e9:.1f} G counted here, "
+            f"{REFERENCE_GFLOP_PER_UPDATE} G reference",
+            f"matmul fp32      {result.matmul_gflops:.1f} GFLOP/s (512x1024 @ 1024x1024)",
+            f"efficiency       {result.efficiency:.2f} (reference count), "
+            f"{result.efficiency_own_count:.2f} (own count)",
+            f"env steps/s      {result.env_steps_per_sec:.2f}  (act + step + store + update)",
+            f"memory           {mem}",
+            f"replay           {result.replay_gib_per_million:.2f} GiB per 1M transitions",
+        ]
+    )

@@ -1,0 +1,218 @@
+"""The fast paths compute what the plain ones do: same batch in, same losses and weights out."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import filled_replay
+from torch import nn
+
+from alm_offline.agent import AlmAgent
+from alm_offline.config import AgentConfig, ConfigError, load_config
+from alm_offline.networks import TwinCritic
+from alm_offline.replay import ReplayBuffer
+from alm_offline.updater import CudaGraphUpdater, EagerUpdater, make_updater
+from cli import alm
+
+OBS, ACT = 5, 2
+
+
+def agent_pair(**overrides) -> tuple[AlmAgent, AlmAgent]:
+    """Two agents with identical weights and optimiser settings."""
+    cfg = AgentConfig(hidden_dim=32, model_hidden_dim=48, latent_dim=6, batch_size=16, **overrides)
+    torch.manual_seed(0)
+    first, second = AlmAgent(OBS, ACT, cfg), AlmAgent(OBS, ACT, cfg)
+    second.load_state_dict(first.state_dict())
+    return first, second
+
+
+class PlainAgent(AlmAgent):
+    """Reference mechanics: zero every grad, ``backward`` through the whole graph, then a
+    per-tensor clip and a per-tensor (non-foreach) Adam step of one group."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.optimizers = {
+            name: torch.optim.Adam(params, lr=self.cfg.lr, foreach=False)
+            for name, params in self.groups.items()
+        }
+
+    def _apply(self, name, loss, extra_grads=None):
+        self.wm.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=True)
+        params = self.groups[name]
+        if extra_grads is not None:
+            for param, extra in zip(params, extra_grads, strict=True):
+                param.grad = param.grad + extra
+        norm = nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm, foreach=False)
+        self.optimizers[name].step()
+        return norm
+
+
+def updated_weights(agent: AlmAgent, replay: ReplayBuffer, std, seed: int = 3):
+    torch.manual_seed(seed)
+    metrics = EagerUpdater(agent, replay).step(std)
+    weights = {k: v.detach().clone() for k, v in agent.wm.state_dict().items()}
+    return metrics, weights
+
+
+@pytest.mark.parametrize("bc_coef", [0.0, 2.0])
+def test_fast_update_matches_plain_backward_reference(bc_coef):
+    fast, _ = agent_pair(bc_coef=bc_coef)
+    plain = PlainAgent(OBS, ACT, fast.cfg)
+    plain.load_state_dict(fast.state_dict())
+    replay = filled_replay(OBS, ACT)
+    before = {k: v.clone() for k, v in fast.wm.state_dict().items()}
+
+    fast_metrics, fast_weights = updated_weights(fast, replay, 0.4)
+    plain_metrics, plain_weights = updated_weights(plain, replay, 0.4)
+
+    for key in fast_metrics:
+        torch.testing.assert_close(fast_metrics[key], plain_metrics[key], rtol=1e-5, atol=1e-6)
+    moved = 0
+    for key, value in fast_weights.items():
+        torch.testing.assert_close(value, plain_weights[key], rtol=1e-5, atol=1e-6)
+        moved += not torch.equal(value, before[key])
+    assert moved > 20  # the update really changed the networks
+
+
+def test_a_tensor_std_gives_the_same_update_as_a_float():
+    first, second = agent_pair()
+    replay = filled_replay(OBS, ACT)
+    _, with_float = updated_weights(first, replay, 0.4)
+    _, with_tensor = updated_weights(second, replay, torch.tensor(0.4))
+    for key, value in with_float.items():
+        torch.testing.assert_close(value, with_tensor[key], rtol=0, atol=0)
+
+
+def test_batched_twin_critic_equals_two_separate_critics():
+    torch.manual_seed(0)
+    twin = TwinCritic(latent_dim=4, action_dim=2, hidden_dim=8)
+    z, a = torch.randn(7, 4, requires_grad=True), torch.randn(7, 2)
+    q = twin(z, a)
+    assert q.shape == (2, 7, 1)
+    x = torch.cat([z, a], -1)
+    for member in range(2):
+        h = x @ twin.fc1.weight[member] + twin.fc1.bias[member]
+        h = nn.functional.layer_norm(h, (8,)) * twin.norm.weight[member] + twin.norm.bias[member]
+        h = nn.functional.elu(torch.tanh(h) @ twin.fc2.weight[member] + twin.fc2.bias[member])
+        single = h @ twin.out.weight[member] + twin.out.bias[member]
+        torch.testing.assert_close(q[member], single)
+    (grad_twin,) = torch.autograd.grad(q.sum(), z)
+    assert grad_twin.shape == z.shape and torch.isfinite(grad_twin).all()
+
+
+def test_bf16_autocast_update_is_close_to_fp32_and_keeps_fp32_state():
+    fp32, bf16 = agent_pair()
+    bf16 = AlmAgent(OBS, ACT, AgentConfig(**{**vars(fp32.cfg), "precision": "bf16"}))
+    bf16.load_state_dict(fp32.state_dict())
+    replay = filled_replay(OBS, ACT)
+    metrics32, _ = updated_weights(fp32, replay, 0.4)
+    metrics16, weights16 = updated_weights(bf16, replay, 0.4)
+    for key in ("loss/model_bound", "loss/critic", "loss/reward_classifier", "model/kl"):
+        assert metrics16[key].dtype == torch.float32
+        assert math.isclose(metrics16[key], metrics32[key], rel_tol=0.05, abs_tol=0.05), key
+    assert all(v.dtype == torch.float32 for v in weights16.values())
+    assert not torch.equal(metrics16["loss/model_bound"], metrics32["loss/model_bound"])
+
+
+def test_config_rejects_an_unknown_precision():
+    with pytest.raises(ConfigError, match="precision"):
+        load_config(None, ["agent.precision=fp8"])
+
+
+def test_make_updater_is_eager_on_cpu():
+    agent, _ = agent_pair()
+    updater = make_updater(agent, filled_replay(OBS, ACT))
+    assert type(updater) is EagerUpdater and not updater.graphed
+
+
+def test_graph_updater_falls_back_to_eager_with_identical_numerics(capsys):
+    """Without a GPU, capture fails: the updater says so once and keeps updating eagerly,
+    exactly as the eager updater (the capture itself is exercised only on CUDA)."""
+    graphed_agent, eager_agent = agent_pair()
+    replay = filled_replay(OBS, ACT)
+    graph_updater = CudaGraphUpdater(graphed_agent, replay)
+    eager_updater = EagerUpdater(eager_agent, replay)
+    torch.manual_seed(5)
+    graph_metrics = [graph_updater.step(0.3) for _ in range(6)]
+    torch.manual_seed(5)
+    eager_metrics = [eager_updater.step(0.3) for _ in range(6)]
+    assert not graph_updater.graphed
+    assert capsys.readouterr().err.count("CUDA graph capture failed") == 1
+    for got, want in zip(graph_metrics, eager_metrics, strict=True):
+        assert set(got) == set(want)
+        for key in want:
+            torch.testing.assert_close(got[key], want[key].float(), rtol=0, atol=0)
+    for key, value in graphed_agent.wm.state_dict().items():
+        assert torch.equal(value, eager_agent.wm.state_dict()[key])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a GPU")
+def test_cuda_graph_updates_match_eager_on_gpu():
+    graphed_agent, eager_agent = agent_pair()
+    graphed_agent = AlmAgent(OBS, ACT, graphed_agent.cfg, "cuda")
+    eager_agent = AlmAgent(OBS, ACT, graphed_agent.cfg, "cuda")
+    eager_agent.load_state_dict(graphed_agent.state_dict())
+    replay = filled_replay(OBS, ACT)
+    gpu_replay = ReplayBuffer(replay.capacity, OBS, ACT, replay.seq_len, "cuda")
+    gpu_replay.load_state_dict(replay.state_dict())
+    graph_updater = CudaGraphUpdater(graphed_agent, gpu_replay)
+    torch.manual_seed(5)
+    graph_metrics = [graph_updater.step(0.3) for _ in range(8)]
+    assert graph_updater.graphed
+    torch.manual_seed(5)
+    eager_updater = EagerUpdater(eager_agent, gpu_replay)
+    eager_metrics = [eager_updater.step(0.3) for _ in range(8)]
+    for got, want in zip(graph_metrics, eager_metrics, strict=True):
+        for key in want:
+            torch.testing.assert_close(got[key], want[key].float(), rtol=1e-4, atol=1e-5)
+
+
+def test_bench_command_reports_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        alm,
+        [
+            "bench",
+            "--device",
+            "cpu",
+            "--env",
+            "InvertedPendulum-v5",
+            "--updates",
+            "5",
+            "--json",
+            "--out",
+            str(out),
+            "threads=1",
+            "agent.batch_size=32",
+            "agent.hidden_dim=32",
+            "agent.model_hidden_dim=64",
+            "agent.latent_dim=8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert json.loads(result.output) == report
+    assert report["env"] == "InvertedPendulum-v5" and report["device"] == "cpu"
+    assert report["threads"] == 1 and report["batch_size"] == 32
+    assert len(report["updates_per_sec_windows"]) == 5
+    assert report["updates_per_sec"] > 0 and report["env_steps_per_sec"] > 0
+    assert report["matmul_gflops"] > 1.0
+    # two 64-wide model layers alone: 2 * 32 * 64 * 64 FLOP per forward call
+    assert report["flops_per_update"] > 2 * 32 * 64 * 64
+    assert report["efficiency_own_count"] == pytest.approx(
+        report["flops_per_update"] * report["updates_per_sec"] / 1e9 / report["matmul_gflops"]
+    )
+    assert report["peak_rss_mib"] > 50 and report["cuda_max_allocated_mib"] is None
+
+
+def test_bench_rejects_bad_input():
+    result = CliRunner().invoke(alm, ["bench", "--env", "NoSuchEnv-v0"])
+    assert result.exit_code == 2 and "NoSuchEnv-v0" in result.output
+    result = CliRunner().invoke(alm, ["bench", "agent.precision=fp8"])
+    assert result.exit_code == 2 and "precision" in result.output
