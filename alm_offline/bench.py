@@ -32,9 +32,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .agent import AlmAgent, resolve_device
 from .config import RunConfig
-from .envs import env_spec, make_env
+from .envs import describe_env, env_spec, make_env
 from .replay import ReplayBuffer
-from .updater import make_updater
+from .updater import EagerUpdater, make_updater
 
 REFERENCE_GFLOP_PER_UPDATE = 42.1  # the reference implementation's count, HalfCheetah dims
 
@@ -155,7 +155,7 @@ def run_bench(
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    spec = env_spec(make_env(cfg.env))
+    spec = describe_env(cfg.env)
     agent = AlmAgent(spec.obs_dim, spec.action_dim, cfg.agent, device)
     replay = ReplayBuffer(
         max(cfg.agent.buffer_size, fill_steps + 2000),
@@ -215,7 +215,7 @@ def run_bench(
 
 def online_loop_rate(
     agent: AlmAgent,
-    updater: Any,
+    updater: EagerUpdater,
     replay: ReplayBuffer,
     env_id: str,
     steps: int,
