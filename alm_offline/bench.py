@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -113,6 +114,16 @@ def matmul_gflops(device: torch.device, seconds: float = 1.0) -> float:
     return statistics.median(rates)
 
 
+def step_and_store(env: gym.Env, replay: ReplayBuffer, action: np.ndarray) -> np.ndarray:
+    """Step ``env``, store the transition; returns the observation to act on next."""
+    obs, reward, terminated, truncated, _ = env.step(action)
+    replay.add(action, float(reward), bool(terminated), obs)
+    if terminated or truncated:
+        obs, _ = env.reset()
+        replay.start_episode(obs)
+    return obs
+
+
 def fill_with_env(replay: ReplayBuffer, env_id: str, steps: int, seed: int) -> None:
     """``steps`` real transitions of uniform random actions in ``env_id``."""
     env = make_env(env_id, seed=seed)
@@ -121,12 +132,7 @@ def fill_with_env(replay: ReplayBuffer, env_id: str, steps: int, seed: int) -> N
     replay.start_episode(obs)
     action_dim = env_spec(env).action_dim
     for _ in range(steps):
-        action = rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        replay.add(action, float(reward), bool(terminated), obs)
-        if terminated or truncated:
-            obs, _ = env.reset()
-            replay.start_episode(obs)
+        step_and_store(env, replay, rng.uniform(-1.0, 1.0, action_dim).astype(np.float32))
     env.close()
 
 
@@ -183,7 +189,7 @@ def run_bench(
     matmul = matmul_gflops(device)
 
     loop_rate = online_loop_rate(
-        agent, updater, replay, cfg.env, loop_steps or per_window, cfg.seed, device
+        agent, updater, replay, cfg.env, loop_steps or per_window, cfg.seed, std
     )
     reference_gflops = REFERENCE_GFLOP_PER_UPDATE * ups
     return BenchResult(
@@ -220,27 +226,21 @@ def online_loop_rate(
     env_id: str,
     steps: int,
     seed: int,
-    device: torch.device,
+    std: torch.Tensor,
 ) -> float:
-    """Env steps per second of act + step + store + one update per step."""
+    """Env steps per second of act + step + store + one update per step (0-d ``std``)."""
     env = make_env(env_id, seed=seed + 1)
     obs, _ = env.reset(seed=seed + 1)
     replay.start_episode(obs)
-    std = torch.tensor(0.5, device=device)
     state = {"obs": obs}
+    act_std = float(std)
 
     def one_step() -> None:
-        action = agent.act(state["obs"], 0.5)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        replay.add(action, float(reward), bool(terminated), next_obs)
-        if terminated or truncated:
-            next_obs, _ = env.reset()
-            replay.start_episode(next_obs)
-        state["obs"] = next_obs
+        state["obs"] = step_and_store(env, replay, agent.act(state["obs"], act_std))
         updater.step(std)
 
     one_step()
-    result = rate(one_step, device, steps)
+    result = rate(one_step, std.device, steps)
     env.close()
     return result
 

@@ -65,8 +65,7 @@ def main() -> None:
 
     data = load_dataset(args.dataset, env_id=args.env)
     # the observation each action was taken in: every observation but each episode's last
-    ends = np.cumsum(data.episode_lengths + 1) - 1
-    taken_in = np.delete(data.observations, ends, axis=0)
+    taken_in = np.delete(data.observations, data.final_observation_index(), axis=0)
     start = time.perf_counter()
     policy = train_bc(taken_in, data.actions, args.updates, args.batch_size, args.seed)
     env = make_env(data.env_id, seed=args.seed + 1)

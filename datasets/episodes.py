@@ -119,6 +119,10 @@ class EpisodeDataset:
         """(E,) index of each episode's first transition."""
         return np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]]).astype(np.int64)
 
+    def final_observation_index(self) -> np.ndarray:
+        """(E,) index in ``observations`` of each episode's last observation (no action)."""
+        return np.cumsum(self.episode_lengths + 1) - 1
+
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """Episode ``i`` as views: observations (T+1, D), actions (T, A), rewards ... (T,)."""
         return self._slice(self.step_starts()[i], self.episode_lengths[i], i)

@@ -75,7 +75,7 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
     check_destination(path, overwrite)
     dataset.validate()
     lengths = dataset.episode_lengths
-    last_obs = np.cumsum(lengths + 1) - 1
+    last_obs = dataset.final_observation_index()
     not_last, not_first = np.ones((2, len(dataset.observations)), dtype=bool)
     not_last[last_obs] = False
     not_first[last_obs - lengths] = False
