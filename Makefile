@@ -1,9 +1,13 @@
 # Set-up and the two everyday commands. PYTHON may point at a venv's python.
 PYTHON ?= python3
 
-.PHONY: install run test lint
+.PHONY: system install run test lint
 
-install:
+# OSMesa: offscreen MuJoCo rendering on machines without a GPU (alm eval --video)
+system:
+	@ldconfig -p | grep -q libOSMesa || { apt-get update -qq && apt-get install -y -qq libosmesa6; }
+
+install: system
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
 	$(PYTHON) -m pip install -q -e ".[dev]"
 

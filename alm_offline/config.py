@@ -46,6 +46,15 @@ class AgentConfig:
     precision: str = "fp32"  # fp32, or bf16 (autocast of the networks; losses stay fp32)
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
     compile: bool = False  # torch.compile each network (fused elementwise kernels; slow start)
+    # ablations of the paper (defaults = the main method; see README "Ablations")
+    kl_coef: float = 1.0  # weight of the KL term in the encoder/model bound (Sec. 5.3: 0 = no KL)
+    value_in_encoder_loss: bool = True  # Q(z_K) term in the encoder/model bound (Sec. 5.3)
+    actor_loss: str = "svg"  # svg: K-step imagined lambda-returns; td3: -Q(z, pi(z)) (Fig. 5c)
+    entropy_bonus: float = 0.0  # alpha of a SAC entropy bonus; > 0 learns the policy std (Tab. 5)
+    log_reward_shift: float = 0.0  # a of App. A.8: r -> a (log(r + a) - log a); 0 = off (Fig. 12)
+    classifier: str = "mlp"  # mlp, or linear (Fig. 16)
+    encoder: str = "mlp"  # mlp, or identity: z = s, an MnM-like state-space model (Fig. 13)
+    encoder_objective: str = "alm"  # alm, or reconstruction: maximum likelihood (Fig. 15)
 
 
 @dataclass
@@ -56,6 +65,15 @@ class EvalConfig:
     episodes: int = 5  # episodes per evaluation
     ref_min: float | None = None  # return of a random policy, for normalised scores
     ref_max: float | None = None  # return of an expert policy, for normalised scores
+
+
+@dataclass
+class LoggerConfig:
+    """Logging backends besides the run directory's JSONL files (always written)."""
+
+    tensorboard: bool = False  # TensorBoard event files in <run_dir>/tensorboard
+    wandb: bool = False  # Weights & Biases (needs the wandb extra: pip install alm-offline[wandb])
+    wandb_project: str = "alm-offline"
 
 
 @dataclass
@@ -76,10 +94,18 @@ class RunConfig:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     agent: AgentConfig = field(default_factory=AgentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 BUNDLED_CONFIGS = ("online", "quick", "offline")
 PRECISIONS = ("fp32", "bf16")
+CHOICES = {
+    "precision": PRECISIONS,
+    "actor_loss": ("svg", "td3"),
+    "classifier": ("mlp", "linear"),
+    "encoder": ("mlp", "identity"),
+    "encoder_objective": ("alm", "reconstruction"),
+}
 
 
 def bundled_config_path(name: str) -> Path:
@@ -180,6 +206,9 @@ def validate(cfg: RunConfig) -> None:
         "agent.expl_std_end": a.expl_std_end,
         "agent.stddev_clip": a.stddev_clip,
         "agent.bc_coef": a.bc_coef,
+        "agent.kl_coef": a.kl_coef,
+        "agent.entropy_bonus": a.entropy_bonus,
+        "agent.log_reward_shift": a.log_reward_shift,
     }
     for key, value in non_negative.items():
         if value < 0:
@@ -191,10 +220,10 @@ def validate(cfg: RunConfig) -> None:
     }.items():
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {value}")
-    if a.precision not in PRECISIONS:
-        raise ConfigError(
-            f"agent.precision must be one of {', '.join(PRECISIONS)}, got '{a.precision}'"
-        )
+    for key, allowed in CHOICES.items():
+        value = getattr(a, key)
+        if value not in allowed:
+            raise ConfigError(f"agent.{key} must be one of {', '.join(allowed)}, got '{value}'")
     if a.buffer_size < a.seq_len + 2:
         raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
     e = cfg.eval
