@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -12,6 +13,8 @@ from alm_offline.checkpoint import CheckpointError
 from alm_offline.config import ConfigError, RunConfig, load_config
 from alm_offline.datasets.episodes import DatasetError, DatasetWarning
 from alm_offline.envs import EnvError, describe_env
+from alm_offline.evaluate import EvalError, evaluate_checkpoint
+from alm_offline.loggers import LoggerError, check_backends
 from alm_offline.rundir import RunDirError, default_run_dir, prepare_new, write_text_atomic
 from alm_offline.train import (
     NonFiniteError,
@@ -49,7 +52,7 @@ def _run_training(
     """Call a training loop, turning expected failures into one-line errors."""
     try:
         return train(cfg, run_dir, resume=resume, quiet=quiet, **kwargs)
-    except (EnvError, CheckpointError, RunDirError, ConfigError, DatasetError) as exc:
+    except (EnvError, CheckpointError, RunDirError, ConfigError, DatasetError, LoggerError) as exc:
         raise UserError(str(exc)) from None
     except NonFiniteError as exc:
         raise click.ClickException(f"{exc} (run dir {run_dir})") from None
@@ -72,13 +75,19 @@ def _start_run(
             raise UserError("only steps=N may be given with --resume (the run keeps its config)")
         if config is not None:
             raise UserError("--config cannot be combined with --resume")
-        return _load_config(str(stored), tuple(steps)), run_dir
+        cfg = _load_config(str(stored), tuple(steps))
+        try:
+            check_backends(cfg.logger)
+        except LoggerError as exc:
+            raise UserError(str(exc)) from None
+        return cfg, run_dir
     cfg = _load_config(config, overrides)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, prefix)
     try:
-        describe_env(cfg.env)  # fail before anything is written
+        check_backends(cfg.logger)  # fail before anything is written
+        describe_env(cfg.env)
         prepare_new(run_dir, cfg, overwrite)
-    except (EnvError, RunDirError) as exc:
+    except (LoggerError, EnvError, RunDirError) as exc:
         raise UserError(str(exc)) from None
     return cfg, run_dir
 
@@ -176,8 +185,9 @@ def train_offline_command(
         cfg = resolve_offline_config(cfg, data)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, "offline-")
         try:
+            check_backends(cfg.logger)
             prepare_new(run_dir, cfg, overwrite)
-        except RunDirError as exc:
+        except (RunDirError, LoggerError) as exc:
             raise UserError(str(exc)) from None
         summary = _run_training(train_offline, cfg, run_dir, False, quiet, dataset=data)
     _print_summary(summary)
@@ -343,7 +353,6 @@ def dataset_info(
     spec: str, as_json: bool, env_id: str | None, clip_actions: bool, download: bool
 ) -> None:
     """Describe DATASET (HDF5 file, Minari folder or Minari id): sizes, returns, flags, scores."""
-    import json
 
     from alm_offline.datasets import load_dataset
 
@@ -444,7 +453,6 @@ def bench_command(
 
     OVERRIDES are KEY=VALUE agent settings, e.g. agent.precision=bf16 threads=2.
     """
-    import json
 
     from alm_offline.bench import format_result, run_bench
 
@@ -458,6 +466,261 @@ def bench_command(
     click.echo(text if as_json else format_result(result))
     if out is not None:
         write_text_atomic(Path(out), text + "\n")
+
+
+@alm.command("eval")
+@click.argument("target", metavar="RUN_DIR|CHECKPOINT")
+@click.option("--episodes", type=int, default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--env", "env_id", default=None, help="Evaluate in another env with the same dims.")
+@click.option("--video", default=None, metavar="PATH.mp4", help="Record the first episode.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def eval_command(
+    target: str,
+    episodes: int,
+    seed: int,
+    env_id: str | None,
+    video: str | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Deterministic evaluation of a run's latest checkpoint (or of a checkpoint file)."""
+    try:
+        report = evaluate_checkpoint(
+            target, episodes=episodes, seed=seed, env_id=env_id, video=video, device=device
+        )
+    except (EvalError, CheckpointError, EnvError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    line = (
+        f"{report.env}: return {report.return_mean:.1f} +- {report.return_std:.1f} "
+        f"(min {report.return_min:.1f}, max {report.return_max:.1f}) "
+        f"over {report.episodes} episodes"
+    )
+    if report.normalized_score_mean is not None:
+        line += f"; normalised score {report.normalized_score_mean:.1f}"
+    click.echo(line)
+    if report.video:
+        click.echo(f"video: {report.video} ({report.video_frames} frames)")
+
+
+@alm.command("plot")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
+@click.option("--out", default="curves.png", show_default=True, help="Image file (.png/.pdf/.svg).")
+@click.option(
+    "--metric",
+    default="return_mean",
+    show_default=True,
+    help="A key of eval.jsonl or metrics.jsonl rows, e.g. loss/critic.",
+)
+@click.option("--paper", is_flag=True, help="Overlay the paper's published ALM(3) curve.")
+def plot_command(run_dirs: tuple[str, ...], out: str, metric: str, paper: bool) -> None:
+    """Learning curves of RUN_DIRs (or of the run dirs below folders): mean +- std over seeds."""
+    from alm_offline.plotting import (
+        PlotError,
+        find_run_dirs,
+        group_curves,
+        plot_curves,
+        read_run_curve,
+    )
+
+    try:
+        curves = [read_run_curve(run, metric) for run in find_run_dirs(map(Path, run_dirs))]
+        plot_curves(curves, Path(out), metric, paper)
+    except PlotError as exc:
+        raise UserError(str(exc)) from None
+    runs, envs = len(curves), len(group_curves(curves))
+    click.echo(
+        f"wrote {out} ({runs} run{'s' if runs != 1 else ''}, {envs} env{'s' if envs != 1 else ''})"
+    )
+
+
+# ---------------------------------------------------------------- analyze commands
+@alm.group()
+def analyze() -> None:
+    """The paper's analyses (App. E): bias of the lower bound, latent model accuracy."""
+
+
+ANALYZE_OPTIONS = [
+    click.argument("source", metavar="RUN_DIR|CHECKPOINT"),
+    click.option("--seed", type=int, default=0, show_default=True, help="First episode's seed."),
+    click.option("--out", "out_dir", default=None, help="Folder [default: RUN_DIR/analysis]."),
+    click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="cpu",
+        show_default=True,
+        help="Where the agent runs.",
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+]
+
+
+def analyze_options(func):
+    for option in reversed(ANALYZE_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _analyze_call(func, *args, **kwargs):
+    """Run an analysis; bad input becomes a one-line ``UserError``."""
+    from alm_offline.analysis import AnalysisError
+
+    try:
+        return func(*args, **kwargs)
+    except (CheckpointError, EnvError, AnalysisError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _print_analysis(payload: dict, paths: dict, text: str, as_json: bool) -> None:
+    click.echo(json.dumps(payload, indent=2) if as_json else text)
+    if not as_json:
+        click.echo(f"wrote {paths['json']} and {paths['png']}")
+
+
+@analyze.command("bias")
+@click.option(
+    "--episodes",
+    type=int,
+    default=None,
+    help="Run exactly this many episodes [default: until --min-states states].",
+)
+@click.option(
+    "--min-states", type=int, default=1000, show_default=True, help="States to collect at least."
+)
+@click.option(
+    "--max-start-steps",
+    type=int,
+    default=350,
+    show_default=True,
+    help="Use the states of each episode's first N steps.",
+)
+@analyze_options
+def analyze_bias_command(
+    episodes: int | None,
+    min_states: int,
+    max_start_steps: int,
+    source: str,
+    seed: int,
+    out_dir: str | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Bias of the K-step bound against Monte-Carlo returns at visited states (Fig. 8)."""
+    from alm_offline.analysis import analyze_bias
+
+    payload, paths, result = _analyze_call(
+        analyze_bias,
+        source,
+        out_dir,
+        device=device,
+        episodes=episodes,
+        max_start_steps=max_start_steps,
+        min_states=min_states,
+        seed=seed,
+    )
+    _print_analysis(payload, paths, result.describe(), as_json)
+
+
+@analyze.command("rollout")
+@click.option("--horizon", type=int, default=50, show_default=True, help="Steps to unroll.")
+@click.option(
+    "--start", type=int, default=0, show_default=True, help="Trajectory step to unroll from."
+)
+@analyze_options
+def analyze_rollout_command(
+    horizon: int,
+    start: int,
+    source: str,
+    seed: int,
+    out_dir: str | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Latent model unrolled along a real trajectory vs the encoder's latents (Fig. 7)."""
+    from alm_offline.analysis import analyze_rollout
+
+    payload, paths, result = _analyze_call(
+        analyze_rollout, source, out_dir, device=device, horizon=horizon, seed=seed, start=start
+    )
+    _print_analysis(payload, paths, result.describe(), as_json)
+
+
+# ------------------------------------------------------------ end analyze commands
+
+
+# ------------------------------------------------------------------------ sweep command
+def _comma_list(value: str, option: str) -> list[str]:
+    items = [item.strip() for item in value.split(",")]
+    if not value.strip() or any(not item for item in items):
+        raise UserError(f"{option} must be a comma-separated list, got '{value}'")
+    return items
+
+
+@alm.command("sweep")
+@click.option("--config", "config", required=True, help="YAML file, or online|quick|offline.")
+@click.option("--envs", required=True, help="Comma-separated env ids, e.g. Hopper-v5,Walker2d-v5.")
+@click.option("--seeds", required=True, help="Comma-separated integer seeds, e.g. 1,2,3.")
+@click.option("--address", default=None, help="Ray cluster host:port or auto [default: local].")
+@click.option("--gpus-per-trial", type=float, default=0.0, show_default=True)
+@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
+@click.option("--out", default=None, help="Sweep folder [default: sweeps/<name>-<timestamp>].")
+@click.option("--name", default=None, help="Sweep name [default: the config's file stem].")
+@click.option("--overwrite", is_flag=True, help="Replace a sweep (and its runs) already in --out.")
+@click.argument("overrides", nargs=-1)
+def sweep_command(
+    config: str,
+    envs: str,
+    seeds: str,
+    address: str | None,
+    gpus_per_trial: float,
+    cpus_per_trial: float,
+    out: str | None,
+    name: str | None,
+    overwrite: bool,
+    overrides: tuple[str, ...],
+) -> None:
+    """Train every env x seed as a Ray task; write a Table-1-style summary and curves.
+
+    OVERRIDES are KEY=VALUE applied to every trial. Exits 1 when some trial failed.
+    """
+    from alm_offline.sweep import SweepError, run_sweep
+
+    env_ids = _comma_list(envs, "--envs")
+    try:
+        seed_list = [int(s) for s in _comma_list(seeds, "--seeds")]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, got '{seeds}'") from None
+    try:
+        result = run_sweep(
+            config,
+            env_ids,
+            seed_list,
+            overrides,
+            address=address,
+            gpus_per_trial=gpus_per_trial,
+            cpus_per_trial=cpus_per_trial,
+            out=Path(out) if out is not None else None,
+            name=name,
+            overwrite=overwrite,
+            report=click.echo,
+        )
+    except (SweepError, ConfigError, EnvError) as exc:
+        raise UserError(str(exc)) from None
+    click.echo("")
+    click.echo(result.table, nl=False)
+    for note in result.notes:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(f"sweep folder: {result.out}")
+    if not result.all_ok:
+        click.echo(f"{len(result.failed)} of {len(result.trials)} trials failed", err=True)
+        click.get_current_context().exit(1)
+
+
+# -------------------------------------------------------------------- end sweep command
 
 
 def main() -> None:

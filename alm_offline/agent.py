@@ -19,7 +19,14 @@ import numpy as np
 import torch
 
 from .config import AgentConfig
-from .losses import actor_svg_loss, critic_loss, model_bound_loss, reward_classifier_loss
+from .losses import (
+    actor_svg_loss,
+    actor_td3_loss,
+    critic_loss,
+    log_shift_reward,
+    model_bound_loss,
+    reward_classifier_loss,
+)
 from .networks import WorldModel, rsample
 from .replay import SequenceBatch, TransitionBatch
 
@@ -57,6 +64,10 @@ class AlmAgent:
             latent_dim=cfg.latent_dim,
             hidden_dim=cfg.hidden_dim,
             model_hidden_dim=cfg.model_hidden_dim,
+            identity_encoder=cfg.encoder == "identity",
+            linear_classifier=cfg.classifier == "linear",
+            decoder=cfg.encoder_objective == "reconstruction",
+            learn_policy_std=cfg.entropy_bonus > 0,
         ).to(self.device)
         if cfg.compile:
             self.wm.compile_networks()
@@ -74,7 +85,8 @@ class AlmAgent:
     def act(self, obs: np.ndarray, std: float, deterministic: bool = False) -> np.ndarray:
         """obs (D,) -> action (A,) in [-1, 1].
 
-        Exploration: z ~ e(.|s), a = mean + std * noise (no noise clip), clamped.
+        Exploration: z ~ e(.|s), a = mean + std * noise (no noise clip), clamped; with the
+        entropy-bonus ablation the policy's own std replaces ``std``.
         Deterministic: the encoder's mean and the policy's mean.
         """
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
@@ -82,8 +94,8 @@ class AlmAgent:
         if deterministic:
             action = self.wm.pi(mean)
         else:
-            action_mean = self.wm.pi(rsample(mean, z_std))
-            noise = torch.randn_like(action_mean) * std
+            action_mean, action_std = self.wm.policy(rsample(mean, z_std), std)
+            noise = torch.randn_like(action_mean) * action_std
             action = (action_mean + noise).clamp(-1.0, 1.0)
         return action.squeeze(0).cpu().numpy()
 
@@ -125,7 +137,15 @@ class AlmAgent:
 
         # 1. encoder + model on the bound (plus BC along the same latents when offline)
         bound = model_bound_loss(
-            wm, seq.obs, seq.action, std=std, stddev_clip=cfg.stddev_clip, bc_coef=cfg.bc_coef
+            wm,
+            seq.obs,
+            seq.action,
+            std=std,
+            stddev_clip=cfg.stddev_clip,
+            bc_coef=cfg.bc_coef,
+            kl_coef=cfg.kl_coef,
+            include_value=cfg.value_in_encoder_loss,
+            objective=cfg.encoder_objective,
         )
         actor_bc_grads = None
         if cfg.bc_coef > 0:
@@ -140,12 +160,17 @@ class AlmAgent:
             next_mean, next_std = wm.encode_target(batch.next_obs)
             z_model_next = rsample(*wm.next(rsample(z_mean, z_std), batch.action))
 
+        # the shifted-log MDP of App. A.8 when asked; the env's reward otherwise
+        reward = batch.reward
+        if cfg.log_reward_shift > 0:
+            reward = log_shift_reward(reward, cfg.log_reward_shift)
+
         # 2. reward + classifier
         rc = reward_classifier_loss(
             wm,
             rsample(z_mean, z_std),
             batch.action,
-            batch.reward,
+            reward,
             rsample(next_mean, next_std),
             z_model_next,
         )
@@ -156,26 +181,31 @@ class AlmAgent:
             wm,
             rsample(z_mean, z_std),
             batch.action,
-            batch.reward,
+            reward,
             rsample(next_mean, next_std),
             batch.terminated,
             std=std,
             stddev_clip=cfg.stddev_clip,
             gamma=cfg.gamma,
+            entropy_bonus=cfg.entropy_bonus,
         )
         critic_norm = self._apply("critic", critic.loss)
 
-        # 4. actor on imagined rollouts from target-encoder latents
-        actor = actor_svg_loss(
-            wm,
-            rsample(z_mean, z_std),
-            horizon=cfg.seq_len,
-            std=std,
-            stddev_clip=cfg.stddev_clip,
-            gamma=cfg.gamma,
-            lambda_=cfg.lambda_,
-            classifier_coef=cfg.classifier_coef,
-        )
+        # 4. actor on imagined rollouts from target-encoder latents (or TD3's -Q1)
+        if cfg.actor_loss == "td3":
+            actor = actor_td3_loss(wm, rsample(z_mean, z_std))
+        else:
+            actor = actor_svg_loss(
+                wm,
+                rsample(z_mean, z_std),
+                horizon=cfg.seq_len,
+                std=std,
+                stddev_clip=cfg.stddev_clip,
+                gamma=cfg.gamma,
+                lambda_=cfg.lambda_,
+                classifier_coef=cfg.classifier_coef,
+                entropy_bonus=cfg.entropy_bonus,
+            )
         actor_norm = self._apply("actor", actor.loss, actor_bc_grads)
 
         # 5. targets
@@ -190,6 +220,7 @@ class AlmAgent:
             "model/reward": bound.reward,
             "model/value": bound.value,
             "model/behaviour_cloning": bound.behaviour_cloning,
+            "model/reconstruction": bound.reconstruction,
             "reward/mse": rc.reward_mse,
             "classifier/ce": rc.classifier_ce,
             "classifier/accuracy": rc.classifier_accuracy,
@@ -199,6 +230,7 @@ class AlmAgent:
             "actor/imagined_reward": actor.imagined_reward,
             "actor/classifier_reward": actor.classifier_reward,
             "actor/value": actor.value,
+            "actor/entropy": actor.entropy,
             "grad_norm/world": world_norm,
             "grad_norm/reward": reward_norm,
             "grad_norm/critic": critic_norm,

@@ -1,34 +1,231 @@
-"""Deterministic evaluation and normalised scores."""
+"""Deterministic evaluation, normalised scores, and ``alm eval`` on a saved checkpoint."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 EVAL_SEED_OFFSET = 10_000
 
+# D4RL's random / expert returns (normalised score = 100 (R - random) / (expert - random))
+D4RL_REFERENCE_SCORES: dict[str, tuple[float, float]] = {
+    "HalfCheetah": (-280.178953, 12135.0),
+    "Hopper": (-20.272305, 3234.3),
+    "Walker2d": (1.629008, 4592.3),
+    "Ant": (-325.6, 3879.7),
+}
+
+Frame = np.ndarray  # (H, W, 3) uint8
+
 
 def evaluate(
-    policy: Callable[[np.ndarray], np.ndarray], env: gym.Env, episodes: int, seed: int
+    policy: Callable[[np.ndarray], np.ndarray],
+    env: gym.Env,
+    episodes: int,
+    seed: int,
+    on_frame: Callable[[Frame], None] | None = None,
 ) -> np.ndarray:
     """Undiscounted returns (episodes,) of ``policy`` in ``env``.
 
     Episode i starts from ``reset(seed=seed + EVAL_SEED_OFFSET + i)``, so every evaluation
-    of a run sees the same start states.
+    of a run sees the same start states. ``on_frame`` receives ``env.render()`` after the
+    reset and after every step of the first episode (the env must render ``rgb_array``).
     """
     returns = np.zeros(episodes, dtype=np.float64)
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
+        record = on_frame if episode == 0 else None
+        if record is not None:
+            record(env.render())
         done = False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             returns[episode] += float(reward)
             done = terminated or truncated
+            if record is not None:
+                record(env.render())
     return returns
 
 
 def normalized_score(returns: np.ndarray, ref_min: float, ref_max: float) -> np.ndarray:
     """D4RL convention: 100 * (return - random) / (expert - random)."""
     return 100.0 * (np.asarray(returns) - ref_min) / (ref_max - ref_min)
+
+
+def known_reference_scores(env_id: str) -> tuple[float, float] | None:
+    """D4RL's (random, expert) returns for an env id such as ``Hopper-v5``, if known."""
+    return D4RL_REFERENCE_SCORES.get(env_id.split("-")[0])
+
+
+# ----------------------------------------------------------------------------- alm eval
+class EvalError(ValueError):
+    """Bad input to ``evaluate_checkpoint`` (one-line message)."""
+
+
+@dataclass
+class EvalReport:
+    """What ``alm eval`` prints and writes."""
+
+    checkpoint: str
+    env: str
+    episodes: int
+    seed: int
+    return_mean: float
+    return_std: float
+    return_min: float
+    return_max: float
+    returns: list[float]
+    normalized_score_mean: float | None = None
+    normalized_score_std: float | None = None
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    video: str | None = None
+    video_frames: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def configure_offscreen_rendering() -> str:
+    """Pick MuJoCo's offscreen GL backend before any renderer exists: EGL with a GPU, else
+    OSMesa (software). A ``MUJOCO_GL`` already set by the user wins. Returns the backend."""
+    import torch
+
+    backend = os.environ.setdefault("MUJOCO_GL", "egl" if torch.cuda.is_available() else "osmesa")
+    os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+    return backend
+
+
+def check_writable(path: Path) -> None:
+    """Fail early (``EvalError``) when ``path`` cannot be written as a file."""
+    if path.is_dir():
+        raise EvalError(f"output '{path}' is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvalError(f"cannot create the folder of '{path}': {exc.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise EvalError(f"cannot write to '{path.parent}'")
+
+
+class Mp4Writer:
+    """Streams frames into ``path`` through a temporary file renamed on ``commit``."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        import imageio.v2 as imageio
+
+        self.path = path
+        self.tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+        self.frames = 0
+        self._writer = imageio.get_writer(
+            self.tmp, fps=fps, codec="libx264", quality=7, macro_block_size=1
+        )
+
+    def __call__(self, frame: Frame) -> None:
+        self._writer.append_data(frame)
+        self.frames += 1
+
+    def commit(self) -> None:
+        self._writer.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _run_reference_scores(run_dir: Path, cfg: Any) -> tuple[float, float] | None:
+    """The run's own references (offline dataset, eval.ref_*), else D4RL's for its env."""
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if summary.get("ref_min_score") is not None and summary.get("ref_max_score") is not None:
+            return float(summary["ref_min_score"]), float(summary["ref_max_score"])
+    if cfg.eval.ref_min is not None and cfg.eval.ref_max is not None:
+        return cfg.eval.ref_min, cfg.eval.ref_max
+    return known_reference_scores(cfg.env)
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    episodes: int = 10,
+    seed: int = 0,
+    env_id: str | None = None,
+    video: str | Path | None = None,
+    device: str = "cpu",
+) -> EvalReport:
+    """Deterministic returns of a run's latest checkpoint (or a checkpoint file).
+
+    The env is the run's (for offline runs, the dataset's evaluation env) unless ``env_id``
+    is given; it must have the checkpoint's observation and action sizes. ``video`` writes
+    the first episode as an mp4 rendered offscreen.
+    """
+    from .checkpoint import checkpoint_path, load_agent
+    from .envs import env_spec, make_env
+
+    path = Path(path)
+    if episodes < 1:
+        raise EvalError(f"--episodes must be at least 1, got {episodes}")
+    if path.is_dir() and not checkpoint_path(path).is_file():
+        raise EvalError(f"run dir '{path}' has no checkpoint yet ({checkpoint_path(path)})")
+    video_path = Path(video) if video is not None else None
+    if video_path is not None:
+        if video_path.suffix.lower() != ".mp4":
+            raise EvalError(f"--video must name an .mp4 file, got '{video_path}'")
+        check_writable(video_path)
+        configure_offscreen_rendering()
+    agent, cfg, _ = load_agent(path, device)
+    run_dir = path if path.is_dir() else path.parent.parent
+    env_id = env_id or cfg.env
+    env = make_env(env_id, seed=seed, render_mode="rgb_array" if video_path else None)
+    writer = None
+    try:
+        spec = env_spec(env)
+        if (spec.obs_dim, spec.action_dim) != (agent.obs_dim, agent.action_dim):
+            raise EvalError(
+                f"checkpoint was trained on {cfg.env} (obs/action dims {agent.obs_dim}/"
+                f"{agent.action_dim}); {env_id} has {spec.obs_dim}/{spec.action_dim}"
+            )
+        if video_path is not None:
+            writer = Mp4Writer(video_path, fps=float(env.metadata.get("render_fps", 30)))
+        returns = evaluate(
+            lambda obs: agent.act(obs, 0.0, deterministic=True), env, episodes, seed, writer
+        )
+        if writer is not None:
+            writer.commit()
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    finally:
+        env.close()
+    report = EvalReport(
+        checkpoint=str(path),
+        env=env_id,
+        episodes=episodes,
+        seed=seed,
+        return_mean=float(returns.mean()),
+        return_std=float(returns.std()),
+        return_min=float(returns.min()),
+        return_max=float(returns.max()),
+        returns=[float(r) for r in returns],
+        video=str(video_path) if video_path else None,
+        video_frames=writer.frames if writer else None,
+    )
+    refs = (
+        _run_reference_scores(run_dir, cfg) if env_id == cfg.env else known_reference_scores(env_id)
+    )
+    if refs is not None:
+        scores = normalized_score(returns, *refs)
+        report.ref_min_score, report.ref_max_score = refs
+        report.normalized_score_mean = float(scores.mean())
+        report.normalized_score_std = float(scores.std())
+    return report

@@ -8,6 +8,7 @@ loss never needs to freeze anything. Notation: B batch, K sequence length, Z lat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,16 @@ def lambda_returns(
     return torch.stack(returns[::-1])
 
 
+def policy_entropy(std: torch.Tensor) -> torch.Tensor:
+    """Entropy of a diagonal Gaussian policy: (..., A) std -> (...)."""
+    return (std.log() + 0.5 * math.log(2.0 * math.pi * math.e)).sum(-1)
+
+
+def log_shift_reward(reward: torch.Tensor, shift: float) -> torch.Tensor:
+    """App. A.8: a (log(r + a) - log a) = a log(1 + r / a), ~ r for |r| << a. Any shape."""
+    return shift * torch.log1p(reward / shift)
+
+
 def behaviour_cloning(policy_mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     """-log pi(a | z) of a fixed-std Gaussian policy, up to scale and constant: (..., A) -> (...).
 
@@ -66,6 +77,7 @@ class ModelBoundTerms:
     reward: torch.Tensor  # mean over steps of r(z_t, a_t)
     value: torch.Tensor  # min(Q1, Q2)(z_K, pi(z_K))
     behaviour_cloning: torch.Tensor  # mean over steps of the BC term (0 when unused)
+    reconstruction: torch.Tensor  # mean over states of ||d(z) - s||^2 (0 unless that ablation)
 
 
 def model_bound_loss(
@@ -73,9 +85,12 @@ def model_bound_loss(
     obs: torch.Tensor,
     action: torch.Tensor,
     *,
-    std: float,
+    std: float | torch.Tensor,
     stddev_clip: float,
     bc_coef: float = 0.0,
+    kl_coef: float = 1.0,
+    include_value: bool = True,
+    objective: str = "alm",
 ) -> ModelBoundTerms:
     """-(sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || e_targ(.|s_{t+1}))] + Q(z_K, pi(z_K))).
 
@@ -83,15 +98,25 @@ def model_bound_loss(
     z_{t+1} ~ m(.|z_t, a_t) (rsample). Undiscounted over t, as the reference code. With
     ``bc_coef`` > 0 (offline, App. A.7) adds bc_coef * sum_t ||pi(z_t) - a_t||^2 along the
     same model latents, so its gradient reaches encoder, model and actor.
+
+    Ablations (Sec. 5.3, App. E): ``kl_coef`` scales the KL term (0 = no KL);
+    ``include_value=False`` drops Q(z_K); ``objective="reconstruction"`` replaces the reward
+    and value terms by sum_t ||d(z_t) - s_t||^2 with z_t ~ e(.|s_t) (t = 0..K): encoder and
+    model then maximise likelihood instead of the return bound (Fig. 15).
     """
     steps = action.shape[0]
+    aligned = objective == "alm"
     with torch.no_grad():
         target_mean, target_std = wm.encode_target(obs[1:])  # (K, B, Z)
     z = rsample(*wm.encode(obs[0]))
-    kl_sum = torch.zeros((), device=obs.device)
-    reward_sum = torch.zeros((), device=obs.device)
-    bc_sum = torch.zeros((), device=obs.device)
+    zeros = torch.zeros((), device=obs.device)
+    kl_sum, reward_sum, bc_sum, recon = zeros, zeros, zeros, zeros
     per_sample = torch.zeros(obs.shape[1], device=obs.device)
+    if not aligned:  # reconstruct every real state from its own encoder sample
+        encoded = torch.cat([z.unsqueeze(0), rsample(*wm.encode(obs[1:]))])  # (K+1, B, Z)
+        errors = (wm.decode(encoded) - obs).pow(2).sum(-1)  # (K+1, B)
+        per_sample = per_sample + errors.sum(0)
+        recon = errors.detach().mean()
     for t in range(steps):
         if bc_coef > 0:
             bc = behaviour_cloning(wm.pi(z), action[t])
@@ -99,21 +124,27 @@ def model_bound_loss(
             bc_sum = bc_sum + bc.detach().mean()
         next_mean, next_std = wm.next(z, action[t])
         kl = gaussian_kl(next_mean, next_std, target_mean[t], target_std[t])
-        reward = wm.reward(z, action[t]).squeeze(-1)
-        per_sample = per_sample + kl - reward
+        per_sample = per_sample + kl_coef * kl
         kl_sum = kl_sum + kl.detach().mean()
-        reward_sum = reward_sum + reward.detach().mean()
+        if aligned:
+            reward = wm.reward(z, action[t]).squeeze(-1)
+            per_sample = per_sample - reward
+            reward_sum = reward_sum + reward.detach().mean()
         z = rsample(next_mean, next_std)
-    with torch.no_grad():
-        final_action = sample_action(wm.pi(z), std, stddev_clip)
-    value = wm.q(z, final_action).min(0).values.squeeze(-1)
-    loss = (per_sample - value).mean()
+    value = zeros
+    if aligned and include_value:
+        with torch.no_grad():
+            final_action = sample_action(*wm.policy(z, std), stddev_clip)
+        q_final = wm.q(z, final_action).min(0).values.squeeze(-1)
+        per_sample = per_sample - q_final
+        value = q_final.detach().mean()
     return ModelBoundTerms(
-        loss=loss,
+        loss=per_sample.mean(),
         kl=kl_sum / steps,
         reward=reward_sum / steps,
-        value=value.detach().mean(),
+        value=value,
         behaviour_cloning=bc_sum / steps,
+        reconstruction=recon,
     )
 
 
@@ -176,17 +207,22 @@ def critic_loss(
     z_next: torch.Tensor,
     terminated: torch.Tensor,
     *,
-    std: float,
+    std: float | torch.Tensor,
     stddev_clip: float,
     gamma: float,
+    entropy_bonus: float = 0.0,
 ) -> CriticTerms:
     """Mean of both critics' MSE to r + g (1 - terminated) min(Q1', Q2')(z', a'), a' ~ pi(z').
 
     z, z_next: (B, Z) target-encoder samples; action (B, A); reward, terminated (B,).
+    ``entropy_bonus`` alpha > 0 (SAC-style ablation) adds alpha H(pi(.|z')) to the bootstrap.
     """
     with torch.no_grad():
-        next_action = sample_action(wm.pi(z_next), std, stddev_clip)
+        next_mean, next_std = wm.policy(z_next, std)
+        next_action = sample_action(next_mean, next_std, stddev_clip)
         next_q = wm.q_target(z_next, next_action).min(0).values.squeeze(-1)
+        if entropy_bonus > 0:
+            next_q = next_q + entropy_bonus * policy_entropy(next_std)
         target = reward + gamma * (1.0 - terminated) * next_q
     q = wm.q(z, action).squeeze(-1)  # (2, B)
     loss = (q - target).pow(2).mean()
@@ -204,6 +240,7 @@ class ActorTerms:
     imagined_reward: torch.Tensor
     classifier_reward: torch.Tensor
     value: torch.Tensor
+    entropy: torch.Tensor  # mean policy entropy along the rollout (0 without the bonus)
 
 
 def actor_svg_loss(
@@ -211,11 +248,12 @@ def actor_svg_loss(
     z: torch.Tensor,
     *,
     horizon: int,
-    std: float,
+    std: float | torch.Tensor,
     stddev_clip: float,
     gamma: float,
     lambda_: float,
     classifier_coef: float,
+    entropy_bonus: float = 0.0,
 ) -> ActorTerms:
     """-mean_t g^t R^lambda_t over a K-step imagined rollout from z (B, Z) with the policy.
 
@@ -223,19 +261,33 @@ def actor_svg_loss(
     min(Q1, Q2)(z_{t+1}, a_{t+1}). As in the reference code the policy sees detached
     latents, the classifier's z_{t+1} and the critic's actions are detached, so gradients
     reach the actions through the reward, the classifier and the model's rsample (SVG).
+    ``classifier_coef`` = 0 removes the classifier term (Sec. 5.3); ``entropy_bonus`` alpha
+    > 0 adds alpha H(pi(.|z_t)) to every step's reward (SAC-style ablation, Table 5).
     """
-    latents, actions = [z], []
+    latents, actions, entropies = [z], [], []
     for _ in range(horizon):
-        a = sample_action(wm.pi(z.detach()), std, stddev_clip)
+        mean, a_std = wm.policy(z.detach(), std)
+        a = sample_action(mean, a_std, stddev_clip)
+        if entropy_bonus > 0:
+            entropies.append(policy_entropy(a_std))
         z = rsample(*wm.next(z, a))
         actions.append(a)
         latents.append(z)
-    actions.append(sample_action(wm.pi(z.detach()), std, stddev_clip))
+    actions.append(sample_action(*wm.policy(z.detach(), std), stddev_clip))
     zs, acts = torch.stack(latents), torch.stack(actions)  # (K+1, B, Z), (K+1, B, A)
     reward = wm.reward(zs[:-1], acts[:-1]).squeeze(-1)  # (K, B)
-    bonus = classifier_reward(wm.logits(zs[:-1], acts[:-1], zs[1:].detach()))  # (K, B)
+    step_reward = reward
+    if classifier_coef > 0:
+        bonus = classifier_reward(wm.logits(zs[:-1], acts[:-1], zs[1:].detach()))  # (K, B)
+        step_reward = step_reward + classifier_coef * bonus
+    else:
+        bonus = torch.zeros_like(reward)
+    entropy = torch.zeros_like(reward)
+    if entropy_bonus > 0:
+        entropy = torch.stack(entropies)  # (K, B)
+        step_reward = step_reward + entropy_bonus * entropy
     next_value = wm.q(zs[1:], acts[1:].detach()).min(0).values.squeeze(-1)  # (K, B)
-    returns = lambda_returns(reward + classifier_coef * bonus, next_value, gamma, lambda_)
+    returns = lambda_returns(step_reward, next_value, gamma, lambda_)
     weights = gamma ** torch.arange(horizon, device=z.device, dtype=returns.dtype)
     loss = -(weights.unsqueeze(-1) * returns).mean()
     return ActorTerms(
@@ -243,4 +295,21 @@ def actor_svg_loss(
         imagined_reward=reward.detach().mean(),
         classifier_reward=bonus.detach().mean(),
         value=next_value.detach().mean(),
+        entropy=entropy.detach().mean(),
+    )
+
+
+def actor_td3_loss(wm: WorldModel, z: torch.Tensor) -> ActorTerms:
+    """TD3's model-free actor loss -Q1(z, pi(z)) on latents z (B, Z) of real states (Fig. 5c).
+
+    No model rollout, reward head or classifier: only the critic judges the policy.
+    """
+    q1 = wm.q(z.detach(), wm.pi(z.detach()))[0].squeeze(-1)  # (B,)
+    zero = torch.zeros((), device=z.device)
+    return ActorTerms(
+        loss=-q1.mean(),
+        imagined_reward=zero,
+        classifier_reward=zero,
+        value=q1.detach().mean(),
+        entropy=zero,
     )

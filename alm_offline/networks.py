@@ -20,6 +20,8 @@ MEAN_SCALE = 30.0
 STD_MIN = 0.1
 STD_MAX = 10.0
 ACTION_EPS = 1e-6
+IDENTITY_STD = 0.1  # fixed std of the identity encoder (MnM-like ablation): z ~ N(s, 0.1^2)
+POLICY_LOG_STD = (-5.0, 0.0)  # range of a learned policy log-std (entropy-bonus ablation)
 
 
 def orthogonal_init(module: nn.Module) -> None:
@@ -92,11 +94,18 @@ class RewardHead(nn.Module):
 
 
 class Classifier(nn.Module):
-    """C(z, a, z'): two logits (..., 2); index 1 means "z' came from the encoder"."""
+    """C(z, a, z'): two logits (..., 2); index 1 means "z' came from the encoder".
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+    ``linear`` makes it one affine map of (z, a, z') (the linear-classifier ablation, Fig. 16).
+    """
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int, linear: bool = False):
         super().__init__()
-        self.net = mlp(2 * latent_dim + action_dim, hidden_dim, 2, normalized_head=True)
+        in_dim = 2 * latent_dim + action_dim
+        self.net = (
+            nn.Linear(in_dim, 2) if linear else mlp(in_dim, hidden_dim, 2, normalized_head=True)
+        )
+        self.net.apply(orthogonal_init)
 
     def forward(self, z: torch.Tensor, a: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([z, a, z_next], dim=-1)).float()
@@ -151,14 +160,44 @@ class TwinCritic(nn.Module):
 
 
 class Actor(nn.Module):
-    """pi(a | z): z (..., Z) -> tanh mean (..., A); acts with fixed-std clipped Gaussian noise."""
+    """pi(a | z): z (..., Z) -> tanh mean (..., A); acts with clipped Gaussian noise whose std
+    is the exploration schedule's, or (``learn_std``, entropy-bonus ablation) its own."""
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+    def __init__(
+        self, latent_dim: int, action_dim: int, hidden_dim: int, learn_std: bool = False
+    ) -> None:
         super().__init__()
-        self.net = mlp(latent_dim, hidden_dim, action_dim)
+        self.learn_std = learn_std
+        self.net = mlp(latent_dim, hidden_dim, 2 * action_dim if learn_std else action_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(z).float())
+        out = self.net(z).float()
+        return torch.tanh(out.chunk(2, dim=-1)[0] if self.learn_std else out)
+
+    def distribution(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (..., Z) -> (tanh mean, std), each (..., A); only with ``learn_std``."""
+        mean, raw_std = self.net(z).float().chunk(2, dim=-1)
+        low, high = POLICY_LOG_STD
+        log_std = low + 0.5 * (high - low) * (torch.tanh(raw_std) + 1.0)
+        return torch.tanh(mean), log_std.exp()
+
+
+class IdentityEncoder(nn.Module):
+    """e(z | s) = N(s, IDENTITY_STD^2): no parameters, z is the state (MnM-like, Fig. 13)."""
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return obs, torch.full_like(obs, IDENTITY_STD)
+
+
+class Decoder(nn.Module):
+    """d(s | z): z (..., Z) -> reconstructed observation (..., D) (reconstruction ablation)."""
+
+    def __init__(self, latent_dim: int, obs_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.net = mlp(latent_dim, hidden_dim, obs_dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).float()
 
 
 def straight_through_clamp(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
@@ -180,7 +219,10 @@ def sample_action(
 class WorldModel(nn.Module):
     """Every network of ALM and the two targets, with small named methods.
 
-    Shapes: obs (..., D), z (..., Z), a (..., A). Gaussians are (mean, std) pairs.
+    Shapes: obs (..., D), z (..., Z), a (..., A). Gaussians are (mean, std) pairs. The
+    keyword switches build the paper's ablations (defaults: the main method):
+    ``identity_encoder`` (z = s, so Z = D), ``linear_classifier``, ``decoder`` (for the
+    reconstruction-trained encoder) and ``learn_policy_std`` (entropy bonus).
     """
 
     def __init__(
@@ -191,16 +233,27 @@ class WorldModel(nn.Module):
         latent_dim: int,
         hidden_dim: int,
         model_hidden_dim: int,
+        identity_encoder: bool = False,
+        linear_classifier: bool = False,
+        decoder: bool = False,
+        learn_policy_std: bool = False,
     ) -> None:
         super().__init__()
-        self.encoder = GaussianMLP(obs_dim, hidden_dim, latent_dim)
-        self.encoder_target = GaussianMLP(obs_dim, hidden_dim, latent_dim)
+        if identity_encoder:
+            latent_dim = obs_dim
+            self.encoder: nn.Module = IdentityEncoder()
+            self.encoder_target: nn.Module = IdentityEncoder()
+        else:
+            self.encoder = GaussianMLP(obs_dim, hidden_dim, latent_dim)
+            self.encoder_target = GaussianMLP(obs_dim, hidden_dim, latent_dim)
+        self.latent_dim = latent_dim
         self.model = LatentModel(latent_dim, action_dim, model_hidden_dim)
         self.reward_head = RewardHead(latent_dim, action_dim, hidden_dim)
-        self.classifier = Classifier(latent_dim, action_dim, hidden_dim)
+        self.classifier = Classifier(latent_dim, action_dim, hidden_dim, linear=linear_classifier)
         self.critic = TwinCritic(latent_dim, action_dim, hidden_dim)
         self.critic_target = TwinCritic(latent_dim, action_dim, hidden_dim)
-        self.actor = Actor(latent_dim, action_dim, hidden_dim)
+        self.actor = Actor(latent_dim, action_dim, hidden_dim, learn_std=learn_policy_std)
+        self.decoder = Decoder(latent_dim, obs_dim, hidden_dim) if decoder else None
         self.encoder_target.load_state_dict(self.encoder.state_dict())
         self.critic_target.load_state_dict(self.critic.state_dict())
         for target in (self.encoder_target, self.critic_target):
@@ -228,7 +281,20 @@ class WorldModel(nn.Module):
         return self.critic_target(z, a)
 
     def pi(self, z: torch.Tensor) -> torch.Tensor:
+        """The policy's mean action (the deterministic policy)."""
         return self.actor(z)
+
+    def policy(
+        self, z: torch.Tensor, std: float | torch.Tensor
+    ) -> tuple[torch.Tensor, float | torch.Tensor]:
+        """(mean, std) to sample actions with: the schedule's ``std``, or the learned one."""
+        if self.actor.learn_std:
+            return self.actor.distribution(z)
+        return self.actor(z), std
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        assert self.decoder is not None, "built without a decoder"
+        return self.decoder(z)
 
     def compile_networks(self) -> None:
         """``torch.compile`` every network in place (state-dict keys unchanged)."""
@@ -241,13 +307,15 @@ class WorldModel(nn.Module):
             self.critic,
             self.critic_target,
             self.actor,
+            *([] if self.decoder is None else [self.decoder]),
         ):
             network.compile()
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """The four groups with their own optimiser (targets excluded)."""
+        decoder = [] if self.decoder is None else list(self.decoder.parameters())
         return {
-            "world": [*self.encoder.parameters(), *self.model.parameters()],
+            "world": [*self.encoder.parameters(), *self.model.parameters(), *decoder],
             "reward": [*self.reward_head.parameters(), *self.classifier.parameters()],
             "critic": list(self.critic.parameters()),
             "actor": list(self.actor.parameters()),
@@ -260,7 +328,9 @@ class WorldModel(nn.Module):
             (self.encoder, self.encoder_target),
             (self.critic, self.critic_target),
         ):
-            torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+            target_params = list(target.parameters())
+            if target_params:  # the identity encoder has none
+                torch._foreach_lerp_(target_params, list(online.parameters()), tau)
 
 
 def rsample(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

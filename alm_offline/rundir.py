@@ -11,7 +11,17 @@ from typing import Any
 
 from .config import RunConfig, to_yaml
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.jsonl", "summary.json", "checkpoints")
+RUN_FILES = (
+    "config.yaml",
+    "metrics.jsonl",
+    "eval.jsonl",
+    "summary.json",
+    "checkpoints",
+    "tensorboard",
+    "wandb",
+    "wandb_id.txt",
+    "analysis",
+)
 
 
 class RunDirError(ValueError):

@@ -32,7 +32,7 @@ from .datasets.convert import load_dataset
 from .datasets.episodes import DatasetError, EpisodeDataset
 from .envs import env_spec, make_env, rng_state, set_rng_state
 from .evaluate import evaluate, normalized_score
-from .loggers import JsonlLogger
+from .loggers import make_run_logger
 from .progress import ProgressDisplay
 from .replay import ReplayBuffer
 from .rundir import write_summary
@@ -160,13 +160,11 @@ def train_online(
     replay = ReplayBuffer(
         cfg.agent.buffer_size, spec.obs_dim, spec.action_dim, cfg.agent.seq_len, device
     )
-    logger = JsonlLogger(run_dir)
     counters = Counters()
 
     if resume:
         state = load_resume_state(run_dir, cfg)
         counters = Counters(**restore(state, agent=agent, np_rng=np_rng, replay=replay))
-        logger.truncate_after("env_step", counters.env_steps)
         if state["rng"]["env"] is not None:
             set_rng_state(env, state["rng"]["env"])
             obs, _ = env.reset()
@@ -209,9 +207,15 @@ def train_online(
                 }
             )
 
-    with ProgressDisplay(
-        cfg.steps, counters.env_steps, cfg.env, enabled=None if not quiet else False
-    ) as bar:
+    logger = make_run_logger(cfg, run_dir, resume_step=counters.env_steps if resume else None)
+    if resume:
+        logger.truncate_after("env_step", counters.env_steps)
+    with (
+        logger,
+        ProgressDisplay(
+            cfg.steps, counters.env_steps, cfg.env, enabled=None if not quiet else False
+        ) as bar,
+    ):
         while counters.env_steps < cfg.steps:
             if counters.env_steps < warmup:
                 action = np_rng.uniform(-1.0, 1.0, spec.action_dim).astype(np.float32)
@@ -259,8 +263,7 @@ def train_online(
                     counters.env_steps,
                     f"updates {counters.updates}" + ("" if last is None else f"  eval {last:.1f}"),
                 )
-
-    log_window()
+        log_window()
     checkpoint(None)
     env.close()
     eval_env.close()
@@ -360,14 +363,12 @@ def train_offline(
             "(give --ref-min/--ref-max for normalised scores)",
             file=sys.stderr,
         )
-    logger = JsonlLogger(run_dir)
     counters = Counters()
     if resume:
         state = load_resume_state(run_dir, cfg)
         if state["extra"].get("dataset_fingerprint") != _fingerprint(dataset):
             raise CheckpointError(f"the dataset of '{run_dir}' changed since the checkpoint")
         counters = Counters(**restore(state, agent=agent, np_rng=np_rng))
-        logger.truncate_after("updates", counters.updates)
 
     updater = make_updater(agent, replay)
     window = MetricsWindow()
@@ -385,9 +386,15 @@ def train_offline(
             extra={"dataset_fingerprint": _fingerprint(dataset)},
         )
 
-    with ProgressDisplay(
-        cfg.steps, counters.updates, f"offline {dataset.env_id}", None if not quiet else False
-    ) as bar:
+    logger = make_run_logger(cfg, run_dir, resume_step=counters.updates if resume else None)
+    if resume:
+        logger.truncate_after("updates", counters.updates)
+    with (
+        logger,
+        ProgressDisplay(
+            cfg.steps, counters.updates, f"offline {dataset.env_id}", None if not quiet else False
+        ) as bar,
+    ):
         while counters.updates < cfg.steps:
             std = exploration_std(cfg.agent, counters.updates)
             window.add(counters.updates, updater.step(std))
@@ -416,10 +423,9 @@ def train_offline(
             if counters.updates % 50 == 0 or counters.updates == cfg.steps:
                 last = counters.last_eval.get("return_mean")
                 bar.advance(counters.updates, "" if last is None else f"eval {last:.1f}")
-
-    rows = window.flush()
-    if rows:
-        logger.metrics({"updates": counters.updates, **rows})
+        rows = window.flush()
+        if rows:
+            logger.metrics({"updates": counters.updates, **rows})
     checkpoint()
     eval_env.close()
     returns = dataset.episode_returns()

@@ -43,3 +43,12 @@ def filled_replay(obs_dim: int, action_dim: int, seq_len: int = 3) -> ReplayBuff
                 rng.uniform(-1, 1, action_dim), rng.normal(), t == 19, rng.normal(size=obs_dim)
             )
     return replay
+
+
+def assert_one_line_error(result, fragment: str) -> None:
+    """A CLI result that failed with exit 2 and one ``error:`` line holding ``fragment``."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert fragment in lines[0]

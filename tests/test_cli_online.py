@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, assert_one_line_error
 
 from alm_offline.checkpoint import checkpoint_path, read_checkpoint
 from cli import alm
@@ -22,14 +22,6 @@ ALM = shutil.which("alm")
 
 def run_cli(*args: str):
     return CliRunner().invoke(alm, list(args))
-
-
-def assert_one_line_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit)  # no traceback
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert fragment in lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,101 @@
+"""``alm eval``: deterministic returns of a saved run, normalised scores, mp4 video, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import TINY_OVERRIDES, assert_one_line_error
+
+from alm_offline.checkpoint import load_agent
+from alm_offline.config import load_config
+from alm_offline.envs import make_env
+from alm_offline.evaluate import (
+    EVAL_SEED_OFFSET,
+    evaluate,
+    evaluate_checkpoint,
+    known_reference_scores,
+)
+from alm_offline.rundir import prepare_new
+from alm_offline.train import train_online
+from cli import alm
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("eval") / "run"
+    cfg = load_config(
+        None, (*TINY_OVERRIDES, f"run_dir={path}", "eval.ref_min=0", "eval.ref_max=1000")
+    )
+    prepare_new(path, cfg, overwrite=False)
+    train_online(cfg, path, quiet=True)
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(alm, list(args), catch_exceptions=False)
+
+
+def test_eval_matches_a_direct_rollout_and_normalises(run_dir: Path) -> None:
+    result = invoke("eval", str(run_dir), "--episodes", "3", "--seed", "4", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    agent, cfg, _ = load_agent(run_dir)
+    expected = evaluate(
+        lambda o: agent.act(o, 0.0, deterministic=True), make_env(cfg.env), 3, seed=4
+    )
+    assert report["returns"] == pytest.approx(expected.tolist())
+    assert report["return_mean"] == pytest.approx(expected.mean())
+    assert (report["ref_min_score"], report["ref_max_score"]) == (0.0, 1000.0)
+    assert report["normalized_score_mean"] == pytest.approx(expected.mean() / 10.0)
+    assert report["env"] == "InvertedPendulum-v5" and report["video"] is None
+
+
+def test_video_has_one_frame_per_step_and_frames_move(run_dir: Path, tmp_path: Path) -> None:
+    video = tmp_path / "videos" / "pendulum.mp4"
+    result = invoke("eval", str(run_dir), "--episodes", "2", "--video", str(video), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    frames = iio.imread(video)
+    agent, cfg, _ = load_agent(run_dir)
+    env, steps, done = make_env(cfg.env), 0, False
+    obs, _ = env.reset(seed=EVAL_SEED_OFFSET)  # the first evaluation episode at seed 0
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(agent.act(obs, 0.0, deterministic=True))
+        steps, done = steps + 1, terminated or truncated
+    assert frames.shape == (steps + 1, 480, 480, 3) == (report["video_frames"], 480, 480, 3)
+    assert frames.std() > 1.0
+    assert np.abs(frames[-1].astype(int) - frames[0]).mean() > 0.1
+    assert sorted(p.name for p in video.parent.iterdir()) == ["pendulum.mp4"]  # no temp left
+
+
+def test_evaluate_checkpoint_file_and_known_reference_scores(run_dir: Path) -> None:
+    report = evaluate_checkpoint(run_dir / "checkpoints" / "latest.pt", episodes=1)
+    assert report.episodes == 1 and len(report.returns) == 1
+    assert known_reference_scores("Hopper-v5") == (-20.272305, 3234.3)
+    assert known_reference_scores("InvertedPendulum-v5") is None
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda run, tmp: [str(tmp / "empty")], "has no checkpoint"),
+        (lambda run, tmp: [str(tmp / "missing")], "no checkpoint at"),
+        (lambda run, tmp: [str(run), "--env", "HalfCheetah-v5"], "obs/action dims"),
+        (lambda run, tmp: [str(run), "--video", str(tmp / "dir.mp4")], "is a directory"),
+        (lambda run, tmp: [str(run), "--video", str(tmp / "file" / "v.mp4")], "cannot create"),
+        (lambda run, tmp: [str(run), "--video", str(tmp / "v.gif")], ".mp4"),
+        (lambda run, tmp: [str(run), "--episodes", "0"], "at least 1"),
+    ],
+)
+def test_bad_input_is_one_line(run_dir: Path, tmp_path: Path, make_args, message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    prepare_new(tmp_path / "empty", load_config(None, TINY_OVERRIDES), overwrite=False)
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "dir.mp4").mkdir()
+    result = CliRunner().invoke(alm, ["eval", *make_args(run_dir, tmp_path)])
+    assert_one_line_error(result, message)
