@@ -568,10 +568,11 @@ def analyze_options(func):
 def _analyze_call(func, *args, **kwargs):
     """Run an analysis; bad input becomes a one-line ``UserError``."""
     from alm_offline.analysis import AnalysisError
+    from alm_offline.plotting import PlotError
 
     try:
         return func(*args, **kwargs)
-    except (CheckpointError, EnvError, AnalysisError) as exc:
+    except (CheckpointError, EnvError, AnalysisError, PlotError) as exc:
         raise UserError(str(exc)) from None
 
 

@@ -18,7 +18,6 @@ write ``<name>.json`` + ``<name>.png`` atomically (the ``alm analyze`` commands)
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from .checkpoint import checkpoint_path, load_agent
 from .config import RunConfig
 from .envs import make_env
 from .networks import WorldModel
+from .plotting import save_figure
 from .rundir import write_text_atomic
 
 ACCURACY_THRESHOLD = 0.5  # relative latent error above which a model prediction is "off"
@@ -386,19 +386,6 @@ def rollout_analysis(
 
 
 # ------------------------------------------------------------------------------- plots
-def _save_figure(fig: Any, out: Path) -> Path:
-    """Save ``fig`` to ``out`` through a temporary file and ``os.replace``."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=DPI)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
-
-
 def plot_bias(result: BiasResult, out: str | Path) -> Path:
     """Scatter of estimate vs MC return (with y = x) and a histogram of the normalised bias."""
     import matplotlib
@@ -426,7 +413,7 @@ def plot_bias(result: BiasResult, out: str | Path) -> Path:
             f"mean {result.normalized_bias_mean:.3f}, std {result.normalized_bias_std:.3f}"
         )
         fig.tight_layout()
-        return _save_figure(fig, Path(out))
+        return save_figure(fig, out, dpi=DPI)
     finally:
         plt.close(fig)
 
@@ -462,7 +449,7 @@ def plot_rollout(result: RolloutResult, out: str | Path) -> Path:
             f"relative error <= {ACCURACY_THRESHOLD} for {result.first_accurate_steps} steps"
         )
         fig.tight_layout()
-        return _save_figure(fig, Path(out))
+        return save_figure(fig, out, dpi=DPI)
     finally:
         plt.close(fig)
 

@@ -266,14 +266,18 @@ def _check_out(out: Path, fig: Figure) -> str:
     return fmt
 
 
-def _save_atomic(fig: Figure, out: Path, fmt: str) -> None:
+def save_figure(fig: Figure, out: str | Path, dpi: float | None = None) -> Path:
+    """Check ``out`` (``PlotError``), then save ``fig`` through a temporary file + rename."""
+    out = Path(out)
+    fmt = _check_out(out, fig)
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
     try:
-        fig.savefig(tmp, format=fmt)
+        fig.savefig(tmp, format=fmt, dpi=dpi)
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise PlotError(f"cannot write '{out}': {exc.strerror or exc}") from None
+    return out
 
 
 def _short_number(value: float, _position: object = None) -> str:
@@ -324,15 +328,14 @@ def plot_curves(
     columns = min(len(groups), MAX_COLUMNS)
     rows = math.ceil(len(groups) / columns)
     fig = Figure(figsize=(SUBPLOT_SIZE[0] * columns, SUBPLOT_SIZE[1] * rows), dpi=DPI)
-    fmt = _check_out(out, fig)
+    _check_out(out, fig)  # before drawing
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, (name, group) in zip(axes, groups.items(), strict=False):
         _plot_group(ax, name, group, metric, paper)
     for ax in axes[len(groups) :]:
         ax.set_visible(False)
     fig.tight_layout()
-    _save_atomic(fig, out, fmt)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_learning_curves(
