@@ -164,7 +164,7 @@ def train_offline_command(
     quiet: bool,
     overrides: tuple[str, ...],
 ) -> None:
-    """Train ALM offline (paper App. A.7) on a fixed dataset; steps counts updates."""
+    """Train ALM offline on a fixed dataset (paper appendix A.7); steps counts updates."""
     if resume is not None:
         if dataset_spec or ref_min is not None or ref_max is not None or clip_actions:
             raise UserError("--dataset/--ref-*/--clip-actions cannot change on --resume")
@@ -541,7 +541,7 @@ def plot_command(run_dirs: tuple[str, ...], out: str, metric: str, paper: bool) 
 # ---------------------------------------------------------------- analyze commands
 @alm.group()
 def analyze() -> None:
-    """The paper's analyses (App. E): bias of the lower bound, latent model accuracy."""
+    """The paper's analyses (appendix E): bias of the lower bound, latent model accuracy."""
 
 
 ANALYZE_OPTIONS = [
