@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from .agent import AlmAgent, resolve_device
-from .checkpoint import checkpoint_path, load_agent
+from .checkpoint import load_agent, resolve_checkpoint
 from .config import RunConfig
 from .envs import make_env
+from .losses import log_shift_reward
 from .networks import WorldModel
 from .plotting import save_figure
 from .rundir import write_text_atomic
@@ -195,6 +196,14 @@ class BiasResult:
         )
 
 
+def learned_rewards(rewards: np.ndarray, cfg: RunConfig) -> np.ndarray:
+    """The rewards the agent was trained on: (T,) -> (T,); App. A.8's shifted log if asked."""
+    shift = cfg.agent.log_reward_shift
+    if shift <= 0:
+        return rewards
+    return log_shift_reward(torch.as_tensor(rewards, dtype=torch.float64), shift).numpy()
+
+
 def _check_bias_args(episodes: int | None, max_start_steps: int, min_states: int) -> None:
     if episodes is not None and episodes < 1:
         raise AnalysisError(f"episodes must be at least 1, got {episodes}")
@@ -228,7 +237,8 @@ def bias_analysis(
             episode = run_episode(agent, env, seed + len(lengths))
             keep = min(episode.length, max_start_steps)
             obs_parts.append(episode.obs[:keep])
-            mc_parts.append(monte_carlo_returns(episode.rewards, gamma)[:keep])
+            rewards = learned_rewards(episode.rewards, cfg)
+            mc_parts.append(monte_carlo_returns(rewards, gamma)[:keep])
             episode_ids.append(np.full(keep, len(lengths)))
             step_ids.append(np.arange(keep))
             lengths.append(episode.length)
@@ -457,9 +467,7 @@ def plot_rollout(result: RolloutResult, out: str | Path) -> Path:
 # ---------------------------------------------------------------- checkpoint -> report
 def default_out_dir(source: str | Path) -> Path:
     """``<run_dir>/analysis``; a checkpoint file's run dir is two levels up."""
-    source = Path(source)
-    run_dir = source if source.is_dir() else source.parent.parent
-    return run_dir / "analysis"
+    return resolve_checkpoint(source)[1] / "analysis"
 
 
 def _load(source: str | Path, device: str) -> tuple[AlmAgent, RunConfig, dict[str, Any]]:
@@ -469,7 +477,7 @@ def _load(source: str | Path, device: str) -> tuple[AlmAgent, RunConfig, dict[st
         raise AnalysisError(str(exc)) from None
     agent, cfg, state = load_agent(source, device)
     updates = state.get("counters", {}).get("updates")
-    path = checkpoint_path(source) if Path(source).is_dir() else Path(source)
+    path, _ = resolve_checkpoint(source)
     meta = {"checkpoint": str(path), "updates": updates}
     return agent, cfg, meta
 

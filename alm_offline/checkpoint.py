@@ -129,11 +129,22 @@ def restore(
     return state["counters"]
 
 
+def resolve_checkpoint(source: str | Path) -> tuple[Path, Path]:
+    """(checkpoint file, run dir) of a run dir or of a checkpoint file inside one.
+
+    A run dir without a checkpoint yet is a ``CheckpointError``.
+    """
+    source = Path(source)
+    if source.is_dir():
+        if not checkpoint_path(source).is_file():
+            raise CheckpointError(f"run dir '{source}' has no checkpoint yet")
+        return checkpoint_path(source), source
+    return source, source.parent.parent
+
+
 def load_agent(path: str | Path, device: str = "cpu") -> tuple[AlmAgent, RunConfig, dict[str, Any]]:
     """The agent of a checkpoint (or of a run dir's latest checkpoint), its config and state."""
-    path = Path(path)
-    if path.is_dir():
-        path = checkpoint_path(path)
+    path, _ = resolve_checkpoint(path)
     state = read_checkpoint(path)
     cfg = checkpoint_config(state)
     agent = AlmAgent(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -11,6 +10,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from .rundir import read_summary
 
 EVAL_SEED_OFFSET = 10_000
 
@@ -143,11 +144,9 @@ class Mp4Writer:
 
 def _run_reference_scores(run_dir: Path, cfg: Any) -> tuple[float, float] | None:
     """The run's own references (offline dataset, eval.ref_*), else D4RL's for its env."""
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("ref_min_score") is not None and summary.get("ref_max_score") is not None:
-            return float(summary["ref_min_score"]), float(summary["ref_max_score"])
+    summary = read_summary(run_dir)
+    if summary.get("ref_min_score") is not None and summary.get("ref_max_score") is not None:
+        return float(summary["ref_min_score"]), float(summary["ref_max_score"])
     if cfg.eval.ref_min is not None and cfg.eval.ref_max is not None:
         return cfg.eval.ref_min, cfg.eval.ref_max
     return known_reference_scores(cfg.env)
@@ -168,22 +167,20 @@ def evaluate_checkpoint(
     is given; it must have the checkpoint's observation and action sizes. ``video`` writes
     the first episode as an mp4 rendered offscreen.
     """
-    from .checkpoint import checkpoint_path, load_agent
+    from .checkpoint import load_agent, resolve_checkpoint
     from .envs import env_spec, make_env
 
     path = Path(path)
     if episodes < 1:
         raise EvalError(f"--episodes must be at least 1, got {episodes}")
-    if path.is_dir() and not checkpoint_path(path).is_file():
-        raise EvalError(f"run dir '{path}' has no checkpoint yet ({checkpoint_path(path)})")
     video_path = Path(video) if video is not None else None
     if video_path is not None:
         if video_path.suffix.lower() != ".mp4":
             raise EvalError(f"--video must name an .mp4 file, got '{video_path}'")
         check_writable(video_path)
         configure_offscreen_rendering()
+    _, run_dir = resolve_checkpoint(path)
     agent, cfg, _ = load_agent(path, device)
-    run_dir = path if path.is_dir() else path.parent.parent
     env_id = env_id or cfg.env
     env = make_env(env_id, seed=seed, render_mode="rgb_array" if video_path else None)
     writer = None

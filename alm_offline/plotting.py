@@ -23,10 +23,10 @@ matplotlib.use("Agg")  # files only: never open a window, work without a display
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
-from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, config_from_dict
+from .config import ConfigError, load_config
 from .loggers import read_jsonl
+from .rundir import read_summary
 
 
 class PlotError(ValueError):
@@ -89,13 +89,7 @@ def _run_config(run_dir: Path) -> tuple[str, int, bool]:
     if not path.is_file():
         raise PlotError(f"'{run_dir}' is not a run directory (no config.yaml)")
     try:
-        loaded = OmegaConf.load(path)
-    except Exception as exc:  # yaml errors come in several types
-        raise PlotError(f"cannot read '{path}': {str(exc).splitlines()[0]}") from None
-    if not isinstance(loaded, DictConfig):
-        raise PlotError(f"'{path}' is not a mapping of keys to values")
-    try:
-        cfg = config_from_dict(OmegaConf.to_container(loaded))  # type: ignore[arg-type]
+        cfg = load_config(str(path))
     except ConfigError as exc:
         raise PlotError(f"'{path}': {exc}") from None
     return cfg.env, cfg.seed, cfg.dataset is not None
@@ -110,14 +104,9 @@ def _read_rows(path: Path) -> list[dict]:
 
 def _run_mode(run_dir: Path, rows: list[dict], has_dataset: bool) -> str:
     """``summary.json``'s mode; else online when the rows count env steps."""
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        try:
-            mode = json.loads(summary.read_text(encoding="utf-8")).get("mode")
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            mode = None
-        if mode in ("online", "offline"):
-            return mode
+    mode = read_summary(run_dir).get("mode")
+    if mode in ("online", "offline"):
+        return mode
     if rows:
         return "online" if any("env_step" in row for row in rows) else "offline"
     return "offline" if has_dataset else "online"

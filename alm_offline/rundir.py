@@ -69,3 +69,12 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     write_text_atomic(path / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run dir's ``summary.json``; ``{}`` when the run has not finished or it is unreadable."""
+    try:
+        summary = json.loads((Path(path) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.image
@@ -16,6 +17,7 @@ from alm_offline.analysis import (
     ACCURACY_THRESHOLD,
     AnalysisError,
     bias_analysis,
+    learned_rewards,
     lower_bound_estimate,
     monte_carlo_returns,
     rollout_analysis,
@@ -257,3 +259,11 @@ def test_rollout_from_a_later_state_is_the_same_trajectory_shifted(loaded):
     assert later.errors[0] == 0.0  # the unroll starts from the encoding of state 2
     with pytest.raises(AnalysisError, match="before start=1000"):
         rollout_analysis(agent, cfg, horizon=2, seed=5, start=1000)
+
+
+def test_mc_returns_use_the_rewards_the_agent_learned(loaded):
+    _, cfg = loaded
+    rewards = np.array([1.0, -2.0, 5.0])
+    assert learned_rewards(rewards, cfg) is rewards  # the paper's main method: raw rewards
+    shifted = replace(cfg, agent=replace(cfg.agent, log_reward_shift=10.0))
+    np.testing.assert_allclose(learned_rewards(rewards, shifted), 10.0 * np.log1p(rewards / 10.0))
