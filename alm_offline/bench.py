@@ -88,10 +88,13 @@ def device_name(device: torch.device) -> str:
     return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
 
 
-def matmul_gflops(device: torch.device, seconds: float = 1.0) -> float:
-    """fp32 (512, 1024) @ (1024, 1024) throughput in GFLOP/s (median of 5 windows)."""
-    a = torch.randn(512, 1024, device=device)
-    b = torch.randn(1024, 1024, device=device)
+def matmul_gflops(
+    device: torch.device, seconds: float = 1.0, dtype: torch.dtype = torch.float32
+) -> float:
+    """(512, 1024) @ (1024, 1024) throughput in GFLOP/s (median of 5 windows), fp32 unless
+    ``dtype`` says otherwise."""
+    a = torch.randn(512, 1024, device=device, dtype=dtype)
+    b = torch.randn(1024, 1024, device=device, dtype=dtype)
     flop = 2 * 512 * 1024 * 1024
     for _ in range(3):
         a @ b

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +16,7 @@ from torch import nn
 
 from alm_offline.agent import AlmAgent
 from alm_offline.config import AgentConfig, ConfigError, load_config
-from alm_offline.networks import TwinCritic
+from alm_offline.networks import TwinCritic, mlp
 from alm_offline.replay import ReplayBuffer
 from alm_offline.updater import CudaGraphUpdater, EagerUpdater, make_updater
 from cli import alm
@@ -78,6 +81,33 @@ def test_fast_update_matches_plain_backward_reference(bc_coef):
         torch.testing.assert_close(value, plain_weights[key], rtol=1e-5, atol=1e-6)
         moved += not torch.equal(value, before[key])
     assert moved > 20  # the update really changed the networks
+    assert fast.optimizers["world"].param_groups[0]["fused"] is True  # CPU: fused Adam
+    assert not plain.optimizers["world"].param_groups[0]["fused"]  # kept through the load
+
+
+def test_a_checkpoint_from_other_adam_kernels_resumes_with_this_agents():
+    """A state saved by foreach Adam (this project's CPU kernels before fused Adam) loads into
+    a CPU agent as fused Adam with float32 step counts, then updates as the saving agent."""
+    saver, loader = agent_pair()
+    replay = filled_replay(OBS, ACT)
+    for opt in saver.optimizers.values():
+        opt.param_groups[0].update(foreach=True, fused=False)
+    updated_weights(saver, replay, 0.4)
+    file = io.BytesIO()  # a checkpoint's round trip (in memory, load would share tensors)
+    torch.save(saver.state_dict(), file)
+    file.seek(0)
+    state = torch.load(file)
+    assert state["optimizers"]["critic"]["param_groups"][0]["foreach"] is True
+    loader.load_state_dict(state)
+    for opt in loader.optimizers.values():
+        group = opt.param_groups[0]
+        assert (group["fused"], group["foreach"], group["capturable"]) == (True, False, False)
+        steps = [opt.state[p]["step"] for p in group["params"]]
+        assert all(s.dtype == torch.float32 and float(s) == 1.0 for s in steps)
+    _, saver_weights = updated_weights(saver, replay, 0.4, seed=5)
+    _, loader_weights = updated_weights(loader, replay, 0.4, seed=5)
+    for key, value in saver_weights.items():
+        torch.testing.assert_close(value, loader_weights[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
 def test_a_tensor_std_gives_the_same_update_as_a_float():
@@ -118,6 +148,31 @@ def test_bf16_autocast_update_is_close_to_fp32_and_keeps_fp32_state():
         assert math.isclose(metrics16[key], metrics32[key], rel_tol=0.05, abs_tol=0.05), key
     assert all(v.dtype == torch.float32 for v in weights16.values())
     assert not torch.equal(metrics16["loss/model_bound"], metrics32["loss/model_bound"])
+
+
+class FreshCastAgent(AlmAgent):
+    """Reference for mixed precision: every bf16 forward casts the fp32 weights as they are
+    then (autocast's weight-cast cache off), so no loss can see a pre-step copy."""
+
+    def update(self, seq, batch, std):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False):
+            return self._update(seq, batch, std)
+
+
+def test_bf16_losses_see_the_weights_earlier_steps_of_the_update_left():
+    """The world, reward and critic steps change weights that the later losses use (the
+    model and classifier in the actor's rollout, the critic in its bootstrap): a cached
+    bf16 cast from before a step would give a different actor loss (~3% at lr 1e-4)."""
+    bf16, _ = agent_pair(precision="bf16")
+    fresh = FreshCastAgent(OBS, ACT, bf16.cfg)
+    fresh.load_state_dict(bf16.state_dict())
+    replay = filled_replay(OBS, ACT)
+    metrics, weights = updated_weights(bf16, replay, 0.4)
+    fresh_metrics, fresh_weights = updated_weights(fresh, replay, 0.4)
+    for key, value in metrics.items():
+        torch.testing.assert_close(value, fresh_metrics[key], rtol=1e-6, atol=1e-7, msg=key)
+    for key, value in weights.items():
+        torch.testing.assert_close(value, fresh_weights[key], rtol=1e-6, atol=1e-7, msg=key)
 
 
 def test_config_rejects_an_unknown_precision():
@@ -216,3 +271,36 @@ def test_bench_rejects_bad_input():
     assert result.exit_code == 2 and "NoSuchEnv-v0" in result.output
     result = CliRunner().invoke(alm, ["bench", "agent.precision=fp8"])
     assert result.exit_code == 2 and "precision" in result.output
+
+
+def load_cpu_ceiling():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_ceiling.py"
+    spec = importlib.util.spec_from_file_location("cpu_ceiling", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cpu_ceiling_makes_activations_free_and_restores_them():
+    """benchmarks/cpu_ceiling.py: inside ``free_activations`` the networks are the affine
+    maps left without tanh, ELU and the LayerNorm normalisation; outside, themselves again."""
+    ceiling = load_cpu_ceiling()
+    torch.manual_seed(0)
+    head = mlp(4, 8, 3, normalized_head=True)
+    twin = TwinCritic(latent_dim=3, action_dim=1, hidden_dim=8)
+    x, z, a = torch.randn(5, 4), torch.randn(5, 3), torch.randn(5, 1)
+    head_before, twin_before = head(x), twin(z, a)
+    with ceiling.free_activations():
+        first, norm, _, second, _, last = head
+        expected = last(second(first(x) * norm.weight + norm.bias))
+        torch.testing.assert_close(head(x), expected)
+        h = torch.cat([z, a], -1)
+        for member in range(2):
+            g = h @ twin.fc1.weight[member] + twin.fc1.bias[member]
+            g = g * twin.norm.weight[member] + twin.norm.bias[member]
+            g = g @ twin.fc2.weight[member] + twin.fc2.bias[member]
+            single = g @ twin.out.weight[member] + twin.out.bias[member]
+            torch.testing.assert_close(twin(z, a)[member], single)
+        assert not torch.allclose(head(x), head_before)
+    torch.testing.assert_close(head(x), head_before, rtol=0, atol=0)
+    torch.testing.assert_close(twin(z, a), twin_before, rtol=0, atol=0)
