@@ -49,9 +49,6 @@ def exploration_std(cfg: AgentConfig, updates: int) -> float:
     return (1.0 - mix) * cfg.expl_std_start + mix * cfg.expl_std_end
 
 
-ADAM_IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable")
-
-
 def adam_implementation(device: torch.device) -> dict[str, bool]:
     """Which Adam kernels to use (same maths): fused on the CPU (one pass per tensor, ~3x
     faster than foreach there); foreach + capturable on CUDA, where the step counts stay on
@@ -265,6 +262,6 @@ class AlmAgent:
         self.wm.load_state_dict(state["world_model"])
         for name, opt in self.optimizers.items():
             saved = state["optimizers"][name]
-            kernels = {key: opt.param_groups[0][key] for key in ADAM_IMPLEMENTATION_KEYS}
+            kernels = {key: opt.param_groups[0][key] for key in adam_implementation(self.device)}
             groups = [{**group, **kernels} for group in saved["param_groups"]]
             opt.load_state_dict({**saved, "param_groups": groups})
