@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from alm_offline.config import load_config
 from alm_offline.replay import ReplayBuffer
+from alm_offline.rundir import prepare_new
+from alm_offline.train import train_online
 
 TINY_OVERRIDES = (
     "env=InvertedPendulum-v5",
@@ -24,6 +29,14 @@ TINY_OVERRIDES = (
     "agent.warmup_steps=100",
     "agent.buffer_size=1000",
 )
+
+
+def train_tiny_run(run_dir: Path, *extra: str) -> Path:
+    """A finished online run of ``TINY_OVERRIDES`` (+ ``extra``) in a new ``run_dir``."""
+    cfg = load_config(None, (*TINY_OVERRIDES, f"run_dir={run_dir}", *extra))
+    prepare_new(run_dir, cfg, overwrite=False)
+    train_online(cfg, run_dir, quiet=True)
+    return run_dir
 
 
 @pytest.fixture(autouse=True)

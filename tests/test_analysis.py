@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY_OVERRIDES, assert_one_line_error
+from conftest import assert_one_line_error, train_tiny_run
 
 from alm_offline.analysis import (
     ACCURACY_THRESHOLD,
@@ -24,21 +24,14 @@ from alm_offline.analysis import (
     run_episode,
 )
 from alm_offline.checkpoint import checkpoint_path, load_agent
-from alm_offline.config import load_config
 from alm_offline.envs import make_env
-from alm_offline.rundir import prepare_new
-from alm_offline.train import train_online
 from cli import alm
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("analysis") / "run"
-    cfg = load_config(None, (*TINY_OVERRIDES, f"run_dir={path}"))
-    prepare_new(path, cfg, overwrite=False)
-    train_online(cfg, path, quiet=True)
-    return path
+    return train_tiny_run(tmp_path_factory.mktemp("analysis") / "run")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import TINY_OVERRIDES, assert_one_line_error
+from conftest import TINY_OVERRIDES, assert_one_line_error, train_tiny_run
 
 from alm_offline.checkpoint import load_agent
 from alm_offline.config import load_config
@@ -21,19 +21,13 @@ from alm_offline.evaluate import (
     known_reference_scores,
 )
 from alm_offline.rundir import prepare_new
-from alm_offline.train import train_online
 from cli import alm
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("eval") / "run"
-    cfg = load_config(
-        None, (*TINY_OVERRIDES, f"run_dir={path}", "eval.ref_min=0", "eval.ref_max=1000")
-    )
-    prepare_new(path, cfg, overwrite=False)
-    train_online(cfg, path, quiet=True)
-    return path
+    return train_tiny_run(path, "eval.ref_min=0", "eval.ref_max=1000")
 
 
 def invoke(*args: str):

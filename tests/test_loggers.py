@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, train_tiny_run
 
 from alm_offline.checkpoint import checkpoint_path
 from alm_offline.config import LoggerConfig, load_config
@@ -20,7 +21,6 @@ from alm_offline.loggers import (
     make_run_logger,
     read_jsonl,
 )
-from alm_offline.rundir import prepare_new
 from alm_offline.train import train_online
 from cli import alm
 
@@ -62,17 +62,11 @@ def assert_same_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return events
 
 
-def run_tiny(run_dir: Path, *extra: str) -> None:
-    cfg = load_config(None, (*TINY_OVERRIDES, f"run_dir={run_dir}", *extra))
-    prepare_new(run_dir, cfg, overwrite=False)
-    train_online(cfg, run_dir, quiet=True)
-
-
 @pytest.fixture(scope="module")
 def tb_run(tmp_path_factory) -> Path:
     """A finished 300-step online run with TensorBoard on (never modified by the tests)."""
     run_dir = tmp_path_factory.mktemp("tb") / "run"
-    run_tiny(run_dir, "logger.tensorboard=true")
+    train_tiny_run(run_dir, "logger.tensorboard=true")
     return run_dir
 
 
@@ -141,7 +135,7 @@ def test_check_backends_without_wandb(without_wandb):
 
 def test_jsonl_only_when_tensorboard_is_off(tmp_path):
     run_dir = tmp_path / "run"
-    run_tiny(run_dir, "steps=200", "eval.every=200")
+    train_tiny_run(run_dir, "steps=200", "eval.every=200")
     assert not (run_dir / "tensorboard").exists()
     assert [row["env_step"] for row in read_jsonl(run_dir / "metrics.jsonl")] == [150, 200]
     assert [row["env_step"] for row in read_jsonl(run_dir / "eval.jsonl")] == [200]
@@ -173,6 +167,8 @@ def test_wandb_offline_run_keeps_its_id(tmp_path, monkeypatch):
     with make_run_logger(cfg, tmp_path) as logger:
         logger.metrics({"env_step": 150, "updates": 50, "loss/critic": 1.0})
     first = (tmp_path / "wandb_id.txt").read_text()
+    # W&B names an offline run folder by the second it starts: two in one second share one
+    time.sleep(1.1)
     with make_run_logger(cfg, tmp_path, resume_step=150) as logger:
         logger.evaluation({"env_step": 300, "updates": 200, "return_mean": 1.0})
     assert (tmp_path / "wandb_id.txt").read_text() == first

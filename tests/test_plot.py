@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, train_tiny_run
 from matplotlib.image import imread
 
 from alm_offline.config import load_config, to_yaml
@@ -24,7 +24,6 @@ from alm_offline.plotting import (
     read_run_curve,
 )
 from alm_offline.rundir import prepare_new
-from alm_offline.train import train_online
 from cli import alm
 
 # Hand-made HalfCheetah runs: seed -> {env_step: return_mean}. Seed 3 has one extra point.
@@ -52,11 +51,7 @@ def write_run(run_dir: Path, env: str, seed: int, evals: dict[int, float]) -> Pa
 def tiny_run(tmp_path_factory) -> Path:
     """One real (tiny) online run on InvertedPendulum-v5."""
     torch.set_num_threads(1)
-    tmp = tmp_path_factory.mktemp("tiny")
-    cfg = load_config(None, (*TINY_OVERRIDES, f"run_dir={tmp / 'run'}"))
-    run_dir = prepare_new(tmp / "run", cfg, overwrite=False)
-    train_online(cfg, run_dir, quiet=True)
-    return run_dir
+    return train_tiny_run(tmp_path_factory.mktemp("tiny") / "run")
 
 
 @pytest.fixture(scope="module")
