@@ -151,7 +151,9 @@ def train_online_command(
 @click.option(
     "--ref-max", type=float, default=None, help="Expert-policy return (normalised scores)."
 )
-@click.option("--clip-actions", is_flag=True, help="Clip dataset actions into [-1, 1].")
+@click.option(
+    "--clip-actions", is_flag=True, help="Clip dataset actions into the env's action box."
+)
 @train_options
 def train_offline_command(
     dataset_spec: str | None,
@@ -209,26 +211,42 @@ def _dataset_call(func, *args, **kwargs):
 
     from alm_offline.datasets import DatasetError, DatasetWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DatasetWarning)
-        try:
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DatasetWarning)
             return func(*args, **kwargs)
-        except (DatasetError, EnvError) as exc:
-            raise UserError(str(exc)) from None
-        finally:
-            for warning in caught:
-                if issubclass(warning.category, DatasetWarning):
-                    click.echo(f"warning: {warning.message}", err=True)
-                else:
-                    warnings.showwarning(
-                        warning.message, warning.category, warning.filename, warning.lineno
-                    )
+    except (DatasetError, EnvError) as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        # shown once the recording has stopped: showing a warning while recording would
+        # append it to the list being shown, for ever
+        for warning in caught:
+            if issubclass(warning.category, DatasetWarning):
+                click.echo(f"warning: {warning.message}", err=True)
+            else:
+                warnings.showwarning(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
 
 
-@dataset.command("convert")
+DESTINATION_RULE = (
+    "A .hdf5/.h5 destination is a D4RL-layout file. Anything else is a Minari dataset: a "
+    "Minari id (NAMESPACE/NAME-vN) is written into the local Minari store "
+    "($MINARI_DATASETS_PATH, else ~/.minari/datasets), unless it starts with ./, ../, / or ~ "
+    "or already exists as a folder: then it is that folder."
+)
+
+
+@dataset.command(
+    "convert",
+    help=f"""Convert SRC (HDF5 file, Minari folder or Minari id) to DST.
+
+{DESTINATION_RULE} Actions are written in the env's own units.""",
+)
 @click.argument("src")
 @click.argument("dst")
-@click.option("--env", "env_id", default=None, help="Env id of the data (checks its dims).")
+@click.option("--env", "env_id", default=None, help="Env id of the data (its action box and dims).")
 @click.option(
     "--format",
     "fmt",
@@ -239,7 +257,9 @@ def _dataset_call(func, *args, **kwargs):
 @click.option("--ref-min", type=float, default=None, help="Reference min score (random policy).")
 @click.option("--ref-max", type=float, default=None, help="Reference max score (expert policy).")
 @click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
-@click.option("--clip-actions", is_flag=True, help="Clip actions outside [-1, 1], don't fail.")
+@click.option(
+    "--clip-actions", is_flag=True, help="Clip actions into the env's box (env units), don't fail."
+)
 @click.option("--download", is_flag=True, help="Download a Minari id missing from the local store.")
 def dataset_convert(
     src: str,
@@ -252,8 +272,7 @@ def dataset_convert(
     clip_actions: bool,
     download: bool,
 ) -> None:
-    """Convert SRC (HDF5 file, Minari folder or Minari id) to DST (HDF5 file or Minari folder)."""
-    from alm_offline.datasets import convert
+    from alm_offline.datasets import convert, resolve_destination
 
     data = _dataset_call(
         convert,
@@ -267,10 +286,17 @@ def dataset_convert(
         clip_actions=clip_actions,
         download=download,
     )
-    click.echo(f"wrote {dst}: {data.num_episodes} episodes, {data.num_steps} steps")
+    where, fmt = _dataset_call(resolve_destination, dst, fmt)
+    click.echo(f"wrote {where} ({fmt}): {data.num_episodes} episodes, {data.num_steps} steps")
 
 
-@dataset.command("collect")
+@dataset.command(
+    "collect",
+    help=f"""Run a policy in ENV and save the transitions as a dataset.
+
+{DESTINATION_RULE} Actions are recorded in the env's own units, with each episode's reset
+seed.""",
+)
 @click.option("--env", "env_id", required=True, help="Gymnasium env id, e.g. HalfCheetah-v5.")
 @click.option(
     "--policy",
@@ -280,7 +306,9 @@ def dataset_convert(
 )
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Transitions to collect.")
 @click.option("--episodes", type=click.IntRange(min=1), default=None, help="Episodes to collect.")
-@click.option("--out", "out", required=True, help="Destination: .hdf5/.h5 file or Minari folder.")
+@click.option(
+    "--out", "out", required=True, help="Destination: .hdf5/.h5 file, Minari id or folder."
+)
 @click.option(
     "--format",
     "fmt",
@@ -308,7 +336,6 @@ def dataset_collect(
     seed: int,
     overwrite: bool,
 ) -> None:
-    """Run a policy in ENV and save the transitions as a dataset."""
     from alm_offline.datasets import check_writable, collect, random_policy, save_dataset
     from alm_offline.envs import describe_env
 
@@ -346,8 +373,10 @@ def dataset_collect(
 @dataset.command("info")
 @click.argument("spec", metavar="DATASET")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
-@click.option("--env", "env_id", default=None, help="Env id to check the data's dims against.")
-@click.option("--clip-actions", is_flag=True, help="Clip actions outside [-1, 1], don't fail.")
+@click.option("--env", "env_id", default=None, help="Env id of the data (its action box and dims).")
+@click.option(
+    "--clip-actions", is_flag=True, help="Clip actions into the env's box (env units), don't fail."
+)
 @click.option("--download", is_flag=True, help="Download a Minari id missing from the local store.")
 def dataset_info(
     spec: str, as_json: bool, env_id: str | None, clip_actions: bool, download: bool
@@ -370,6 +399,7 @@ def dataset_info(
         ("steps", summary["steps"]),
         ("observations", f"{tuple(obs['shape'])} {obs['dtype']}"),
         ("actions", f"{tuple(act['shape'])} {act['dtype']}"),
+        ("action box", f"{summary['action_box']} (env units on disk)"),
         (
             "episode length",
             f"mean {lengths['mean']:.1f}, min {lengths['min']}, max {lengths['max']}",
@@ -400,6 +430,9 @@ def dataset_list(folder: str | None) -> None:
     listing = _dataset_call(list_datasets, folder)
     click.echo(f"Minari store {listing['store']}: {len(listing['minari'])} datasets")
     for row in listing["minari"]:
+        if "error" in row:
+            click.echo(f"  {row['id']}  unreadable: {row['error']}")
+            continue
         click.echo(
             f"  {row['id']}  {row['episodes']} episodes, {row['steps']} steps, "
             f"env {row['env_id'] or 'unknown'}"

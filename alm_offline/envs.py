@@ -64,11 +64,19 @@ class EnvSpec:
     max_episode_steps: int | None
 
 
-def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+def make_env(
+    env_id: str,
+    seed: int | None = None,
+    render_mode: str | None = None,
+    *,
+    rescale_actions: bool = True,
+) -> gym.Env:
     """Make ``env_id`` with a [-1, 1] action box and float32 observations.
 
     ``seed`` seeds the action space; the first ``reset`` is seeded by the caller.
-    Raises ``EnvError`` (one line) for unknown ids or non-Box spaces.
+    ``rescale_actions=False`` keeps the env's own action box (a dataset collector records
+    actions in the env's units). Raises ``EnvError`` (one line) for unknown ids or non-Box
+    spaces.
     """
     try:
         env = gym.make(env_id, render_mode=render_mode)
@@ -87,7 +95,7 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
             f"env '{env_id}' has image or nested observations; ALM here needs flat vectors"
         )
     low, high = env.action_space.low, env.action_space.high
-    if not (np.all(low == -1.0) and np.all(high == 1.0)):
+    if rescale_actions and not (np.all(low == -1.0) and np.all(high == 1.0)):
         unit = np.ones(env.action_space.shape, dtype=env.action_space.dtype)
         env = gym.wrappers.RescaleAction(env, min_action=-unit, max_action=unit)
     if env.observation_space.dtype != np.float32:

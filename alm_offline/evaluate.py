@@ -193,9 +193,13 @@ def evaluate_checkpoint(
             )
         if video_path is not None:
             writer = Mp4Writer(video_path, fps=float(env.metadata.get("render_fps", 30)))
-        returns = evaluate(
-            lambda obs: agent.act(obs, 0.0, deterministic=True), env, episodes, seed, writer
-        )
+        try:
+            returns = evaluate(
+                lambda obs: agent.act(obs, 0.0, deterministic=True), env, episodes, seed, writer
+            )
+        except gym.error.DependencyNotInstalled as exc:  # e.g. pygame for classic control
+            missing = f"rendering {env_id} needs a package that is not installed: {exc}"
+            raise EvalError(missing) from None
         if writer is not None:
             writer.commit()
     except BaseException:

@@ -350,7 +350,7 @@ def train_offline(
     )
     replay.load_episodes(
         dataset.observations,
-        dataset.actions,
+        dataset.agent_actions(),
         dataset.rewards,
         dataset.terminations,
         dataset.episode_lengths,

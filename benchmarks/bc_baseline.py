@@ -67,7 +67,7 @@ def main() -> None:
     # the observation each action was taken in: every observation but each episode's last
     taken_in = np.delete(data.observations, data.final_observation_index(), axis=0)
     start = time.perf_counter()
-    policy = train_bc(taken_in, data.actions, args.updates, args.batch_size, args.seed)
+    policy = train_bc(taken_in, data.agent_actions(), args.updates, args.batch_size, args.seed)
     env = make_env(data.env_id, seed=args.seed + 1)
 
     @torch.no_grad()

@@ -57,7 +57,7 @@ def run(episodes: int, length: int, workdir: Path) -> dict:
     replay = ReplayBuffer(len(dataset.observations), OBS_DIM, ACTION_DIM, seq_len=3)
     replay.load_episodes(
         dataset.observations,
-        dataset.actions,
+        dataset.agent_actions(),
         dataset.rewards,
         dataset.terminations,
         dataset.episode_lengths,

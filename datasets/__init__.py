@@ -3,6 +3,7 @@
 See ``datasets/README.md`` for the formats and the rules used to read them.
 """
 
+from .action_box import ActionBox
 from .collect import collect, random_policy
 from .convert import (
     FORMATS,
@@ -11,6 +12,7 @@ from .convert import (
     infer_format,
     list_datasets,
     load_dataset,
+    resolve_destination,
     save_dataset,
 )
 from .episodes import (
@@ -26,6 +28,7 @@ from .minari_io import read_minari_folder, read_minari_id, write_minari
 __all__ = [
     "D4RL_REF_SCORES",
     "FORMATS",
+    "ActionBox",
     "DatasetError",
     "DatasetWarning",
     "EpisodeDataset",
@@ -40,6 +43,7 @@ __all__ = [
     "read_hdf5",
     "read_minari_folder",
     "read_minari_id",
+    "resolve_destination",
     "save_dataset",
     "write_hdf5",
     "write_minari",

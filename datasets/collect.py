@@ -9,6 +9,7 @@ import numpy as np
 
 from alm_offline.envs import make_env
 
+from .action_box import ActionBox
 from .episodes import DatasetError, EpisodeDataset, d4rl_ref_scores
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -34,13 +35,16 @@ def collect(
     *,
     algorithm: str = "policy",
 ) -> EpisodeDataset:
-    """Run ``policy`` (obs (D,) -> action (A,) in [-1, 1]) in ``env_id``.
+    """Run ``policy`` (obs (D,) -> action (A,) in the agent's [-1, 1] box) in ``env_id``.
 
     Give exactly one of ``steps`` (that many transitions; the episode running at the end
     is truncated there) or ``episodes`` (that many whole episodes). Gaussian noise of std
-    ``noise`` is added to each action, and actions are clipped to [-1, 1] before being
-    stepped and recorded. The first reset is seeded with ``seed``, the noise with it too.
-    Raises ``EnvError`` for an unknown env and ``DatasetError`` for bad arguments or actions.
+    ``noise`` is added to each action and the action is clipped to [-1, 1], then mapped to
+    the env's own box; that env-unit action is what is stepped and recorded. Each episode's
+    reset seed is drawn from ``seed`` and recorded (``episode_seeds``), so that replaying the
+    recorded actions from those seeds reproduces the episodes; the noise is seeded from
+    ``seed`` too. Raises ``EnvError`` for an unknown env and ``DatasetError`` for bad
+    arguments or actions.
     """
     if (steps is None) == (episodes is None):
         raise DatasetError("give exactly one of steps or episodes")
@@ -48,22 +52,25 @@ def collect(
         raise DatasetError("steps and episodes must be positive")
     if noise < 0:
         raise DatasetError(f"noise must be >= 0, got {noise}")
-    env = make_env(env_id, seed=seed)
-    act = _checked(policy, env.action_space.shape[0], noise, np.random.default_rng([seed, 1]))
+    env = make_env(env_id, seed=seed, rescale_actions=False)
+    box = ActionBox.from_space(env.action_space, env_id)
+    act = _checked(policy, box, noise, np.random.default_rng([seed, 1]))
+    seed_source = np.random.default_rng([seed, 2])
     collected: list[dict[str, np.ndarray]] = []
+    seeds: list[int] = []
     total = 0
     try:
-        obs, _ = env.reset(seed=seed)
-        while True:
+        while len(collected) != episodes and total != steps:
+            seeds.append(int(seed_source.integers(2**31)))
+            obs, _ = env.reset(seed=seeds[-1])
             episode = _run_episode(env, act, obs, None if steps is None else steps - total)
             collected.append(episode)
             total += len(episode["rewards"])
-            if len(collected) == episodes or total == steps:
-                break
-            obs, _ = env.reset()
     finally:
         env.close()
-    dataset = EpisodeDataset.from_episodes(collected, env_id=env_id)
+    dataset = EpisodeDataset.from_episodes(
+        collected, env_id=env_id, action_box=box, episode_seeds=np.array(seeds)
+    )
     if (scores := d4rl_ref_scores(env_id)) is not None:
         dataset.ref_min_score, dataset.ref_max_score = scores
     mean_return = float(dataset.episode_returns().mean())
@@ -71,7 +78,7 @@ def collect(
         "algorithm": algorithm,
         "description": (
             f"{dataset.num_steps} steps of {env_id} from policy {algorithm} "
-            f"(noise std {noise}, seed {seed}); actions normalised to [-1, 1]"
+            f"(noise std {noise}, seed {seed}); actions in the env's own units"
         ),
         "seed": seed,
         "noise": noise,
@@ -80,8 +87,10 @@ def collect(
     return dataset
 
 
-def _checked(policy: Policy, action_dim: int, noise: float, rng: np.random.Generator) -> Policy:
-    """``policy`` with its output checked, Gaussian noise of std ``noise`` added, clipped."""
+def _checked(policy: Policy, box: ActionBox, noise: float, rng: np.random.Generator) -> Policy:
+    """``policy`` with its output checked, Gaussian noise of std ``noise`` added, clipped to
+    [-1, 1] and mapped to ``box`` (the env's units)."""
+    action_dim = box.dim
 
     def act(obs: np.ndarray) -> np.ndarray:
         action = np.asarray(policy(obs), dtype=np.float32)
@@ -92,7 +101,7 @@ def _checked(policy: Policy, action_dim: int, noise: float, rng: np.random.Gener
             )
         if noise > 0:
             action = action + rng.normal(0.0, noise, action_dim).astype(np.float32)
-        return np.clip(action, -1.0, 1.0)
+        return box.denormalize(np.clip(action, -1.0, 1.0)[None])[0]
 
     return act
 

@@ -4,6 +4,12 @@ A dataset spec is an existing ``.hdf5``/``.h5`` (or other HDF5) file, an existin
 dataset folder, or the id of a Minari dataset in the local store. Reference scores come from
 explicit arguments, else from the source, else from D4RL's table when the env id (or the
 source's file or folder name) names a D4RL MuJoCo family.
+
+A destination is an HDF5 file when it ends in ``.hdf5``/``.h5`` (or the format says so).
+Otherwise it is a Minari dataset: a Minari id (``NAMESPACE/NAME-vN`` or ``NAME-vN``) goes into
+the local Minari store, where ``minari.load_dataset(ID)`` and ``minari list local`` see it,
+unless it is clearly a path: it starts with ``./``, ``../``, ``/`` or ``~``, or already exists
+as a folder; a path is written as that folder.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import gymnasium as gym
 
 from alm_offline.envs import EnvSpec, describe_env
 
+from .action_box import ActionBox
 from .atomic import check_destination
 from .episodes import DatasetError, DatasetWarning, EpisodeDataset, d4rl_ref_scores
 from .hdf5 import HDF5_SUFFIXES, hdf5_overview, read_hdf5, write_hdf5
@@ -29,11 +36,25 @@ from .minari_io import (
 )
 
 FORMATS = ("minari", "hdf5")
+ENV_HINT = "--env ENV_ID (train-offline: env=ENV_ID)"
 
 
 def infer_format(dst: str | Path) -> str:
     """``hdf5`` for a ``.hdf5``/``.h5`` destination, else ``minari``."""
     return "hdf5" if Path(dst).suffix.lower() in HDF5_SUFFIXES else "minari"
+
+
+PATH_PREFIXES = ("./", "../", "/", "~")
+
+
+def resolve_destination(dst: str | Path, fmt: str | None = None) -> tuple[Path, str]:
+    """Where ``dst`` is written and in which format (see the module docstring)."""
+    fmt = _check_format(fmt, dst)
+    text = str(dst)
+    is_path = isinstance(dst, Path) or text.startswith(PATH_PREFIXES) or Path(text).is_dir()
+    if fmt == "minari" and not is_path and is_minari_id(text):
+        return minari_store() / text, fmt
+    return Path(text).expanduser(), fmt
 
 
 def load_dataset(
@@ -53,6 +74,7 @@ def load_dataset(
     _check_ref_scores(ref_min, ref_max)
     env_spec = describe_env(env_id) if env_id is not None else None
     dataset = _read(spec, download, env_spec)
+    declared_env = dataset.env_id
     if env_spec is not None:
         if dataset.env_id not in (None, env_id):
             warnings.warn(
@@ -71,6 +93,8 @@ def load_dataset(
                 DatasetWarning,
                 stacklevel=2,
             )
+    if dataset.action_box is None:
+        dataset.action_box = _env_action_box(spec, dataset.env_id, declared_env, env_spec)
     if ref_min is not None:
         dataset.ref_min_score, dataset.ref_max_score = ref_min, ref_max
     elif dataset.ref_min_score is None or dataset.ref_max_score is None:
@@ -85,12 +109,13 @@ def load_dataset(
 def save_dataset(
     dataset: EpisodeDataset, dst: str | Path, fmt: str | None = None, overwrite: bool = False
 ) -> str:
-    """Write ``dataset`` to ``dst`` as ``fmt`` (inferred when None); returns what was written."""
-    fmt = _check_format(fmt, dst)
+    """Write ``dataset`` to ``dst`` as ``fmt`` (inferred when None; a Minari id goes into
+    the local store, see the module docstring); returns where it was written."""
+    path, fmt = resolve_destination(dst, fmt)
     if fmt == "hdf5":
-        return str(write_hdf5(dataset, dst, overwrite=overwrite))
-    dataset_id = write_minari(dataset, dst, overwrite=overwrite)
-    return f"{dst} (Minari id {dataset_id})"
+        return str(write_hdf5(dataset, path, overwrite=overwrite))
+    dataset_id = write_minari(dataset, path, overwrite=overwrite)
+    return f"{path} (Minari id {dataset_id})"
 
 
 def check_writable(dst: str | Path, fmt: str | None = None, overwrite: bool = False) -> str:
@@ -99,10 +124,10 @@ def check_writable(dst: str | Path, fmt: str | None = None, overwrite: bool = Fa
     The destination must not exist unless ``overwrite``, and a Minari folder must be named
     like an id (``NAME-v0``).
     """
-    fmt = _check_format(fmt, dst)
-    check_destination(Path(dst), overwrite)
+    path, fmt = resolve_destination(dst, fmt)
+    check_destination(path, overwrite)
     if fmt == "minari":
-        minari_id_for(Path(dst))
+        minari_id_for(path)
     return fmt
 
 
@@ -123,9 +148,12 @@ def convert(
     The destination is checked before anything is read: it must not exist unless
     ``overwrite`` (then it is replaced atomically) and must not be the source.
     """
-    dst = Path(dst)
     fmt = check_writable(dst, fmt, overwrite)
-    if dst.exists() and Path(src).exists() and dst.resolve() == Path(src).resolve():
+    path, _ = resolve_destination(dst, fmt)
+    source = Path(src).expanduser()
+    if not source.exists() and is_minari_id(str(src)):
+        source = minari_store() / str(src)
+    if path.exists() and source.exists() and path.resolve() == source.resolve():
         raise DatasetError(f"the destination {dst} is the source")
     dataset = load_dataset(
         src, download, env_id=env_id, ref_min=ref_min, ref_max=ref_max, clip_actions=clip_actions
@@ -157,6 +185,26 @@ def _read(spec: str | Path, download: bool, env_spec: EnvSpec | None) -> Episode
     raise DatasetError(
         f"{spec} is neither a file, a folder nor a Minari dataset id (namespace/name-v0)"
     )
+
+
+def _env_action_box(
+    spec: str | Path, env_id: str | None, declared_env: str | None, env_spec: EnvSpec | None
+) -> ActionBox:
+    """The env's own action box for a source that declares none (a D4RL-layout file)."""
+    if env_id is None:
+        raise DatasetError(
+            f"{spec} names no env, so the units of its actions are unknown; "
+            f"name its env with {ENV_HINT}"
+        )
+    if env_id not in gym.registry:
+        raise DatasetError(
+            f"{spec} names env {declared_env!r}, which gymnasium does not know, so the units of "
+            f"its actions are unknown; name its env with {ENV_HINT}"
+        )
+    box = ActionBox.of_env(env_id)
+    if env_spec is not None and box.dim != env_spec.action_dim:
+        raise DatasetError(f"env {env_id} has {box.dim} action dims, not {env_spec.action_dim}")
+    return box
 
 
 def _check_format(fmt: str | None, dst: str | Path) -> str:

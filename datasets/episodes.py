@@ -2,8 +2,9 @@
 
 Episode ``i`` has ``T_i >= 1`` transitions and ``T_i + 1`` observations (its final observation
 included). Arrays of all episodes are concatenated in order, which is exactly what
-``ReplayBuffer.load_episodes`` takes. Actions live in the normalised box [-1, 1]^A of
-``alm_offline.envs.make_env``.
+``ReplayBuffer.load_episodes`` takes. ``actions`` are held exactly as the source stores
+them, in the units of ``action_box`` (the env's own box for D4RL and Minari data), so that
+writing them back is bit for bit; ``agent_actions()`` gives them in the agent's [-1, 1] box.
 """
 
 from __future__ import annotations
@@ -14,19 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from alm_offline.envs import EnvSpec
 from alm_offline.evaluate import normalized_score
 
-
-class DatasetError(ValueError):
-    """A dataset that cannot be read, written or used; the message is one line."""
-
-
-class DatasetWarning(UserWarning):
-    """Something about a dataset the user should know (e.g. inferred episode ends)."""
-
+from .action_box import ActionBox
+from .errors import DatasetError, DatasetWarning
 
 # D4RL reference returns (random policy, expert policy) per MuJoCo locomotion family.
 D4RL_REF_SCORES: dict[str, tuple[float, float]] = {
@@ -59,13 +55,46 @@ def typed_array(name: str, array: np.ndarray, dtype: type) -> np.ndarray:
     return array.astype(dtype, copy=False)
 
 
+def flag_array(name: str, array: np.ndarray) -> np.ndarray:
+    """``array`` as bool; ``DatasetError`` unless every value is exactly 0 or 1 (or bool)."""
+    array = np.asarray(array)
+    if array.dtype.kind == "b":
+        return array
+    if array.dtype.kind not in "iuf":
+        raise DatasetError(f"{name} must be boolean or 0/1, got dtype {array.dtype}")
+    bad = ~((array == 0) | (array == 1))  # NaN compares unequal to both
+    if bad.any():
+        example = array[bad].flat[0]
+        raise DatasetError(
+            f"{name} hold {int(bad.sum())} values that are not 0 or 1 (for example {example})"
+        )
+    return array.astype(np.bool_)
+
+
+def check_ref_scores(ref_min: object, ref_max: object, source: str) -> None:
+    """``DatasetError`` unless both are None, or both finite numbers with max > min."""
+    if ref_min is None and ref_max is None:
+        return
+    if (ref_min is None) != (ref_max is None):
+        raise DatasetError(f"{source} gives one reference score; give both or neither")
+    for name, value in (("min", ref_min), ("max", ref_max)):
+        is_number = isinstance(value, (int, float, np.integer, np.floating))
+        if isinstance(value, (bool, np.bool_)) or not is_number or not np.isfinite(value):
+            raise DatasetError(f"{source}: the reference {name} score {value!r} is not a number")
+    if not ref_max > ref_min:
+        raise DatasetError(f"{source}: the reference max {ref_max} must exceed the min {ref_min}")
+
+
 @dataclass
 class EpisodeDataset:
     """Episodes concatenated (Minari layout); dtypes are coerced on construction.
 
-    observations: (sum(T_i + 1), D) float32; actions: (sum T_i, A) float32;
-    rewards, terminations, truncations: (sum T_i,) float32 / bool / bool;
-    episode_lengths: (E,) int64 holding T_i.
+    observations: (sum(T_i + 1), D) float32; actions: (sum T_i, A) float32 in the units of
+    ``action_box`` (None until known); rewards, terminations, truncations: (sum T_i,)
+    float32 / bool / bool (flags must be 0 or 1); episode_lengths: (E,) int64 holding T_i;
+    episode_seeds: (E,) int64 reset seeds (-1 where none is recorded) or None. ``open_end``:
+    the source stopped mid-episode (its last row flagged neither terminal nor timeout); that
+    episode is held as truncated and written back unflagged to HDF5.
     """
 
     observations: np.ndarray
@@ -78,14 +107,19 @@ class EpisodeDataset:
     ref_min_score: float | None = None
     ref_max_score: float | None = None
     metadata: dict = field(default_factory=dict)
+    action_box: ActionBox | None = None
+    episode_seeds: np.ndarray | None = None
+    open_end: bool = False
 
     def __post_init__(self) -> None:
         self.observations = typed_array("observations", self.observations, np.float32)
         self.actions = typed_array("actions", self.actions, np.float32)
         self.rewards = typed_array("rewards", self.rewards, np.float32)
-        self.terminations = typed_array("terminations", self.terminations, np.bool_)
-        self.truncations = typed_array("truncations", self.truncations, np.bool_)
+        self.terminations = flag_array("terminations", self.terminations)
+        self.truncations = flag_array("truncations", self.truncations)
         self.episode_lengths = typed_array("episode_lengths", self.episode_lengths, np.int64)
+        if self.episode_seeds is not None:
+            self.episode_seeds = typed_array("episode_seeds", self.episode_seeds, np.int64)
 
     @classmethod
     def from_episodes(cls, episodes: list[dict[str, np.ndarray]], **fields) -> EpisodeDataset:
@@ -144,6 +178,32 @@ class EpisodeDataset:
             "truncations": self.truncations[steps],
         }
 
+    def agent_actions(self) -> np.ndarray:
+        """(sum T_i, A) float32 actions in the agent's [-1, 1] box (what the learner sees)."""
+        return self._known_box().normalize(self.actions)
+
+    def actions_in(self, box: ActionBox) -> np.ndarray:
+        """(sum T_i, A) float32 actions in the units of ``box``; exact when it is ``action_box``."""
+        own = self._known_box()
+        return self.actions if own.same_as(box) else box.denormalize(own.normalize(self.actions))
+
+    def env_unit_box(self) -> ActionBox:
+        """The box writers store actions in: the env's own when gymnasium knows ``env_id``
+        (and its dims match), else ``action_box`` (``DatasetError`` when neither is known)."""
+        if self.env_id is not None and self.env_id in gym.registry:
+            box = ActionBox.of_env(self.env_id)
+            if box.dim == self.action_dim:
+                return box
+        return self._known_box()
+
+    def _known_box(self) -> ActionBox:
+        if self.action_box is None:
+            raise DatasetError(
+                "the dataset's action box is unknown; name its env (--env ENV_ID) so that its "
+                "actions can be read in the env's units"
+            )
+        return self.action_box
+
     def episode_returns(self) -> np.ndarray:
         """(E,) undiscounted return of each episode, float64."""
         return np.add.reduceat(self.rewards.astype(np.float64), self.step_starts())
@@ -153,8 +213,9 @@ class EpisodeDataset:
         """Raise ``DatasetError`` unless the dataset is consistent and usable.
 
         Checks shapes against ``episode_lengths``, finite values, termination/truncation
-        flags only on episode ends, actions within [-1, 1] (clipped in place, with a
-        ``DatasetWarning``, when ``clip_actions``) and the dims of ``env_spec`` when given.
+        flags only on episode ends, actions within ``action_box`` (clipped to it in place, with
+        a ``DatasetWarning``, when ``clip_actions``), the dims of ``env_spec`` when given and
+        the reference scores.
         """
         self._check_shapes()
         for name in ("observations", "actions", "rewards"):
@@ -171,8 +232,12 @@ class EpisodeDataset:
                 f"dataset has obs dim {self.obs_dim} and action dim {self.action_dim}, "
                 f"env {env_spec.env_id} has {env_spec.obs_dim} and {env_spec.action_dim}"
             )
-        if (self.ref_min_score is None) != (self.ref_max_score is None):
-            raise DatasetError("reference scores need both a min and a max")
+        check_ref_scores(self.ref_min_score, self.ref_max_score, "the dataset")
+        if self.episode_seeds is not None and self.episode_seeds.shape != (self.num_episodes,):
+            raise DatasetError(
+                f"episode_seeds has shape {self.episode_seeds.shape}, expected "
+                f"({self.num_episodes},), one per episode"
+            )
 
     def _check_shapes(self) -> None:
         lengths = self.episode_lengths
@@ -205,18 +270,25 @@ class EpisodeDataset:
                 raise DatasetError(f"{bad} {name} fall inside an episode instead of at its end")
 
     def _check_action_range(self, clip_actions: bool) -> None:
-        outside = np.abs(self.actions) > 1.0
-        count = int(np.count_nonzero(outside))
+        box = self._known_box()
+        if box.dim != self.action_dim:
+            raise DatasetError(
+                f"the action box {box.describe()} has {box.dim} dims, the actions {self.action_dim}"
+            )
+        count, excess = box.count_outside(self.actions)
         if not count:
             return
-        excess = float(np.abs(self.actions).max() - 1.0)
-        message = f"{count} action values lie outside [-1, 1] (by up to {excess:.4g})"
+        owner = f" of {self.env_id}" if self.env_id else ""
+        message = (
+            f"{count} action values lie outside the action box {box.describe()}{owner} "
+            f"(by up to {excess:.4g})"
+        )
         if not clip_actions:
             raise DatasetError(
-                f"{message}; actions must be normalised to the env's [-1, 1] box "
-                "(clip them with --clip-actions)"
+                f"{message}; datasets hold actions in the env's own units "
+                "(clip them into the box with --clip-actions)"
             )
-        self.actions = np.clip(self.actions, -1.0, 1.0)
+        self.actions = box.clip(self.actions)
         warnings.warn(f"clipped {message}", DatasetWarning, stacklevel=2)
 
     # -------------------------------------------------------------- scoring
@@ -254,6 +326,7 @@ class EpisodeDataset:
             "terminations": int(self.terminations.sum()),
             "truncations": int(self.truncations.sum()),
             "env_id": self.env_id,
+            "action_box": None if self.action_box is None else self.action_box.describe(),
             "ref_min_score": self.ref_min_score,
             "ref_max_score": self.ref_max_score,
             "normalized_return_mean": None,

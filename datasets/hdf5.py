@@ -17,8 +17,15 @@ Episode ends, in this order of preference:
    transitions when the env's limit is given; otherwise terminals alone.
 
 The last transition of the file always ends an episode; when it carries neither flag the
-file stopped mid-episode and that episode is read as truncated. Ends that are not
-terminals are truncations.
+file stopped mid-episode and that episode is read as truncated (``open_end``; written back
+unflagged). Ends that are not terminals are truncations. Flags must be 0 or 1.
+
+Actions are in the env's own units (D4RL's convention). Their box is, in this order: the
+one the file declares (``metadata/`` attributes ``action_low``, ``action_high``, written with
+``action_units="env"``); [-1, 1] for files this project wrote before it stored env units
+(they say ``action_units="normalized"``, or their description says the actions are
+"normalised to [-1, 1]"); else the env's box, settled by ``load_dataset`` from ``--env`` or
+``metadata/env_id``.
 
 Final observations: with ``next_observations``, an episode's last observation is
 ``next_observations`` of its last transition. Without it, the successor of an episode's
@@ -27,9 +34,16 @@ ordinary state, is truncated there) and one-step episodes vanish; a ``DatasetWar
 gives the counts.
 
 The writer produces the same layout from an ``EpisodeDataset``, always with ``timeouts``
-and ``next_observations`` (an episode ending with neither flag gets a timeout), and
-``metadata/`` attributes env_id, ref_min_score, ref_max_score and the scalar metadata
-(algorithm, description, ...). Reading what it wrote gives back identical arrays.
+and ``next_observations`` (an episode ending with neither flag gets a timeout, except an
+``open_end``), actions in the env's units (the box of ``env_id`` when gymnasium knows it,
+else the dataset's own), ``metadata/`` attributes env_id, action_units="env", action_low,
+action_high, ref_min_score, ref_max_score and the scalar metadata (algorithm, description,
+...), and ``metadata/episode_seeds`` when seeds are known. Reading what it wrote gives back
+identical arrays.
+
+Before any array is read, its declared size is compared with the bytes the file stores for
+it (at most ``MAX_COMPRESSION`` times more, gzip's limit being about 1000) and the total with
+the memory available, so a small crafted file cannot ask for gigabytes.
 """
 
 from __future__ import annotations
@@ -40,12 +54,24 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .action_box import ActionBox
 from .atomic import check_destination, publish, staging_area
-from .episodes import DatasetError, DatasetWarning, EpisodeDataset, typed_array
+from .episodes import (
+    DatasetError,
+    DatasetWarning,
+    EpisodeDataset,
+    check_ref_scores,
+    flag_array,
+    typed_array,
+)
+from .safety import check_sizes
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
 OPTIONAL = ("timeouts", "next_observations")
 HDF5_SUFFIXES = (".hdf5", ".h5")
+ENV_UNITS, NORMALIZED_UNITS = "env", "normalized"
+LEGACY_MARK = "normalised to [-1, 1]"  # in the description of files written before env units
+_H5_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)
 
 
 def read_hdf5(path: str | Path, max_episode_steps: int | None = None) -> EpisodeDataset:
@@ -59,12 +85,20 @@ def read_hdf5(path: str | Path, max_episode_steps: int | None = None) -> Episode
         with h5py.File(path, "r") as file:
             arrays = _read_arrays(file, path)
             metadata = _read_metadata(file)
-    except OSError as exc:
+            box = _declared_box(file, metadata, path)
+            seeds = _read_seeds(file, path)
+    except DatasetError:
+        raise
+    except _H5_ERRORS as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from None
     dataset = _to_episodes(arrays, path, max_episode_steps)
     dataset.env_id = _pop_str(metadata, "env_id")
     dataset.ref_min_score = _pop_float(metadata, "ref_min_score")
     dataset.ref_max_score = _pop_float(metadata, "ref_max_score")
+    check_ref_scores(dataset.ref_min_score, dataset.ref_max_score, f"{path} metadata")
+    dataset.action_box = box
+    if seeds is not None and len(seeds) == dataset.num_episodes:
+        dataset.episode_seeds = seeds
     dataset.metadata = {**metadata, "source": str(path)}
     return dataset
 
@@ -74,6 +108,7 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
     path = Path(path)
     check_destination(path, overwrite)
     dataset.validate()
+    box = dataset.env_unit_box()
     lengths = dataset.episode_lengths
     last_obs = dataset.final_observation_index()
     not_last, not_first = np.ones((2, len(dataset.observations)), dtype=bool)
@@ -82,19 +117,24 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
     ends = np.cumsum(lengths) - 1
     timeouts = dataset.truncations.copy()
     timeouts[ends] |= ~dataset.terminations[ends]
+    if dataset.open_end and not dataset.terminations[-1]:
+        timeouts[-1] = False
     arrays = {
         "observations": dataset.observations[not_last],
-        "actions": dataset.actions,
+        "actions": dataset.actions_in(box),
         "rewards": dataset.rewards,
         "terminals": dataset.terminations,
         "timeouts": timeouts,
         "next_observations": dataset.observations[not_first],
     }
     attrs = {
+        **{k: v for k, v in dataset.metadata.items() if isinstance(v, (str, int, float, bool))},
         "env_id": dataset.env_id,
         "ref_min_score": dataset.ref_min_score,
         "ref_max_score": dataset.ref_max_score,
-        **{k: v for k, v in dataset.metadata.items() if isinstance(v, (str, int, float, bool))},
+        "action_units": ENV_UNITS,
+        "action_low": box.low,
+        "action_high": box.high,
     }
     with staging_area(path) as area:
         staged = area / path.name
@@ -104,6 +144,8 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
                     file.create_dataset(name, data=array)
                 group = file.create_group("metadata")
                 group.attrs.update({k: v for k, v in attrs.items() if v is not None})
+                if dataset.episode_seeds is not None:
+                    group.create_dataset("episode_seeds", data=dataset.episode_seeds)
         except OSError as exc:
             raise DatasetError(f"cannot write {path}: {exc}") from None
         publish(staged, path, overwrite)
@@ -111,15 +153,20 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
 
 
 def hdf5_overview(path: Path) -> dict:
-    """Quick facts about a D4RL-layout file (transitions, episodes, dims) for listings."""
+    """Quick facts about a D4RL-layout file (transitions, episodes, dims) for listings;
+    a file that cannot be read gets an ``error`` instead."""
     try:
         with h5py.File(path, "r") as file:
             missing = [k for k in REQUIRED if not isinstance(file.get(k), h5py.Dataset)]
             if missing:
                 return {"path": str(path), "error": f"lacks {', '.join(missing)}"}
-            ends = np.asarray(file["terminals"][()], dtype=bool).ravel()
-            if isinstance(file.get("timeouts"), h5py.Dataset):
-                ends = ends | np.asarray(file["timeouts"][()], dtype=bool).ravel()
+            flag_names = [
+                k for k in ("terminals", "timeouts") if isinstance(file.get(k), h5py.Dataset)
+            ]
+            check_sizes([file[k] for k in flag_names], path)
+            ends = np.zeros(len(file["terminals"]), dtype=bool)
+            for name in flag_names:
+                ends |= flag_array(name, np.asarray(file[name][()]).reshape(len(ends), -1)[:, 0])
             env_id = _read_metadata(file).get("env_id")
             return {
                 "path": str(path),
@@ -129,7 +176,7 @@ def hdf5_overview(path: Path) -> dict:
                 "action_dim": int(file["actions"].shape[-1]),
                 "env_id": None if env_id is None else str(env_id),
             }
-    except (OSError, ValueError) as exc:
+    except _H5_ERRORS as exc:  # DatasetError included
         return {"path": str(path), "error": str(exc)}
 
 
@@ -142,19 +189,23 @@ def _read_arrays(file: h5py.File, path: Path) -> dict[str, np.ndarray]:
             f"(it has: {', '.join(sorted(file)) or 'nothing'})"
         )
     names = REQUIRED + tuple(k for k in OPTIONAL if isinstance(file.get(k), h5py.Dataset))
-    arrays = {name: file[name][()] for name in names}
-    n = len(arrays["observations"]) if arrays["observations"].ndim else 0
+    shapes = {name: file[name].shape for name in names}
+    n = shapes["observations"][0] if shapes["observations"] else 0
     if n == 0:
         raise DatasetError(f"{path} holds no transitions")
-    for name, array in arrays.items():
-        if array.ndim == 0 or len(array) != n:
-            rows = "a scalar" if array.ndim == 0 else f"{len(array)} rows"
+    for name, shape in shapes.items():
+        if not shape or shape[0] != n:
+            rows = "a scalar" if not shape else f"{shape[0]} rows"
             raise DatasetError(f"{path}: {name} has {rows}, observations has {n}")
         wanted = 2 if name in ("observations", "actions", "next_observations") else 1
-        if array.ndim == 2 and wanted == 1 and array.shape[1] == 1:
-            arrays[name] = array = array[:, 0]
-        if array.ndim != wanted:
-            raise DatasetError(f"{path}: {name} has shape {array.shape}, expected {wanted}-D")
+        squeezable = len(shape) == 2 and wanted == 1 and shape[1] == 1
+        if len(shape) != wanted and not squeezable:
+            raise DatasetError(f"{path}: {name} has shape {shape}, expected {wanted}-D")
+    check_sizes([file[name] for name in names], path)
+    arrays = {name: file[name][()] for name in names}
+    for name, array in arrays.items():
+        if array.ndim == 2 and name not in ("observations", "actions", "next_observations"):
+            arrays[name] = array[:, 0]
     if "next_observations" in arrays and (
         arrays["next_observations"].shape != arrays["observations"].shape
     ):
@@ -170,7 +221,7 @@ def _episode_ends(
 ) -> np.ndarray:
     """(N,) bool: transition i ends an episode (rules 1-3 of the module docstring)."""
     if "timeouts" in arrays:
-        ends = terminals | typed_array("timeouts", arrays["timeouts"], np.bool_)
+        ends = terminals | flag_array("timeouts", arrays["timeouts"])
     elif "next_observations" in arrays:
         ends = terminals.copy()
         ends[:-1] |= np.any(arrays["next_observations"][:-1] != arrays["observations"][1:], axis=1)
@@ -206,11 +257,13 @@ def _steps_since_terminal(terminals: np.ndarray) -> np.ndarray:
 def _to_episodes(
     arrays: dict[str, np.ndarray], path: Path, max_episode_steps: int | None
 ) -> EpisodeDataset:
-    terminals = typed_array("terminals", arrays["terminals"], np.bool_)
+    terminals = flag_array("terminals", arrays["terminals"])
+    timeouts = flag_array("timeouts", arrays["timeouts"]) if "timeouts" in arrays else None
+    open_end = not (terminals[-1] or (timeouts is not None and timeouts[-1]))
     ends = _episode_ends(arrays, terminals, path, max_episode_steps)
     truncations = ends & ~terminals
-    if "timeouts" in arrays:
-        truncations |= typed_array("timeouts", arrays["timeouts"], np.bool_)
+    if timeouts is not None:
+        truncations |= timeouts
     end_index = np.flatnonzero(ends)
     lengths = np.diff(end_index, prepend=-1)
     obs, actions, rewards = arrays["observations"], arrays["actions"], arrays["rewards"]
@@ -221,7 +274,9 @@ def _to_episodes(
         inner[last_obs] = False
         observations[inner] = obs
         observations[last_obs] = arrays["next_observations"][end_index]
-        return EpisodeDataset(observations, actions, rewards, terminals, truncations, lengths)
+        return EpisodeDataset(
+            observations, actions, rewards, terminals, truncations, lengths, open_end=open_end
+        )
     starts = np.concatenate([[True], ends[:-1]])
     kept = lengths > 1
     warnings.warn(
@@ -243,6 +298,7 @@ def _to_episodes(
         terminations=np.zeros_like(truncated),
         truncations=truncated,
         episode_lengths=new_lengths,
+        open_end=open_end,
     )
 
 
@@ -264,6 +320,43 @@ def _read_metadata(file: h5py.File) -> dict:
     return metadata
 
 
+def _declared_box(file: h5py.File, metadata: dict, path: Path) -> ActionBox | None:
+    """The action box the file declares (see the module docstring), else None."""
+    units = metadata.pop("action_units", None)
+    action_dim = file["actions"].shape[-1]
+    if units == NORMALIZED_UNITS or (
+        units is None and LEGACY_MARK in str(metadata.get("description", ""))
+    ):
+        return ActionBox.unit(action_dim)
+    if units not in (None, ENV_UNITS):
+        raise DatasetError(f"{path}: metadata action_units must be 'env' or 'normalized'")
+    group = file.get("metadata")
+    attrs = group.attrs if isinstance(group, h5py.Group) else {}
+    if "action_low" not in attrs and "action_high" not in attrs:
+        return None
+    try:
+        low = np.asarray(attrs["action_low"], dtype=np.float32)
+        high = np.asarray(attrs["action_high"], dtype=np.float32)
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(f"{path}: metadata needs numeric action_low and action_high") from None
+    box = ActionBox(low, high)
+    if box.dim != action_dim:
+        raise DatasetError(
+            f"{path}: the declared action box has {box.dim} dims, the actions {action_dim}"
+        )
+    return box
+
+
+def _read_seeds(file: h5py.File, path: Path) -> np.ndarray | None:
+    """``metadata/episode_seeds`` (E,) int64 when present."""
+    group = file.get("metadata")
+    seeds = group.get("episode_seeds") if isinstance(group, h5py.Group) else None
+    if not isinstance(seeds, h5py.Dataset) or len(seeds.shape) != 1:
+        return None
+    check_sizes([seeds], path)
+    return typed_array("episode_seeds", seeds[()], np.int64)
+
+
 def _scalar(value: object) -> str | int | float | bool | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
@@ -280,7 +373,8 @@ def _pop_str(metadata: dict, key: str) -> str | None:
 
 def _pop_float(metadata: dict, key: str) -> float | None:
     value = metadata.pop(key, None)
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        raise DatasetError(f"metadata {key} is not a number: {value!r}") from None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DatasetError(f"metadata {key} is not a number: {value!r}")
+    return float(value)

@@ -5,11 +5,20 @@ store is ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``) where the da
 ``namespace/name-v0`` lives in the folder ``namespace/name-v0``. Ids need a version suffix.
 
 Writing goes through ``minari.create_dataset_from_buffers`` with whole-episode
-``EpisodeBuffer``s (no jax needed) into a staging store next to the destination, then the
-finished folder is renamed into place. Its id is the folder's path relative to the store
-when the destination lies in the store, else the folder's name, so the folder must be named
-like ``NAME-v0``. Spaces are recorded as float32 Boxes, the action box being [-1, 1] (the
-normalised actions of ``alm_offline.envs.make_env``, not the raw env's bounds).
+``EpisodeBuffer``s (no jax needed, each with its reset seed when known) into a staging store
+next to the destination, then the finished folder is renamed into place. Its id is the
+folder's path relative to the store when the destination lies in the store, else the
+folder's name, so the folder must be named like ``NAME-v0``. Spaces are recorded as float32
+Boxes: actions are stored in the env's own units and the action space declared is the env's
+real box (so ``recover_environment()`` steps with the recorded actions as they are);
+``alm_metadata`` marks this with ``action_units: "env"``.
+
+Reading takes actions in the units of the action space the dataset declares; datasets this
+project wrote before it stored env units declared ``Box(-1, 1)`` and so still read right.
+An episode that ends with neither flag is held as truncated. Before Minari opens a folder,
+its ``metadata.json`` is checked (an object, whole episode and step counts that the data file
+really holds, numeric reference scores, a dict ``alm_metadata``) and the data file's
+declared sizes are compared with what it stores (see ``safety``).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import gymnasium as gym
+import h5py
 import minari
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
@@ -31,12 +41,15 @@ from minari.storage.datasets_root_dir import get_dataset_path
 
 import alm_offline.envs  # noqa: F401  (registers T-Ant-v5 / T-Humanoid-v5 for gym.spec)
 
+from .action_box import ActionBox, env_spaces
 from .atomic import check_destination, publish, staging_area
-from .episodes import DatasetError, EpisodeDataset
+from .episodes import DatasetError, EpisodeDataset, check_ref_scores
+from .safety import check_sizes
 
-_OPEN_ERRORS = (ValueError, KeyError, AssertionError, OSError, TypeError)
+_OPEN_ERRORS = (ValueError, KeyError, AssertionError, OSError, TypeError, RuntimeError)
 _AUTHOR = "alm-offline"
-_DESCRIPTION = "Written by alm-offline; actions are normalised to [-1, 1]."
+_DESCRIPTION = "Written by alm-offline; actions in the env's own units."
+_EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 
 
 def is_minari_id(text: str) -> bool:
@@ -92,6 +105,7 @@ def write_minari(dataset: EpisodeDataset, dst: str | Path, overwrite: bool = Fal
     check_destination(dst, overwrite)
     dataset_id = minari_id_for(dst)
     dataset.validate()
+    box = dataset.env_unit_box()
     env_spec = None
     if dataset.env_id is not None:
         if dataset.env_id not in gym.registry:
@@ -102,28 +116,44 @@ def write_minari(dataset: EpisodeDataset, dst: str | Path, overwrite: bool = Fal
     with staging_area(dst) as area, _store_at(area), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"minari\.")
         try:
-            _create(dataset, dataset_id, env_spec)
+            _create(dataset, dataset_id, env_spec, box)
         except OSError as exc:
             raise DatasetError(f"cannot write {dst}: {exc}") from None
         publish(area / dataset_id, dst, overwrite)
     return dataset_id
 
 
-def _create(dataset: EpisodeDataset, dataset_id: str, env_spec: EnvSpec | None) -> None:
-    """Create ``dataset_id`` in the current Minari store (see ``_store_at``)."""
+def _create(
+    dataset: EpisodeDataset, dataset_id: str, env_spec: EnvSpec | None, box: ActionBox
+) -> None:
+    """Create ``dataset_id`` in the current Minari store (see ``_store_at``), actions in
+    the units of ``box``."""
+    actions = dataset.actions_in(box)
+    starts = dataset.step_starts()
+    seeds = dataset.episode_seeds
+    buffers = [
+        _buffer(
+            {**episode, "actions": actions[start : start + len(episode["rewards"])]},
+            None if seeds is None or seeds[i] < 0 else int(seeds[i]),
+        )
+        for i, (episode, start) in enumerate(zip(dataset.iter_episodes(), starts, strict=True))
+    ]
     created = minari.create_dataset_from_buffers(
         dataset_id,
-        [_buffer(episode) for episode in dataset.iter_episodes()],
+        buffers,
         env=env_spec,
         eval_env=env_spec,
         algorithm_name=str(dataset.metadata.get("algorithm", "unknown")),
         author=_AUTHOR,
         description=str(dataset.metadata.get("description", _DESCRIPTION)),
-        observation_space=gym.spaces.Box(-np.inf, np.inf, (dataset.obs_dim,), np.float32),
-        action_space=gym.spaces.Box(-1.0, 1.0, (dataset.action_dim,), np.float32),
+        observation_space=_observation_space(dataset),
+        action_space=box.as_space(),
     )
     scores = {"ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score}
     extra = {k: v for k, v in dataset.metadata.items() if isinstance(v, (str, int, float, bool))}
+    extra["action_units"] = "env"
+    if dataset.open_end:
+        extra["open_end"] = True
     created.storage.update_metadata(
         {**{k: v for k, v in scores.items() if v is not None}, "alm_metadata": extra}
     )
@@ -144,9 +174,16 @@ def minari_id_for(dst: Path) -> str:
 
 
 def list_minari_store() -> list[dict]:
-    """Datasets of the local store: id, episodes, steps and env id of each."""
+    """Datasets of the local store: id, episodes, steps and env id of each; a dataset that
+    cannot be read gets an ``error`` instead (one bad dataset never hides the others)."""
     rows = []
-    for dataset_id, metadata in minari.list_local_datasets().items():
+    for data_path in _store_data_folders(minari_store()):
+        dataset_id = data_path.parent.relative_to(minari_store()).as_posix()
+        try:
+            metadata = read_checked_metadata(data_path, dataset_id)
+        except DatasetError as exc:
+            rows.append({"id": dataset_id, "error": str(exc)})
+            continue
         rows.append(
             {
                 "id": dataset_id,
@@ -158,8 +195,93 @@ def list_minari_store() -> list[dict]:
     return rows
 
 
+def _store_data_folders(store: Path) -> list[Path]:
+    """Every ``data`` folder of a dataset in ``store`` (hidden folders skipped), sorted."""
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if (folder / "data").is_dir():
+            found.append(folder / "data")
+            return
+        if depth == 0:
+            return
+        try:
+            children = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        except OSError:
+            return
+        for child in children:
+            if child.is_dir():
+                walk(child, depth - 1)
+
+    if store.is_dir():
+        walk(store, depth=4)
+    return [p for p in found if p.parent != store]
+
+
+def read_checked_metadata(data_path: Path, source: str) -> dict:
+    """``metadata.json`` of ``data_path``, checked so that Minari can open it safely."""
+    try:
+        with open(data_path / "metadata.json", encoding="utf-8") as file:
+            metadata = json.load(file)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"cannot read the metadata.json of {source}: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise DatasetError(
+            f"the metadata.json of {source} is a {type(metadata).__name__}, not an object"
+        )
+    for key in ("total_episodes", "total_steps"):
+        value = metadata.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DatasetError(f"{source}: metadata {key} must be a whole number, got {value!r}")
+    if metadata.get("data_format", "hdf5") != "hdf5":
+        raise DatasetError(
+            f"{source} is stored as {metadata.get('data_format')!r}; only Minari's hdf5 "
+            "storage is read here"
+        )
+    for key in ("observation_space", "action_space", "env_spec", "eval_env_spec"):
+        if metadata.get(key) is not None and not isinstance(metadata[key], str):
+            raise DatasetError(f"{source}: metadata {key} must be a string")
+    check_ref_scores(
+        metadata.get("ref_min_score"), metadata.get("ref_max_score"), f"{source} metadata"
+    )
+    if not isinstance(metadata.get("alm_metadata", {}), dict):
+        raise DatasetError(f"{source}: metadata alm_metadata must be an object")
+    return metadata
+
+
+def _check_data_file(data_path: Path, metadata: dict, source: str) -> None:
+    """The data file holds every episode ``metadata`` declares, in sizes it can store."""
+    total = metadata["total_episodes"]
+    if total == 0:
+        raise DatasetError(f"{source} holds no episodes")
+    path = data_path / "main_data.hdf5"
+    try:
+        with h5py.File(path, "r") as file:
+            if len(file) < total:
+                raise DatasetError(
+                    f"{source}: metadata declares {total} episodes, its data file holds {len(file)}"
+                )
+            arrays = []
+            for i in range(total):
+                group = file.get(f"episode_{i}")
+                if not isinstance(group, h5py.Group):
+                    raise DatasetError(f"{source}: its data file lacks episode_{i}")
+                for key in _EPISODE_KEYS:
+                    array = group.get(key)
+                    if not isinstance(array, h5py.Dataset):
+                        raise DatasetError(f"{source}: episode_{i} lacks a {key} array")
+                    arrays.append(array)
+            check_sizes(arrays, source)
+    except DatasetError:
+        raise
+    except _OPEN_ERRORS as exc:
+        raise DatasetError(f"cannot read Minari dataset {source}: {exc}") from None
+
+
 # ------------------------------------------------------------------------ helpers
 def _read(data_path: Path, source: str) -> EpisodeDataset:
+    metadata = read_checked_metadata(data_path, source)
+    _check_data_file(data_path, metadata, source)
     try:
         dataset = minari.MinariDataset(data_path)
         box = gym.spaces.Box
@@ -167,19 +289,27 @@ def _read(data_path: Path, source: str) -> EpisodeDataset:
             isinstance(dataset.observation_space, box) and isinstance(dataset.action_space, box)
         ):
             raise DatasetError(f"{source} does not have flat Box observations and actions")
+        action_box = ActionBox.from_space(dataset.action_space, source)
         episodes = [
-            {
-                "observations": ep.observations,
-                "actions": ep.actions,
-                "rewards": ep.rewards,
-                "terminations": ep.terminations,
-                "truncations": ep.truncations,
-            }
-            for ep in dataset.iterate_episodes()
+            {key: getattr(ep, key) for key in _EPISODE_KEYS} for ep in dataset.iterate_episodes()
+        ]
+        seeds = [
+            meta.get("seed") for meta in dataset.storage.get_episode_metadata(range(len(episodes)))
         ]
         metadata = dataset.storage.metadata
+    except DatasetError:
+        raise
     except _OPEN_ERRORS as exc:
         raise DatasetError(f"cannot read Minari dataset {source}: {exc}") from None
+    alm_metadata = dict(metadata.get("alm_metadata", {}))
+    alm_metadata.pop("action_units", None)
+    open_end = bool(alm_metadata.pop("open_end", False))
+    for episode in episodes:
+        ends_flagged = bool(episode["terminations"][-1]) or bool(episode["truncations"][-1])
+        if not ends_flagged:  # an episode that stopped mid-way is held as truncated
+            episode["truncations"] = np.array(episode["truncations"], dtype=bool)
+            episode["truncations"][-1] = True
+            open_end = open_end or episode is episodes[-1]
     own = {
         "dataset_id": dataset.id,
         "algorithm": metadata.get("algorithm_name"),
@@ -192,8 +322,30 @@ def _read(data_path: Path, source: str) -> EpisodeDataset:
         env_id=_env_id(metadata),
         ref_min_score=metadata.get("ref_min_score"),
         ref_max_score=metadata.get("ref_max_score"),
-        metadata={**metadata.get("alm_metadata", {}), **{k: v for k, v in own.items() if v}},
+        metadata={**alm_metadata, **{k: v for k, v in own.items() if v}},
+        action_box=action_box,
+        episode_seeds=_seed_array(seeds),
+        open_end=open_end,
     )
+
+
+def _observation_space(dataset: EpisodeDataset) -> gym.spaces.Box:
+    """The env's own observation space when gymnasium knows the env (what Minari's own
+    collector declares), else an unbounded float32 box of the data's size."""
+    if dataset.env_id is not None and dataset.env_id in gym.registry:
+        space = env_spaces(dataset.env_id)[0]
+        if isinstance(space, gym.spaces.Box) and space.shape == (dataset.obs_dim,):
+            return space
+    return gym.spaces.Box(-np.inf, np.inf, (dataset.obs_dim,), np.float32)
+
+
+def _seed_array(seeds: list) -> np.ndarray | None:
+    """(E,) int64 of the episodes' reset seeds (-1 where none), None when none is recorded."""
+    if all(seed is None for seed in seeds):
+        return None
+    if any(seed is not None and not 0 <= int(seed) < 2**63 for seed in seeds):
+        return None  # not representable in int64; the seeds are left out
+    return np.array([-1 if seed is None else int(seed) for seed in seeds], dtype=np.int64)
 
 
 def _env_id(metadata: dict) -> str | None:
@@ -205,8 +357,9 @@ def _env_id(metadata: dict) -> str | None:
         return None
 
 
-def _buffer(episode: dict[str, np.ndarray]) -> EpisodeBuffer:
+def _buffer(episode: dict[str, np.ndarray], seed: int | None) -> EpisodeBuffer:
     return EpisodeBuffer(
+        seed=seed,
         observations=episode["observations"],
         actions=episode["actions"],
         rewards=episode["rewards"],

@@ -40,6 +40,14 @@ def train_tiny_run(run_dir: Path, *extra: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def minari_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+    """Every test gets its own empty Minari store (outside ``tmp_path``)."""
+    store = tmp_path_factory.mktemp("minari-store")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
+    return store
+
+
+@pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
     yield

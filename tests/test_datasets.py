@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from alm_offline.datasets import (
+    ActionBox,
     DatasetError,
     DatasetWarning,
     EpisodeDataset,
@@ -37,14 +38,6 @@ from alm_offline.replay import ReplayBuffer
 
 ARRAYS = ("observations", "actions", "rewards", "terminations", "truncations", "episode_lengths")
 D4RL_ARRAYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
-
-
-@pytest.fixture(autouse=True)
-def minari_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
-    """Every test gets its own empty Minari store (outside ``tmp_path``)."""
-    store = tmp_path_factory.mktemp("minari-store")
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
-    return store
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +69,7 @@ def synthetic(lengths: list[int], ends: list[str], obs_dim: int = 3, act_dim: in
         terminations=terminations,
         truncations=truncations,
         episode_lengths=lengths,
+        action_box=ActionBox.unit(act_dim),
     )
 
 
@@ -176,7 +170,7 @@ def test_construction_rejects_non_numeric_arrays() -> None:
         (lambda d: setattr(d, "rewards", d.rewards[:-1]), "rewards has shape"),
         (lambda d: setattr(d, "observations", d.observations[:-1]), "observations has shape"),
         (lambda d: setattr(d, "episode_lengths", np.array([3, 0, 2])), "at least one"),
-        (lambda d: setattr(d, "ref_min_score", 1.0), "both a min and a max"),
+        (lambda d: setattr(d, "ref_min_score", 1.0), "one reference score"),
     ],
 )
 def test_validate_names_the_problem(corrupt, message: str) -> None:
@@ -189,7 +183,8 @@ def test_validate_names_the_problem(corrupt, message: str) -> None:
 def test_actions_out_of_range_fail_or_clip() -> None:
     data = synthetic([3, 2], ["term", "trunc"])
     data.actions[0, 0], data.actions[2, 1] = 1.5, -1.25
-    with pytest.raises(DatasetError, match=r"2 action values lie outside \[-1, 1\] \(by up to 0.5"):
+    match = r"2 action values lie outside the action box \[-1, 1\] \(by up to 0.5"
+    with pytest.raises(DatasetError, match=match):
         data.validate()
     with pytest.warns(DatasetWarning, match="clipped 2 action values"):
         data.validate(clip_actions=True)
@@ -364,7 +359,7 @@ def test_minari_output_opens_with_minari(pendulum: EpisodeDataset, minari_store:
     write_minari(pendulum, minari_store / "alm" / "pendulum-random-v0")
     dataset = minari.load_dataset("alm/pendulum-random-v0")
     assert dataset.total_episodes == pendulum.num_episodes and dataset.total_steps == 300
-    assert dataset.action_space == gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    assert dataset.action_space == gym.spaces.Box(-3.0, 3.0, (1,), np.float32)  # env units
     assert dataset.env_spec.id == "InvertedPendulum-v5"
     first = next(dataset.iterate_episodes())
     np.testing.assert_array_equal(first.observations, pendulum.episode(0)["observations"])
@@ -425,12 +420,19 @@ def test_load_dataset_dispatch_and_reference_scores(cheetah, tmp_path, minari_st
     write_hdf5(cheetah, tmp_path / "c.hdf5")
     write_minari(cheetah, minari_store / "c-v0")
     with h5py.File(tmp_path / "c.hdf5", "a") as file:
-        del file["metadata"]  # no env, no scores: the name decides
-    by_file = load_dataset(tmp_path / "c.hdf5")
-    assert by_file.env_id is None and by_file.ref_min_score is None
+        del file["metadata"]  # no env, no scores, no action box: --env is needed
+    with pytest.raises(DatasetError, match=r"names no env.*--env ENV_ID"):
+        load_dataset(tmp_path / "c.hdf5")
     named = tmp_path / "halfcheetah-random-v2.hdf5"
     shutil.copy(tmp_path / "c.hdf5", named)
-    assert load_dataset(named).ref_max_score == 12135.0
+    by_name = load_dataset(named, env_id="HalfCheetah-v5")  # the name decides the scores
+    assert by_name.ref_max_score == 12135.0
+    with h5py.File(named, "a") as file:
+        file.create_group("metadata").attrs.update(
+            {"action_low": -np.ones(6), "action_high": np.ones(6)}
+        )
+    by_file = load_dataset(named)  # a declared box is enough without an env
+    assert by_file.env_id is None and by_file.ref_max_score == 12135.0
     assert load_dataset(tmp_path / "c.hdf5", env_id="HalfCheetah-v5").ref_max_score == 12135.0
     by_id = load_dataset("c-v0")
     by_folder = load_dataset(minari_store / "c-v0" / "data")

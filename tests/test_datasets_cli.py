@@ -18,13 +18,6 @@ from alm_offline.datasets import collect, random_policy, write_hdf5
 from cli import alm
 
 
-@pytest.fixture(autouse=True)
-def minari_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
-    store = tmp_path_factory.mktemp("minari-store")
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
-    return store
-
-
 @pytest.fixture(scope="module")
 def pendulum_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = collect("InvertedPendulum-v5", random_policy(1, seed=0), steps=200, seed=0)
@@ -99,13 +92,16 @@ def test_clip_actions_flag(tmp_path: Path, pendulum_file: Path) -> None:
     source = tmp_path / "wide.hdf5"
     shutil.copy(pendulum_file, source)
     with h5py.File(source, "a") as file:
-        file["actions"][0] = 3.0
-    assert_user_error(run("info", source), "1 action values lie outside [-1, 1] (by up to 2)")
+        file["actions"][0] = 5.0  # the pendulum's box is [-3, 3] in env units
+    assert_user_error(
+        run("info", source),
+        "1 action values lie outside the action box [-3, 3] of InvertedPendulum-v5 (by up to 2)",
+    )
     result = run("convert", source, tmp_path / "clipped.hdf5", "--clip-actions")
     assert result.exit_code == 0, result.output
     assert "warning: clipped 1 action values" in result.stderr
     with h5py.File(tmp_path / "clipped.hdf5") as file:
-        assert file["actions"][0, 0] == 1.0
+        assert file["actions"][0, 0] == 3.0
 
 
 # ------------------------------------------------------------------- bad input

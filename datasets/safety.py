@@ -1,0 +1,81 @@
+"""Size checks made before reading: a small crafted file must not ask for gigabytes.
+
+An HDF5 dataset declares its shape; its bytes on disk (``get_storage_size``) bound what it
+can really hold. gzip cannot compress better than about 1000:1, so a dataset declaring more
+than ``MAX_COMPRESSION`` times its stored bytes (beyond a small allowance) is refused, and so
+are arrays that together would not fit in the memory available.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import h5py
+
+from .errors import DatasetError
+
+MAX_COMPRESSION = 1100  # gzip's best ratio is about 1032:1
+SMALL_ARRAY_BYTES = 16 * 2**20  # any array up to this size may be read, whatever it stores
+MEMORY_HEADROOM = 3  # reading makes a few copies (float32 casts, episode layout)
+
+
+def check_sizes(datasets: Iterable[h5py.Dataset], path: Path | str) -> None:
+    """``DatasetError`` when the declared sizes of ``datasets`` cannot be real or cannot fit."""
+    total = 0
+    for dataset in datasets:
+        declared = int(dataset.size) * dataset.dtype.itemsize
+        stored = int(dataset.id.get_storage_size())
+        if declared > max(SMALL_ARRAY_BYTES, MAX_COMPRESSION * stored):
+            raise DatasetError(
+                f"{path}: {dataset.name} declares shape {dataset.shape} ({_size(declared)}) but "
+                f"the file stores only {_size(stored)} for it; refusing to read it"
+            )
+        total += declared
+    available = available_memory()
+    if available is not None and total * MEMORY_HEADROOM > available:
+        raise DatasetError(
+            f"{path}: its arrays need {_size(total)} (about {MEMORY_HEADROOM}x that to read), "
+            f"more than the {_size(available)} of memory available"
+        )
+
+
+def check_declared_total(
+    declared_bytes: int, stored_bytes: int, path: Path | str, what: str
+) -> None:
+    """The same two checks for a total that a format declares outside HDF5 shapes."""
+    if declared_bytes > max(SMALL_ARRAY_BYTES, MAX_COMPRESSION * stored_bytes):
+        raise DatasetError(
+            f"{path}: {what} declares {_size(declared_bytes)} but the file holds only "
+            f"{_size(stored_bytes)}; refusing to read it"
+        )
+    available = available_memory()
+    if available is not None and declared_bytes * MEMORY_HEADROOM > available:
+        raise DatasetError(
+            f"{path}: {what} needs {_size(declared_bytes)}, more than the memory available "
+            f"({_size(available)})"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``), else None."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
