@@ -305,6 +305,8 @@ def _read(data_path: Path, source: str) -> EpisodeDataset:
     alm_metadata.pop("action_units", None)
     open_end = bool(alm_metadata.pop("open_end", False))
     for episode in episodes:
+        if len(episode["rewards"]) == 0:
+            raise DatasetError(f"{source} holds an episode with no steps")
         ends_flagged = bool(episode["terminations"][-1]) or bool(episode["truncations"][-1])
         if not ends_flagged:  # an episode that stopped mid-way is held as truncated
             episode["truncations"] = np.array(episode["truncations"], dtype=bool)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import filled_replay
+from conftest import filled_replay, load_benchmark
 from torch import nn
 
 from alm_offline.agent import AlmAgent
@@ -273,18 +271,10 @@ def test_bench_rejects_bad_input():
     assert result.exit_code == 2 and "precision" in result.output
 
 
-def load_cpu_ceiling():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_ceiling.py"
-    spec = importlib.util.spec_from_file_location("cpu_ceiling", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cpu_ceiling_makes_activations_free_and_restores_them():
     """benchmarks/cpu_ceiling.py: inside ``free_activations`` the networks are the affine
     maps left without tanh, ELU and the LayerNorm normalisation; outside, themselves again."""
-    ceiling = load_cpu_ceiling()
+    ceiling = load_benchmark("cpu_ceiling")
     torch.manual_seed(0)
     head = mlp(4, 8, 3, normalized_head=True)
     twin = TwinCritic(latent_dim=3, action_dim=1, hidden_dim=8)
