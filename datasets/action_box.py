@@ -59,9 +59,6 @@ class ActionBox:
     def same_as(self, other: ActionBox) -> bool:
         return np.array_equal(self.low, other.low) and np.array_equal(self.high, other.high)
 
-    def is_unit(self) -> bool:
-        return self.same_as(ActionBox.unit(self.dim))
-
     def normalize(self, actions: np.ndarray) -> np.ndarray:
         """(N, A) env units -> (N, A) float32 in the agent's [-1, 1] box."""
         mid, half = self._mid_half()

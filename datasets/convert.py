@@ -23,7 +23,13 @@ from alm_offline.envs import EnvSpec, describe_env
 
 from .action_box import ActionBox
 from .atomic import check_destination
-from .episodes import DatasetError, DatasetWarning, EpisodeDataset, d4rl_ref_scores
+from .episodes import (
+    DatasetError,
+    DatasetWarning,
+    EpisodeDataset,
+    check_ref_scores,
+    d4rl_ref_scores,
+)
 from .hdf5 import HDF5_SUFFIXES, hdf5_overview, read_hdf5, write_hdf5
 from .minari_io import (
     is_minari_id,
@@ -71,10 +77,9 @@ def load_dataset(
     ``env_id`` overrides the source's env; the data's dims are checked against it (or the
     source's env when gymnasium knows it). Raises ``DatasetError`` or ``EnvError``.
     """
-    _check_ref_scores(ref_min, ref_max)
+    check_ref_scores(ref_min, ref_max, "--ref-min/--ref-max")
     env_spec = describe_env(env_id) if env_id is not None else None
     dataset = _read(spec, download, env_spec)
-    declared_env = dataset.env_id
     if env_spec is not None:
         if dataset.env_id not in (None, env_id):
             warnings.warn(
@@ -94,7 +99,7 @@ def load_dataset(
                 stacklevel=2,
             )
     if dataset.action_box is None:
-        dataset.action_box = _env_action_box(spec, dataset.env_id, declared_env, env_spec)
+        dataset.action_box = _env_action_box(spec, dataset.env_id, env_spec)
     if ref_min is not None:
         dataset.ref_min_score, dataset.ref_max_score = ref_min, ref_max
     elif dataset.ref_min_score is None or dataset.ref_max_score is None:
@@ -187,9 +192,7 @@ def _read(spec: str | Path, download: bool, env_spec: EnvSpec | None) -> Episode
     )
 
 
-def _env_action_box(
-    spec: str | Path, env_id: str | None, declared_env: str | None, env_spec: EnvSpec | None
-) -> ActionBox:
+def _env_action_box(spec: str | Path, env_id: str | None, env_spec: EnvSpec | None) -> ActionBox:
     """The env's own action box for a source that declares none (a D4RL-layout file)."""
     if env_id is None:
         raise DatasetError(
@@ -198,7 +201,7 @@ def _env_action_box(
         )
     if env_id not in gym.registry:
         raise DatasetError(
-            f"{spec} names env {declared_env!r}, which gymnasium does not know, so the units of "
+            f"{spec} names env {env_id!r}, which gymnasium does not know, so the units of "
             f"its actions are unknown; name its env with {ENV_HINT}"
         )
     box = ActionBox.of_env(env_id)
@@ -212,10 +215,3 @@ def _check_format(fmt: str | None, dst: str | Path) -> str:
     if fmt not in FORMATS:
         raise DatasetError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return fmt
-
-
-def _check_ref_scores(ref_min: float | None, ref_max: float | None) -> None:
-    if (ref_min is None) != (ref_max is None):
-        raise DatasetError("give both reference scores (--ref-min and --ref-max) or neither")
-    if ref_min is not None and not ref_max > ref_min:
-        raise DatasetError(f"the reference max {ref_max} must exceed the min {ref_min}")

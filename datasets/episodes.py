@@ -76,7 +76,7 @@ def check_ref_scores(ref_min: object, ref_max: object, source: str) -> None:
     if ref_min is None and ref_max is None:
         return
     if (ref_min is None) != (ref_max is None):
-        raise DatasetError(f"{source} gives one reference score; give both or neither")
+        raise DatasetError(f"{source}: give both reference scores (min and max) or neither")
     for name, value in (("min", ref_min), ("max", ref_max)):
         is_number = isinstance(value, (int, float, np.integer, np.floating))
         if isinstance(value, (bool, np.bool_)) or not is_number or not np.isfinite(value):

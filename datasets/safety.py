@@ -41,23 +41,6 @@ def check_sizes(datasets: Iterable[h5py.Dataset], path: Path | str) -> None:
         )
 
 
-def check_declared_total(
-    declared_bytes: int, stored_bytes: int, path: Path | str, what: str
-) -> None:
-    """The same two checks for a total that a format declares outside HDF5 shapes."""
-    if declared_bytes > max(SMALL_ARRAY_BYTES, MAX_COMPRESSION * stored_bytes):
-        raise DatasetError(
-            f"{path}: {what} declares {_size(declared_bytes)} but the file holds only "
-            f"{_size(stored_bytes)}; refusing to read it"
-        )
-    available = available_memory()
-    if available is not None and declared_bytes * MEMORY_HEADROOM > available:
-        raise DatasetError(
-            f"{path}: {what} needs {_size(declared_bytes)}, more than the memory available "
-            f"({_size(available)})"
-        )
-
-
 def available_memory() -> int | None:
     """Bytes of memory available now (Linux ``MemAvailable``), else None."""
     try:

@@ -167,7 +167,6 @@ def test_minari_store_listing_survives_a_broken_dataset(minari_store, pendulum_f
     (minari_store / "ok" / "broken-v0" / "data" / "metadata.json").write_text("{not json")
     result = alm_cli("dataset", "list")
     assert result.exit_code == 0, result.output
-    assert "ok/good-v0  10 episodes" not in result.stdout  # sanity of the row format below
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
     assert "200 steps" in rows["ok/good-v0"]
     assert "unreadable:" in rows["ok/broken-v0"]

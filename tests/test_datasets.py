@@ -170,7 +170,7 @@ def test_construction_rejects_non_numeric_arrays() -> None:
         (lambda d: setattr(d, "rewards", d.rewards[:-1]), "rewards has shape"),
         (lambda d: setattr(d, "observations", d.observations[:-1]), "observations has shape"),
         (lambda d: setattr(d, "episode_lengths", np.array([3, 0, 2])), "at least one"),
-        (lambda d: setattr(d, "ref_min_score", 1.0), "one reference score"),
+        (lambda d: setattr(d, "ref_min_score", 1.0), "both reference scores"),
     ],
 )
 def test_validate_names_the_problem(corrupt, message: str) -> None:
