@@ -1,7 +1,7 @@
 # Set-up and the two everyday commands. PYTHON may point at a venv's python.
 PYTHON ?= python3
 
-.PHONY: system install run test lint
+.PHONY: system install run test test-fast lint
 
 # OSMesa: offscreen MuJoCo rendering on machines without a GPU (alm eval --video)
 system:
@@ -16,6 +16,10 @@ run: install
 
 test: install
 	$(PYTHON) -m pytest -q
+
+# Everything but the tests marked slow (training runs, subprocesses, Ray, wheel builds)
+test-fast: install
+	$(PYTHON) -m pytest -q -m "not slow"
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -18,28 +18,32 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import AgentConfig
+from .config import AgentConfig, ConfigError
 from .losses import (
     actor_svg_loss,
     actor_td3_loss,
+    behaviour_cloning_loss,
+    classifier_loss,
     critic_loss,
     log_shift_reward,
     model_bound_loss,
-    reward_classifier_loss,
+    reward_loss,
 )
+from .metrics import Metrics
 from .networks import WorldModel, rsample
 from .replay import SequenceBatch, TransitionBatch
-
-Metrics = dict[str, torch.Tensor]
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; anything else as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device '{name}' is not a torch device (cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{name}' asked for, but torch sees no CUDA device")
+        raise ConfigError(f"device '{name}' asked for, but torch sees no CUDA device")
     return device
 
 
@@ -107,14 +111,10 @@ class AlmAgent:
         return action.squeeze(0).cpu().numpy()
 
     # ----------------------------------------------------------------- learning
-    def _apply(
-        self, name: str, loss: torch.Tensor, extra_grads: list[torch.Tensor] | None = None
-    ) -> torch.Tensor:
+    def _apply(self, name: str, loss: torch.Tensor) -> torch.Tensor:
         """Gradient step of one group on ``loss``; returns the pre-clip gradient norm."""
         params = self.groups[name]
         grads = torch.autograd.grad(loss, params)
-        if extra_grads is not None:
-            grads = torch._foreach_add(grads, extra_grads)
         for param, grad in zip(params, grads, strict=True):
             param.grad = grad
         norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm, foreach=True)
@@ -145,25 +145,30 @@ class AlmAgent:
         self, seq: SequenceBatch, batch: TransitionBatch, std: float | torch.Tensor
     ) -> Metrics:
         cfg, wm = self.cfg, self.wm
+        if seq.action.shape[0] != cfg.seq_len:
+            raise ValueError(
+                f"sequences of {seq.action.shape[0]} steps, the agent's seq_len is {cfg.seq_len}"
+            )
 
-        # 1. encoder + model on the bound (plus BC along the same latents when offline)
+        # 1. encoder + model on the bound (Eq. 7), plus BC along its latents when offline
         bound = model_bound_loss(
             wm,
             seq.obs,
             seq.action,
             std=std,
             stddev_clip=cfg.stddev_clip,
-            bc_coef=cfg.bc_coef,
             kl_coef=cfg.kl_coef,
             include_value=cfg.value_in_encoder_loss,
             objective=cfg.encoder_objective,
         )
-        actor_bc_grads = None
+        world_loss = bound.loss
+        zero = torch.zeros((), device=self.device)
+        bc_per_step = zero
         if cfg.bc_coef > 0:
-            actor_bc_grads = list(
-                torch.autograd.grad(bound.loss, self.groups["actor"], retain_graph=True)
-            )
-        world_norm = self._apply("world", bound.loss)
+            bc = behaviour_cloning_loss(wm, bound.latents, seq.action)
+            world_loss = world_loss + cfg.bc_coef * bc.loss
+            bc_per_step = bc.per_step
+        world_norm = self._apply("world", world_loss)
 
         # target-encoder latents of real transitions, and the model's guess of z'
         with torch.no_grad():
@@ -176,18 +181,14 @@ class AlmAgent:
         if cfg.log_reward_shift > 0:
             reward = log_shift_reward(reward, cfg.log_reward_shift)
 
-        # 2. reward + classifier
-        rc = reward_classifier_loss(
-            wm,
-            rsample(z_mean, z_std),
-            batch.action,
-            reward,
-            rsample(next_mean, next_std),
-            z_model_next,
-        )
-        reward_norm = self._apply("reward", rc.loss)
+        # 2. reward (Eq. 11) + classifier (Eq. 9), one parameter group
+        z, z_next = rsample(z_mean, z_std), rsample(next_mean, next_std)
+        reward_terms = reward_loss(wm, z, batch.action, reward)
+        classifier = classifier_loss(wm, z, batch.action, z_next, z_model_next)
+        reward_classifier = reward_terms.loss + classifier.loss
+        reward_norm = self._apply("reward", reward_classifier)
 
-        # 3. critic
+        # 3. critic (Eq. 10)
         critic = critic_loss(
             wm,
             rsample(z_mean, z_std),
@@ -202,7 +203,8 @@ class AlmAgent:
         )
         critic_norm = self._apply("critic", critic.loss)
 
-        # 4. actor on imagined rollouts from target-encoder latents (or TD3's -Q1)
+        # 4. actor on imagined rollouts from target-encoder latents (Eq. 8, or TD3's -Q1),
+        # plus BC on the bound's latents (their values; the world step above used the graph)
         if cfg.actor_loss == "td3":
             actor = actor_td3_loss(wm, rsample(z_mean, z_std))
         else:
@@ -217,24 +219,28 @@ class AlmAgent:
                 classifier_coef=cfg.classifier_coef,
                 entropy_bonus=cfg.entropy_bonus,
             )
-        actor_norm = self._apply("actor", actor.loss, actor_bc_grads)
+        actor_total = actor.loss
+        if cfg.bc_coef > 0:
+            actor_bc = behaviour_cloning_loss(wm, bound.latents.detach(), seq.action)
+            actor_total = actor_total + cfg.bc_coef * actor_bc.loss
+        actor_norm = self._apply("actor", actor_total)
 
         # 5. targets
         wm.update_targets(cfg.tau)
 
         return {
-            "loss/model_bound": bound.loss.detach(),
-            "loss/reward_classifier": rc.loss.detach(),
+            "loss/model_bound": world_loss.detach(),
+            "loss/reward_classifier": reward_classifier.detach(),
             "loss/critic": critic.loss.detach(),
             "loss/actor": actor.loss.detach(),
             "model/kl": bound.kl,
             "model/reward": bound.reward,
             "model/value": bound.value,
-            "model/behaviour_cloning": bound.behaviour_cloning,
+            "model/behaviour_cloning": bc_per_step,
             "model/reconstruction": bound.reconstruction,
-            "reward/mse": rc.reward_mse,
-            "classifier/ce": rc.classifier_ce,
-            "classifier/accuracy": rc.classifier_accuracy,
+            "reward/mse": reward_terms.mse,
+            "classifier/ce": classifier.cross_entropy,
+            "classifier/accuracy": classifier.accuracy,
             "critic/q_mean": critic.q_mean,
             "critic/q_std": critic.q_std,
             "critic/target_mean": critic.target_mean,

@@ -18,6 +18,7 @@ write ``<name>.json`` + ``<name>.png`` atomically (the ``alm analyze`` commands)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,50 +31,21 @@ from .agent import AlmAgent, resolve_device
 from .checkpoint import load_agent, resolve_checkpoint
 from .config import RunConfig
 from .envs import make_env
-from .losses import log_shift_reward
+from .errors import AlmError
+from .losses import log_shift_reward, lower_bound_estimate
 from .networks import WorldModel
-from .plotting import save_figure
+from .plotting import plot_bias, plot_rollout
 from .rundir import write_text_atomic
 
 ACCURACY_THRESHOLD = 0.5  # relative latent error above which a model prediction is "off"
 JSON_SAMPLES = 256  # (MC, estimate) pairs kept in bias.json for a scatter plot elsewhere
-FIGSIZE = (10.0, 4.0)
-DPI = 100
 
 
-class AnalysisError(ValueError):
+class AnalysisError(AlmError):
     """Bad input to an analysis (one line)."""
 
 
 # --------------------------------------------------------------------------- estimates
-@torch.no_grad()
-def lower_bound_estimate(
-    wm: WorldModel, obs: torch.Tensor, horizon: int, gamma: float, classifier_coef: float
-) -> torch.Tensor:
-    """The paper's K-step lower bound L^K at each state, evaluated with means: obs (N, D) -> (N,).
-
-    z_0 is the encoder mean, a_t = pi(z_t) the deterministic action, z_{t+1} the latent
-    model's mean (the deterministic policy of the bias protocol):
-    sum_{t<K} gamma^t [r(z_t, a_t) + c (logit1 - logit0)(z_t, a_t, z_{t+1})]
-    + gamma^K min(Q1, Q2)(z_K, pi(z_K)). The loop runs over the K steps, not over states.
-    """
-    if horizon < 1:
-        raise AnalysisError(f"horizon must be at least 1, got {horizon}")
-    z, _ = wm.encode(obs)
-    estimate = torch.zeros(obs.shape[:-1], dtype=torch.float32, device=obs.device)
-    discount = 1.0
-    for _ in range(horizon):
-        a = wm.pi(z)
-        z_next, _ = wm.next(z, a)
-        logits = wm.logits(z, a, z_next)
-        step = wm.reward(z, a).squeeze(-1) + classifier_coef * (logits[..., 1] - logits[..., 0])
-        estimate = estimate + discount * step
-        discount *= gamma
-        z = z_next
-    value = wm.q(z, wm.pi(z)).min(0).values.squeeze(-1)
-    return estimate + discount * value
-
-
 def monte_carlo_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
     """Discounted reward-to-go: rewards (T,) -> G (T,), G_t = sum_{k>=t} gamma^(k-t) r_k."""
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -300,6 +272,7 @@ class RolloutResult:
     first_accurate_steps: int
     true_coords: np.ndarray = field(repr=False)
     predicted_coords: np.ndarray = field(repr=False)
+    accuracy_threshold: float = ACCURACY_THRESHOLD
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: per-step errors and the plotted coordinates (no full latents)."""
@@ -311,7 +284,7 @@ class RolloutResult:
             "ended_early": self.ended_early,
             "latent_dim": int(self.true_latents.shape[-1]),
             "latent_norm_mean": _finite(self.latent_norm_mean),
-            "accuracy_threshold": ACCURACY_THRESHOLD,
+            "accuracy_threshold": self.accuracy_threshold,
             "first_accurate_steps": self.first_accurate_steps,
             "errors": [_finite(x) for x in self.errors],
             "relative_errors": [_finite(x) for x in self.relative_errors],
@@ -325,7 +298,7 @@ class RolloutResult:
         return (
             f"{self.env}: latent model unrolled {self.steps} steps{note}; "
             f"final L2 error {self.errors[-1]:.3f} (relative {self.relative_errors[-1]:.3f})\n"
-            f"stays within relative error {ACCURACY_THRESHOLD} for "
+            f"stays within relative error {self.accuracy_threshold} for "
             f"{self.first_accurate_steps} steps"
         )
 
@@ -395,105 +368,40 @@ def rollout_analysis(
     )
 
 
-# ------------------------------------------------------------------------------- plots
-def plot_bias(result: BiasResult, out: str | Path) -> Path:
-    """Scatter of estimate vs MC return (with y = x) and a histogram of the normalised bias."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE)
-    try:
-        left.scatter(result.mc_returns, result.estimates, s=6, alpha=0.5)
-        low = float(min(result.mc_returns.min(), result.estimates.min()))
-        high = float(max(result.mc_returns.max(), result.estimates.max()))
-        left.plot([low, high], [low, high], "k--", linewidth=1, label="y = x")
-        left.set_xlabel("Monte-Carlo return")
-        left.set_ylabel(f"estimate of L^{result.horizon}")
-        left.set_title(f"{result.env}: {result.n_states} states")
-        left.legend(loc="upper left")
-        finite = result.normalized_bias[np.isfinite(result.normalized_bias)]
-        if len(finite):
-            right.hist(finite, bins=40)
-        right.axvline(0.0, color="k", linestyle="--", linewidth=1)
-        right.set_xlabel("normalised bias (estimate - MC) / |mean MC|")
-        right.set_ylabel("states")
-        right.set_title(
-            f"mean {result.normalized_bias_mean:.3f}, std {result.normalized_bias_std:.3f}"
-        )
-        fig.tight_layout()
-        return save_figure(fig, out, dpi=DPI)
-    finally:
-        plt.close(fig)
-
-
-def plot_rollout(result: RolloutResult, out: str | Path) -> Path:
-    """Left: latent coordinates over steps, true solid vs predicted dashed; right: L2 error."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.arange(result.steps + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE)
-    try:
-        for i in range(result.true_coords.shape[1]):
-            color = f"C{i}"
-            left.plot(steps, result.true_coords[:, i], color=color, label=f"z[{i}] encoder")
-            left.plot(
-                steps,
-                result.predicted_coords[:, i],
-                color=color,
-                linestyle="--",
-                label=f"z[{i}] model",
-            )
-        left.set_xlabel("step")
-        left.set_ylabel("latent coordinate")
-        left.set_title(f"{result.env}: encoder (solid) vs model unroll (dashed)")
-        left.legend(fontsize="small")
-        right.plot(steps, result.errors)
-        right.set_xlabel("step")
-        right.set_ylabel("L2 error of predicted latent")
-        right.set_title(
-            f"relative error <= {ACCURACY_THRESHOLD} for {result.first_accurate_steps} steps"
-        )
-        fig.tight_layout()
-        return save_figure(fig, out, dpi=DPI)
-    finally:
-        plt.close(fig)
-
-
 # ---------------------------------------------------------------- checkpoint -> report
-def default_out_dir(source: str | Path) -> Path:
-    """``<run_dir>/analysis``; a checkpoint file's run dir is two levels up."""
-    return resolve_checkpoint(source)[1] / "analysis"
 
 
-def _load(source: str | Path, device: str) -> tuple[AlmAgent, RunConfig, dict[str, Any]]:
-    try:
-        resolve_device(device)
-    except (ValueError, RuntimeError) as exc:
-        raise AnalysisError(str(exc)) from None
+def _analyze(
+    source: str | Path,
+    out_dir: str | Path | None,
+    device: str,
+    name: str,
+    analysis: Callable[[AlmAgent, RunConfig], Any],
+    plot: Callable[[Any, Path], Path],
+    **settings: Any,
+) -> tuple[dict[str, Any], dict[str, Path], str]:
+    """Load the agent of ``source``, run ``analysis(agent, cfg)`` and write ``name``.json and
+    ``name``.png; returns (the JSON payload, their paths, the result's description)."""
+    resolve_device(device)
     agent, cfg, state = load_agent(source, device)
-    updates = state.get("counters", {}).get("updates")
-    path, _ = resolve_checkpoint(source)
-    meta = {"checkpoint": str(path), "updates": updates}
-    return agent, cfg, meta
-
-
-def _write_report(
-    payload: dict[str, Any], result: Any, plot: Any, out_dir: Path, name: str
-) -> dict[str, Path]:
+    result = analysis(agent, cfg)
+    checkpoint, run_dir = resolve_checkpoint(source)
+    payload = {
+        "checkpoint": str(checkpoint),
+        "updates": state.get("counters", {}).get("updates"),
+        **settings,
+        **result.as_dict(),
+    }
+    out = Path(out_dir) if out_dir is not None else run_dir / "analysis"
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AnalysisError(f"cannot create '{out_dir}': {exc.strerror}") from None
-    json_path, png_path = out_dir / f"{name}.json", out_dir / f"{name}.png"
-    payload["files"] = {"json": str(json_path), "png": str(png_path)}
-    write_text_atomic(json_path, json.dumps(payload, indent=2) + "\n")
-    plot(result, png_path)
-    return {"json": json_path, "png": png_path}
+        raise AnalysisError(f"cannot create '{out}': {exc.strerror}") from None
+    paths = {"json": out / f"{name}.json", "png": out / f"{name}.png"}
+    payload["files"] = {key: str(path) for key, path in paths.items()}
+    write_text_atomic(paths["json"], json.dumps(payload, indent=2) + "\n")
+    plot(result, paths["png"])
+    return payload, paths, result.describe()
 
 
 def analyze_bias(
@@ -505,17 +413,14 @@ def analyze_bias(
     max_start_steps: int = 350,
     min_states: int = 1000,
     seed: int = 0,
-) -> tuple[dict[str, Any], dict[str, Path], BiasResult]:
-    """Bias analysis of a run dir or checkpoint; writes bias.json + bias.png.
-
-    Returns (the JSON payload, {"json": path, "png": path}, the result).
-    """
+) -> tuple[dict[str, Any], dict[str, Path], str]:
+    """``alm analyze bias``: bias analysis of a run dir or checkpoint -> bias.json + bias.png."""
     _check_bias_args(episodes, max_start_steps, min_states)  # fail before loading anything
-    agent, cfg, meta = _load(source, device)
-    result = bias_analysis(agent, cfg, episodes, max_start_steps, min_states, seed)
-    payload = {**meta, "seed": seed, **result.as_dict()}
-    out = Path(out_dir) if out_dir is not None else default_out_dir(source)
-    return payload, _write_report(payload, result, plot_bias, out, "bias"), result
+
+    def analysis(agent: AlmAgent, cfg: RunConfig) -> BiasResult:
+        return bias_analysis(agent, cfg, episodes, max_start_steps, min_states, seed)
+
+    return _analyze(source, out_dir, device, "bias", analysis, plot_bias, seed=seed)
 
 
 def analyze_rollout(
@@ -527,15 +432,15 @@ def analyze_rollout(
     seed: int = 0,
     coords: int = 3,
     start: int = 0,
-) -> tuple[dict[str, Any], dict[str, Path], RolloutResult]:
-    """Latent-model rollout analysis of a run dir or checkpoint; writes rollout.json + .png.
-
-    Returns (the JSON payload, {"json": path, "png": path}, the result).
-    """
+) -> tuple[dict[str, Any], dict[str, Path], str]:
+    """``alm analyze rollout``: latent-model rollout of a run dir or checkpoint ->
+    rollout.json + rollout.png."""
     if horizon < 1:  # fail before loading anything
         raise AnalysisError(f"horizon must be at least 1, got {horizon}")
-    agent, cfg, meta = _load(source, device)
-    result = rollout_analysis(agent, cfg, horizon, seed, coords, start)
-    payload = {**meta, "seed": seed, "start": start, **result.as_dict()}
-    out = Path(out_dir) if out_dir is not None else default_out_dir(source)
-    return payload, _write_report(payload, result, plot_rollout, out, "rollout"), result
+
+    def analysis(agent: AlmAgent, cfg: RunConfig) -> RolloutResult:
+        return rollout_analysis(agent, cfg, horizon, seed, coords, start)
+
+    return _analyze(
+        source, out_dir, device, "rollout", analysis, plot_rollout, seed=seed, start=start
+    )

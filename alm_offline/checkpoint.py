@@ -20,13 +20,14 @@ import torch
 
 from .agent import AlmAgent, resolve_device
 from .config import ConfigError, RunConfig, config_from_dict, to_dict
+from .errors import AlmError
 from .replay import ReplayBuffer
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AlmError):
     """A checkpoint that is missing, corrupt, or does not match the run."""
 
 
@@ -89,6 +90,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"'{path}' is not an alm-offline checkpoint (format {FORMAT_VERSION})"
+        )
+    return state
+
+
+def read_resume_checkpoint(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
+    """The latest checkpoint of ``run_dir``, checked against ``cfg`` (``steps`` may differ)."""
+    state = read_checkpoint(checkpoint_path(run_dir))
+    saved, wanted = to_dict(checkpoint_config(state)), to_dict(cfg)
+    saved.pop("steps"), wanted.pop("steps")
+    if saved != wanted:
+        diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        raise CheckpointError(
+            f"checkpoint in '{run_dir}' was made with another config ({', '.join(diff)})"
         )
     return state
 

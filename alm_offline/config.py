@@ -16,8 +16,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .errors import AlmError
 
-class ConfigError(ValueError):
+
+class ConfigError(AlmError):
     """A configuration that cannot be used."""
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from .errors import AlmError
+
 TRUNCATED_TASKS: dict[str, tuple[str, dict]] = {
     "T-Ant-v5": ("Ant-v5", {"include_cfrc_ext_in_observation": False}),
     "T-Humanoid-v5": (
@@ -34,7 +36,7 @@ TRUNCATED_TASKS: dict[str, tuple[str, dict]] = {
 }
 
 
-class EnvError(ValueError):
+class EnvError(AlmError):
     """An environment id or configuration that cannot be made."""
 
 

@@ -1,4 +1,4 @@
-"""Deterministic evaluation, normalised scores, and ``alm eval`` on a saved checkpoint."""
+"""Deterministic evaluation, and ``alm eval`` on a saved checkpoint."""
 
 from __future__ import annotations
 
@@ -11,17 +11,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from .errors import AlmError
 from .rundir import read_summary
+from .scores import normalized_score, reference_scores
 
 EVAL_SEED_OFFSET = 10_000
-
-# D4RL's random / expert returns (normalised score = 100 (R - random) / (expert - random))
-D4RL_REFERENCE_SCORES: dict[str, tuple[float, float]] = {
-    "HalfCheetah": (-280.178953, 12135.0),
-    "Hopper": (-20.272305, 3234.3),
-    "Walker2d": (1.629008, 4592.3),
-    "Ant": (-325.6, 3879.7),
-}
 
 Frame = np.ndarray  # (H, W, 3) uint8
 
@@ -55,18 +49,8 @@ def evaluate(
     return returns
 
 
-def normalized_score(returns: np.ndarray, ref_min: float, ref_max: float) -> np.ndarray:
-    """D4RL convention: 100 * (return - random) / (expert - random)."""
-    return 100.0 * (np.asarray(returns) - ref_min) / (ref_max - ref_min)
-
-
-def known_reference_scores(env_id: str) -> tuple[float, float] | None:
-    """D4RL's (random, expert) returns for an env id such as ``Hopper-v5``, if known."""
-    return D4RL_REFERENCE_SCORES.get(env_id.split("-")[0])
-
-
 # ----------------------------------------------------------------------------- alm eval
-class EvalError(ValueError):
+class EvalError(AlmError):
     """Bad input to ``evaluate_checkpoint`` (one-line message)."""
 
 
@@ -92,6 +76,19 @@ class EvalReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def describe(self) -> str:
+        """One line of returns (and normalised score); a second naming the video."""
+        line = (
+            f"{self.env}: return {self.return_mean:.1f} +- {self.return_std:.1f} "
+            f"(min {self.return_min:.1f}, max {self.return_max:.1f}) "
+            f"over {self.episodes} episodes"
+        )
+        if self.normalized_score_mean is not None:
+            line += f"; normalised score {self.normalized_score_mean:.1f}"
+        if self.video:
+            line += f"\nvideo: {self.video} ({self.video_frames} frames)"
+        return line
 
 
 def configure_offscreen_rendering() -> str:
@@ -149,7 +146,7 @@ def _run_reference_scores(run_dir: Path, cfg: Any) -> tuple[float, float] | None
         return float(summary["ref_min_score"]), float(summary["ref_max_score"])
     if cfg.eval.ref_min is not None and cfg.eval.ref_max is not None:
         return cfg.eval.ref_min, cfg.eval.ref_max
-    return known_reference_scores(cfg.env)
+    return reference_scores(cfg.env)
 
 
 def evaluate_checkpoint(
@@ -221,9 +218,7 @@ def evaluate_checkpoint(
         video=str(video_path) if video_path else None,
         video_frames=writer.frames if writer else None,
     )
-    refs = (
-        _run_reference_scores(run_dir, cfg) if env_id == cfg.env else known_reference_scores(env_id)
-    )
+    refs = _run_reference_scores(run_dir, cfg) if env_id == cfg.env else reference_scores(env_id)
     if refs is not None:
         scores = normalized_score(returns, *refs)
         report.ref_min_score, report.ref_max_score = refs

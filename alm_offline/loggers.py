@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import LoggerConfig, RunConfig, to_dict
+from .errors import AlmError
 from .rundir import write_text_atomic
 
 
@@ -69,7 +70,7 @@ EVAL_KEYS = ("return_mean", "return_std", "return_min", "return_max", "normalize
 WANDB_ID_FILE = "wandb_id.txt"
 
 
-class LoggerError(ValueError):
+class LoggerError(AlmError):
     """A logging backend that was asked for but cannot be used."""
 
 

@@ -70,14 +70,18 @@ def behaviour_cloning(policy_mean: torch.Tensor, action: torch.Tensor) -> torch.
 # ---------------------------------------------------------------------------- losses
 @dataclass(frozen=True)
 class ModelBoundTerms:
-    """Encoder + model loss (Eq. 7, negated) and its parts, each a batch mean."""
+    """Encoder + model loss (Eq. 7, negated) and its parts, each a batch mean.
+
+    ``latents`` (K, B, Z) are z_0 ~ e(.|s_0) and the model's z_1..z_{K-1}, with their graph:
+    the latents the behaviour-cloning term (App. A.7) is taken along.
+    """
 
     loss: torch.Tensor
     kl: torch.Tensor  # mean over steps of KL(m || e_targ)
     reward: torch.Tensor  # mean over steps of r(z_t, a_t)
     value: torch.Tensor  # min(Q1, Q2)(z_K, pi(z_K))
-    behaviour_cloning: torch.Tensor  # mean over steps of the BC term (0 when unused)
     reconstruction: torch.Tensor  # mean over states of ||d(z) - s||^2 (0 unless that ablation)
+    latents: torch.Tensor
 
 
 def model_bound_loss(
@@ -87,7 +91,6 @@ def model_bound_loss(
     *,
     std: float | torch.Tensor,
     stddev_clip: float,
-    bc_coef: float = 0.0,
     kl_coef: float = 1.0,
     include_value: bool = True,
     objective: str = "alm",
@@ -95,9 +98,7 @@ def model_bound_loss(
     """-(sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || e_targ(.|s_{t+1}))] + Q(z_K, pi(z_K))).
 
     obs: (K+1, B, D) real observations; action: (K, B, A) real actions. z_0 ~ e(.|s_0) and
-    z_{t+1} ~ m(.|z_t, a_t) (rsample). Undiscounted over t, as the reference code. With
-    ``bc_coef`` > 0 (offline, App. A.7) adds bc_coef * sum_t ||pi(z_t) - a_t||^2 along the
-    same model latents, so its gradient reaches encoder, model and actor.
+    z_{t+1} ~ m(.|z_t, a_t) (rsample). Undiscounted over t, as the reference code.
 
     Ablations (Sec. 5.3, App. E): ``kl_coef`` scales the KL term (0 = no KL);
     ``include_value=False`` drops Q(z_K); ``objective="reconstruction"`` replaces the reward
@@ -110,18 +111,16 @@ def model_bound_loss(
         target_mean, target_std = wm.encode_target(obs[1:])  # (K, B, Z)
     z = rsample(*wm.encode(obs[0]))
     zeros = torch.zeros((), device=obs.device)
-    kl_sum, reward_sum, bc_sum, recon = zeros, zeros, zeros, zeros
+    kl_sum, reward_sum, recon = zeros, zeros, zeros
     per_sample = torch.zeros(obs.shape[1], device=obs.device)
     if not aligned:  # reconstruct every real state from its own encoder sample
         encoded = torch.cat([z.unsqueeze(0), rsample(*wm.encode(obs[1:]))])  # (K+1, B, Z)
         errors = (wm.decode(encoded) - obs).pow(2).sum(-1)  # (K+1, B)
         per_sample = per_sample + errors.sum(0)
         recon = errors.detach().mean()
+    latents = []
     for t in range(steps):
-        if bc_coef > 0:
-            bc = behaviour_cloning(wm.pi(z), action[t])
-            per_sample = per_sample + bc_coef * bc
-            bc_sum = bc_sum + bc.detach().mean()
+        latents.append(z)
         next_mean, next_std = wm.next(z, action[t])
         kl = gaussian_kl(next_mean, next_std, target_mean[t], target_std[t])
         per_sample = per_sample + kl_coef * kl
@@ -143,49 +142,80 @@ def model_bound_loss(
         kl=kl_sum / steps,
         reward=reward_sum / steps,
         value=value,
-        behaviour_cloning=bc_sum / steps,
         reconstruction=recon,
+        latents=torch.stack(latents),
     )
 
 
 @dataclass(frozen=True)
-class RewardClassifierTerms:
-    """Reward MSE (Eq. 11) + classifier cross-entropy (Eq. 9)."""
+class BehaviourCloningTerms:
+    """The behaviour-cloning term of offline ALM (App. A.7)."""
 
     loss: torch.Tensor
-    reward_mse: torch.Tensor
-    classifier_ce: torch.Tensor
-    classifier_accuracy: torch.Tensor
+    per_step: torch.Tensor  # mean over steps and batch of ||pi(z_t) - a_t||^2
 
 
-def reward_classifier_loss(
+def behaviour_cloning_loss(
+    wm: WorldModel, latents: torch.Tensor, action: torch.Tensor
+) -> BehaviourCloningTerms:
+    """sum_t -log pi(a_t | z_t) (up to scale), batch mean: latents (K, B, Z), action (K, B, A).
+
+    Along the model latents of ``model_bound_loss`` its gradient reaches the encoder and
+    the model through z_t and the actor through pi; the caller picks which it applies by
+    passing the latents with or without their graph.
+    """
+    per_step = behaviour_cloning(wm.pi(latents), action)  # (K, B)
+    return BehaviourCloningTerms(loss=per_step.sum(0).mean(), per_step=per_step.detach().mean())
+
+
+@dataclass(frozen=True)
+class RewardTerms:
+    """Reward regression (Eq. 11)."""
+
+    loss: torch.Tensor
+    mse: torch.Tensor
+
+
+def reward_loss(
+    wm: WorldModel, z: torch.Tensor, action: torch.Tensor, reward: torch.Tensor
+) -> RewardTerms:
+    """MSE of r(z, a) to the env's reward: z (B, Z), action (B, A), reward (B,)."""
+    mse = F.mse_loss(wm.reward(z, action).squeeze(-1), reward)
+    return RewardTerms(loss=mse, mse=mse.detach())
+
+
+@dataclass(frozen=True)
+class ClassifierTerms:
+    """Cross-entropy of the real-vs-model classifier (Eq. 9)."""
+
+    loss: torch.Tensor
+    cross_entropy: torch.Tensor
+    accuracy: torch.Tensor
+
+
+def classifier_loss(
     wm: WorldModel,
     z: torch.Tensor,
     action: torch.Tensor,
-    reward: torch.Tensor,
     z_next: torch.Tensor,
     z_next_model: torch.Tensor,
-) -> RewardClassifierTerms:
-    """z, z_next (encoder samples), z_next_model (model sample): (B, Z); action (B, A); reward (B,).
+) -> ClassifierTerms:
+    """z, z_next (encoder samples), z_next_model (model sample): (B, Z); action (B, A).
 
     A random half of the rows gets z_next replaced by the model's sample and label 0 (fake);
     the rest keep the encoder's z_next and label 1.
     """
     batch = z.shape[0]
-    reward_mse = F.mse_loss(wm.reward(z, action).squeeze(-1), reward)
     # a uniformly random half of the rows (argsort of uniforms: randperm, CUDA-graph safe)
     fake_rows = torch.rand(batch, device=z.device).argsort()[: batch // 2]
     is_fake = torch.zeros(batch, dtype=torch.bool, device=z.device).index_fill_(0, fake_rows, True)
     mixed_next = torch.where(is_fake.unsqueeze(-1), z_next_model, z_next)
     labels = (~is_fake).long()
     logits = wm.logits(z, action, mixed_next)
-    classifier_ce = F.cross_entropy(logits, labels)
+    cross_entropy = F.cross_entropy(logits, labels)
     accuracy = (logits.detach().argmax(-1) == labels).float().mean()
-    return RewardClassifierTerms(
-        loss=reward_mse + classifier_ce,
-        reward_mse=reward_mse.detach(),
-        classifier_ce=classifier_ce.detach(),
-        classifier_accuracy=accuracy,
+    return ClassifierTerms(
+        loss=cross_entropy, cross_entropy=cross_entropy.detach(), accuracy=accuracy
     )
 
 
@@ -313,3 +343,31 @@ def actor_td3_loss(wm: WorldModel, z: torch.Tensor) -> ActorTerms:
         value=q1.detach().mean(),
         entropy=zero,
     )
+
+
+# ------------------------------------------------------------------ the bound, evaluated
+@torch.no_grad()
+def lower_bound_estimate(
+    wm: WorldModel, obs: torch.Tensor, horizon: int, gamma: float, classifier_coef: float
+) -> torch.Tensor:
+    """The K-step lower bound L^K at each state, evaluated with means: obs (N, D) -> (N,).
+
+    z_0 is the encoder mean, a_t = pi(z_t) the deterministic action, z_{t+1} the latent
+    model's mean (the deterministic policy of the bias analysis, App. E):
+    sum_{t<K} gamma^t [r(z_t, a_t) + c classifier_reward(z_t, a_t, z_{t+1})]
+    + gamma^K min(Q1, Q2)(z_K, pi(z_K)). The loop runs over the K steps, not over states.
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1, got {horizon}")
+    z, _ = wm.encode(obs)
+    estimate = torch.zeros(obs.shape[:-1], dtype=torch.float32, device=obs.device)
+    discount = 1.0
+    for _ in range(horizon):
+        a = wm.pi(z)
+        z_next, _ = wm.next(z, a)
+        bonus = classifier_reward(wm.logits(z, a, z_next))
+        estimate = estimate + discount * (wm.reward(z, a).squeeze(-1) + classifier_coef * bonus)
+        discount *= gamma
+        z = z_next
+    value = wm.q(z, wm.pi(z)).min(0).values.squeeze(-1)
+    return estimate + discount * value

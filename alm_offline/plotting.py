@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,11 +26,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .config import ConfigError, load_config
+from .errors import AlmError
 from .loggers import read_jsonl
 from .rundir import read_summary
 
 
-class PlotError(ValueError):
+class PlotError(AlmError):
     """Run directories or an output path that cannot be plotted as asked (one-line message)."""
 
 
@@ -332,3 +334,71 @@ def plot_learning_curves(
 ) -> Path:
     """Read ``metric`` from each run dir and plot the curves into ``out`` (see ``plot_curves``)."""
     return plot_curves([read_run_curve(Path(d), metric) for d in run_dirs], out, metric, paper)
+
+
+def plot_runs(
+    paths: Sequence[Path], out: Path, metric: str = "return_mean", paper: bool = False
+) -> str:
+    """``alm plot``: the run dirs at or below ``paths`` plotted into ``out``; one line saying so."""
+    curves = [read_run_curve(run, metric) for run in find_run_dirs(paths)]
+    plot_curves(curves, out, metric, paper)
+    runs, envs = len(curves), len(group_curves(curves))
+    return f"wrote {out} ({runs} run{'s' * (runs != 1)}, {envs} env{'s' * (envs != 1)})"
+
+
+# ---------------------------------------------------------------- analysis figures
+ANALYSIS_FIGSIZE = (10.0, 4.0)  # inches at DPI: 1000 x 400 pixels
+
+
+def plot_bias(result: Any, out: str | Path) -> Path:
+    """``alm analyze bias`` (an ``analysis.BiasResult``): estimate vs MC return with y = x,
+    and a histogram of the normalised bias."""
+    fig = Figure(figsize=ANALYSIS_FIGSIZE, dpi=DPI)
+    left, right = fig.subplots(1, 2)
+    left.scatter(result.mc_returns, result.estimates, s=6, alpha=0.5)
+    low = float(min(result.mc_returns.min(), result.estimates.min()))
+    high = float(max(result.mc_returns.max(), result.estimates.max()))
+    left.plot([low, high], [low, high], "k--", linewidth=1, label="y = x")
+    left.set_xlabel("Monte-Carlo return")
+    left.set_ylabel(f"estimate of L^{result.horizon}")
+    left.set_title(f"{result.env}: {result.n_states} states")
+    left.legend(loc="upper left")
+    finite = result.normalized_bias[np.isfinite(result.normalized_bias)]
+    if len(finite):
+        right.hist(finite, bins=40)
+    right.axvline(0.0, color="k", linestyle="--", linewidth=1)
+    right.set_xlabel("normalised bias (estimate - MC) / |mean MC|")
+    right.set_ylabel("states")
+    right.set_title(f"mean {result.normalized_bias_mean:.3f}, std {result.normalized_bias_std:.3f}")
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def plot_rollout(result: Any, out: str | Path) -> Path:
+    """``alm analyze rollout`` (an ``analysis.RolloutResult``): latent coordinates over steps,
+    encoder solid vs model dashed; right: the L2 error."""
+    steps = np.arange(result.steps + 1)
+    fig = Figure(figsize=ANALYSIS_FIGSIZE, dpi=DPI)
+    left, right = fig.subplots(1, 2)
+    for i in range(result.true_coords.shape[1]):
+        color = f"C{i}"
+        left.plot(steps, result.true_coords[:, i], color=color, label=f"z[{i}] encoder")
+        left.plot(
+            steps,
+            result.predicted_coords[:, i],
+            color=color,
+            linestyle="--",
+            label=f"z[{i}] model",
+        )
+    left.set_xlabel("step")
+    left.set_ylabel("latent coordinate")
+    left.set_title(f"{result.env}: encoder (solid) vs model unroll (dashed)")
+    left.legend(fontsize="small")
+    right.plot(steps, result.errors)
+    right.set_xlabel("step")
+    right.set_ylabel("L2 error of predicted latent")
+    right.set_title(
+        f"relative error <= {result.accuracy_threshold} for {result.first_accurate_steps} steps"
+    )
+    fig.tight_layout()
+    return save_figure(fig, out)

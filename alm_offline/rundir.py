@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, to_yaml
+from .errors import AlmError
 
 RUN_FILES = (
     "config.yaml",
@@ -24,7 +25,7 @@ RUN_FILES = (
 )
 
 
-class RunDirError(ValueError):
+class RunDirError(AlmError):
     """A run directory that cannot be used as asked."""
 
 
@@ -78,3 +79,19 @@ def read_summary(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return summary if isinstance(summary, dict) else {}
+
+
+def describe_summary(summary: dict[str, Any]) -> str:
+    """Two lines for the end of a training run: its result, and where its run dir is."""
+    mean, std = summary.get("eval_return_mean"), summary.get("eval_return_std")
+    result = "no evaluation" if mean is None else f"eval return {mean:.1f} +- {std:.1f}"
+    if summary.get("normalized_score_mean") is not None:
+        result += f" (normalised score {summary['normalized_score_mean']:.1f})"
+    if summary.get("mode") == "offline":
+        where = f"on {summary['dataset']}"
+    else:
+        where = f"({summary['env_steps']} env steps)"
+    return (
+        f"{summary['env']}: {result} after {summary['updates']} updates {where} "
+        f"in {summary['wall_seconds']:.0f} s\nrun dir: {summary['run_dir']}"
+    )

@@ -34,6 +34,7 @@ import numpy as np
 
 from .config import ConfigError, RunConfig, config_from_dict, load_config, to_dict
 from .envs import describe_env
+from .errors import AlmError
 from .rundir import write_text_atomic
 
 RAY_MISSING = "alm sweep needs Ray: pip install 'alm-offline[ray]'"
@@ -52,7 +53,7 @@ CSV_COLUMNS = (
 ADDRESS_TIMEOUT_S = 5.0
 
 
-class SweepError(ValueError):
+class SweepError(AlmError):
     """A sweep that cannot start as asked (one-line message)."""
 
 
@@ -132,6 +133,22 @@ def _import_ray():
     except ImportError:
         raise SweepError(RAY_MISSING) from None
     return ray
+
+
+def parse_grid(envs: str, seeds: str) -> tuple[list[str], list[int]]:
+    """``--envs`` and ``--seeds`` as comma-separated text -> (env ids, integer seeds)."""
+
+    def items(text: str, option: str) -> list[str]:
+        parts = [part.strip() for part in text.split(",")]
+        if not text.strip() or not all(parts):
+            raise SweepError(f"{option} must be a comma-separated list, got '{text}'")
+        return parts
+
+    env_ids = items(envs, "--envs")
+    try:
+        return env_ids, [int(seed) for seed in items(seeds, "--seeds")]
+    except ValueError:
+        raise SweepError(f"--seeds must be comma-separated integers, got '{seeds}'") from None
 
 
 def _check_grid(envs: Sequence[str], seeds: Sequence[int], cpus: float, gpus: float) -> None:

@@ -17,11 +17,13 @@ Neither owns the agent or the buffer; training loops and ``alm bench`` hold both
 
 from __future__ import annotations
 
-import sys
+import warnings
 
 import torch
 
-from .agent import AlmAgent, Metrics
+from .agent import AlmAgent
+from .errors import AlmWarning
+from .metrics import Metrics
 from .replay import ReplayBuffer, SequenceBatch, TransitionBatch
 
 WARMUP_UPDATES = 3
@@ -92,7 +94,9 @@ class CudaGraphUpdater(EagerUpdater):
         except (RuntimeError, AssertionError) as exc:  # no CUDA, or an uncapturable op
             self._failed = True
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            print(f"note: CUDA graph capture failed, updating eagerly ({reason})", file=sys.stderr)
+            warnings.warn(
+                f"CUDA graph capture failed, updating eagerly ({reason})", AlmWarning, stacklevel=2
+            )
             return
         self._graph = graph
 

@@ -55,13 +55,7 @@ def run(episodes: int, length: int, workdir: Path) -> dict:
     start = time.perf_counter()
     dataset = load_dataset(source, env_id="HalfCheetah-v5")
     replay = ReplayBuffer(len(dataset.observations), OBS_DIM, ACTION_DIM, seq_len=3)
-    replay.load_episodes(
-        dataset.observations,
-        dataset.agent_actions(),
-        dataset.rewards,
-        dataset.terminations,
-        dataset.episode_lengths,
-    )
+    replay.load_episodes(*dataset.replay_arrays())
     timings["load"] = time.perf_counter() - start
 
     start = time.perf_counter()

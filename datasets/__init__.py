@@ -6,9 +6,13 @@ See ``datasets/README.md`` for the formats and the rules used to read them.
 from .action_box import ActionBox
 from .collect import collect, random_policy
 from .convert import (
+    BUNDLED_DATASET,
     FORMATS,
+    bundled_dataset_path,
     check_writable,
+    collect_dataset,
     convert,
+    describe_listing,
     infer_format,
     list_datasets,
     load_dataset,
@@ -16,26 +20,26 @@ from .convert import (
     save_dataset,
 )
 from .episodes import (
-    D4RL_REF_SCORES,
     DatasetError,
     DatasetWarning,
     EpisodeDataset,
-    d4rl_ref_scores,
 )
 from .hdf5 import read_hdf5, write_hdf5
 from .minari_io import read_minari_folder, read_minari_id, write_minari
 
 __all__ = [
-    "D4RL_REF_SCORES",
+    "BUNDLED_DATASET",
     "FORMATS",
     "ActionBox",
     "DatasetError",
     "DatasetWarning",
     "EpisodeDataset",
+    "bundled_dataset_path",
     "check_writable",
     "collect",
+    "collect_dataset",
     "convert",
-    "d4rl_ref_scores",
+    "describe_listing",
     "infer_format",
     "list_datasets",
     "load_dataset",

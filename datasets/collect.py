@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
-from alm_offline.envs import make_env
+from alm_offline.envs import describe_env, make_env
+from alm_offline.scores import reference_scores
 
 from .action_box import ActionBox
-from .episodes import DatasetError, EpisodeDataset, d4rl_ref_scores
+from .episodes import DatasetError, EpisodeDataset
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -23,6 +25,18 @@ def random_policy(action_dim: int, seed: int = 0) -> Policy:
         return rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)
 
     return act
+
+
+def policy_for(spec: str, env_id: str, seed: int = 0) -> tuple[Policy, str]:
+    """The policy ``spec`` names, and its name for the metadata: ``random`` (uniform
+    actions, seeded) or the path of an ALM checkpoint (its deterministic policy)."""
+    if spec == "random":
+        return random_policy(describe_env(env_id).action_dim, seed), "random"
+    if not Path(spec).exists():
+        raise DatasetError(f"--policy must be 'random' or a checkpoint path; {spec} does not exist")
+    from alm_offline.checkpoint import load_policy  # the agent is needed only here
+
+    return load_policy(spec, device="cpu", deterministic=True), f"alm ({spec})"
 
 
 def collect(
@@ -71,7 +85,7 @@ def collect(
     dataset = EpisodeDataset.from_episodes(
         collected, env_id=env_id, action_box=box, episode_seeds=np.array(seeds)
     )
-    if (scores := d4rl_ref_scores(env_id)) is not None:
+    if (scores := reference_scores(env_id)) is not None:
         dataset.ref_min_score, dataset.ref_max_score = scores
     mean_return = float(dataset.episode_returns().mean())
     dataset.metadata = {

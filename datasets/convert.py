@@ -20,15 +20,16 @@ from pathlib import Path
 import gymnasium as gym
 
 from alm_offline.envs import EnvSpec, describe_env
+from alm_offline.scores import reference_scores
 
 from .action_box import ActionBox
 from .atomic import check_destination
+from .collect import collect, policy_for
 from .episodes import (
     DatasetError,
     DatasetWarning,
     EpisodeDataset,
     check_ref_scores,
-    d4rl_ref_scores,
 )
 from .hdf5 import HDF5_SUFFIXES, hdf5_overview, read_hdf5, write_hdf5
 from .minari_io import (
@@ -43,6 +44,14 @@ from .minari_io import (
 
 FORMATS = ("minari", "hdf5")
 ENV_HINT = "--env ENV_ID (train-offline: env=ENV_ID)"
+
+
+BUNDLED_DATASET = "inverted_pendulum-alm-v0.hdf5"
+
+
+def bundled_dataset_path() -> Path:
+    """The small dataset shipped with the package (see datasets/bundled/README.md)."""
+    return Path(__file__).resolve().parent / "bundled" / BUNDLED_DATASET
 
 
 def infer_format(dst: str | Path) -> str:
@@ -104,7 +113,7 @@ def load_dataset(
         dataset.ref_min_score, dataset.ref_max_score = ref_min, ref_max
     elif dataset.ref_min_score is None or dataset.ref_max_score is None:
         names = (dataset.env_id or "", Path(str(dataset.metadata.get("source", ""))).name)
-        table = next(filter(None, map(d4rl_ref_scores, names)), None)
+        table = next(filter(None, map(reference_scores, names)), None)
         if table is not None:
             dataset.ref_min_score, dataset.ref_max_score = table
     dataset.validate(env_spec, clip_actions=clip_actions)
@@ -167,9 +176,36 @@ def convert(
     return dataset
 
 
+def collect_dataset(
+    out: str | Path,
+    env_id: str,
+    policy: str = "random",
+    *,
+    steps: int | None = None,
+    episodes: int | None = None,
+    fmt: str | None = None,
+    noise: float = 0.0,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> tuple[EpisodeDataset, str]:
+    """``alm dataset collect``: check ``out`` is writable, run ``policy`` (``random`` or a
+    checkpoint path) in ``env_id``, save; returns the dataset and where it was written."""
+    fmt = check_writable(out, fmt, overwrite)  # before the collection is spent
+    act, algorithm = policy_for(policy, env_id, seed)
+    data = collect(
+        env_id, act, steps=steps, episodes=episodes, seed=seed, noise=noise, algorithm=algorithm
+    )
+    return data, save_dataset(data, out, fmt, overwrite)
+
+
 def list_datasets(folder: str | Path | None = None) -> dict:
     """The local Minari store's datasets, and the HDF5 files directly in ``folder``."""
-    listing = {"store": str(minari_store()), "minari": list_minari_store(), "hdf5": []}
+    listing = {
+        "store": str(minari_store()),
+        "minari": list_minari_store(),
+        "folder": None if folder is None else str(folder),
+        "hdf5": [],
+    }
     if folder is not None:
         folder = Path(folder)
         if not folder.is_dir():
@@ -177,6 +213,28 @@ def list_datasets(folder: str | Path | None = None) -> dict:
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in HDF5_SUFFIXES)
         listing["hdf5"] = [hdf5_overview(p) for p in files if p.is_file()]
     return listing
+
+
+MINARI_ROW = "{episodes} episodes, {steps} steps, env {env}"
+HDF5_ROW = (
+    "{episodes} episodes, {transitions} transitions, obs {obs_dim}, action {action_dim}, env {env}"
+)
+
+
+def describe_listing(listing: dict) -> str:
+    """``alm dataset list``: the ``list_datasets`` result as text, one dataset a line."""
+
+    def row_line(name: str, row: dict, facts: str) -> str:
+        if "error" in row:
+            return f"  {name}  unreadable: {row['error']}"
+        return f"  {name}  " + facts.format(**{**row, "env": row["env_id"] or "unknown"})
+
+    lines = [f"Minari store {listing['store']}: {len(listing['minari'])} datasets"]
+    lines += [row_line(row["id"], row, MINARI_ROW) for row in listing["minari"]]
+    if listing.get("folder") is not None:
+        lines.append(f"HDF5 files in {listing['folder']}: {len(listing['hdf5'])}")
+    lines += [row_line(row["path"], row, HDF5_ROW) for row in listing["hdf5"]]
+    return "\n".join(lines)
 
 
 def _read(spec: str | Path, download: bool, env_spec: EnvSpec | None) -> EpisodeDataset:

@@ -9,7 +9,6 @@ writing them back is bit for bit; ``agent_actions()`` gives them in the agent's 
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,32 +18,10 @@ import gymnasium as gym
 import numpy as np
 
 from alm_offline.envs import EnvSpec
-from alm_offline.evaluate import normalized_score
+from alm_offline.scores import normalized_score
 
 from .action_box import ActionBox
 from .errors import DatasetError, DatasetWarning
-
-# D4RL reference returns (random policy, expert policy) per MuJoCo locomotion family.
-D4RL_REF_SCORES: dict[str, tuple[float, float]] = {
-    "halfcheetah": (-280.178953, 12135.0),
-    "hopper": (-20.272305, 3234.3),
-    "walker2d": (1.629008, 4592.3),
-    "ant": (-325.6, 3879.7),
-}
-
-_FAMILY_RE = re.compile(
-    r"^(?:[\w.-]+/)*(" + "|".join(D4RL_REF_SCORES) + r")(?:[-_/]|$)", re.IGNORECASE
-)
-
-
-def d4rl_ref_scores(name: str) -> tuple[float, float] | None:
-    """(min, max) D4RL reference scores for an env id or dataset name, None when unknown.
-
-    Matches ``HalfCheetah-v5``, ``halfcheetah-medium-v2``, ``mujoco/hopper/expert-v0``; not
-    ``T-Ant-v5`` (a different observation) nor ``antmaze-*``.
-    """
-    match = _FAMILY_RE.match(name)
-    return D4RL_REF_SCORES[match.group(1).lower()] if match else None
 
 
 def typed_array(name: str, array: np.ndarray, dtype: type) -> np.ndarray:
@@ -204,6 +181,26 @@ class EpisodeDataset:
             )
         return self.action_box
 
+    def replay_arrays(self) -> tuple[np.ndarray, ...]:
+        """What ``ReplayBuffer.load_episodes`` takes: observations, actions in the agent's
+        [-1, 1] box, rewards, terminations and episode lengths."""
+        return (
+            self.observations,
+            self.agent_actions(),
+            self.rewards,
+            self.terminations,
+            self.episode_lengths,
+        )
+
+    def fingerprint(self) -> list[float]:
+        """Sizes and sums that change when the data does (a resumed run checks it)."""
+        return [
+            float(self.num_episodes),
+            float(self.num_steps),
+            float(np.float64(self.rewards).sum()),
+            float(np.float64(self.observations[:, 0]).sum()),
+        ]
+
     def episode_returns(self) -> np.ndarray:
         """(E,) undiscounted return of each episode, float64."""
         return np.add.reduceat(self.rewards.astype(np.float64), self.step_starts())
@@ -335,6 +332,36 @@ class EpisodeDataset:
         if self.ref_min_score is not None and self.ref_max_score is not None:
             summary["normalized_return_mean"] = float(self.normalized_score(returns).mean())
         return summary
+
+    def describe(self, name: str) -> str:
+        """``alm dataset info``: one ``key: value`` line per fact of ``summary()``."""
+        summary = self.summary()
+        returns, lengths = summary["returns"], summary["episode_length"]
+        obs, act = summary["observations"], summary["actions"]
+        rows = [
+            ("dataset", name),
+            ("env", summary["env_id"] or "unknown"),
+            ("episodes", summary["episodes"]),
+            ("steps", summary["steps"]),
+            ("observations", f"{tuple(obs['shape'])} {obs['dtype']}"),
+            ("actions", f"{tuple(act['shape'])} {act['dtype']}"),
+            ("action box", f"{summary['action_box']} (env units on disk)"),
+            (
+                "episode length",
+                f"mean {lengths['mean']:.1f}, min {lengths['min']}, max {lengths['max']}",
+            ),
+            ("returns", ", ".join(f"{k} {v:.2f}" for k, v in returns.items())),
+            ("terminations", summary["terminations"]),
+            ("truncations", summary["truncations"]),
+        ]
+        if summary["ref_min_score"] is not None:
+            scores = (
+                f"min {summary['ref_min_score']}, max {summary['ref_max_score']} "
+                f"(normalised mean return {summary['normalized_return_mean']:.2f})"
+            )
+            rows.append(("reference scores", scores))
+        rows += list(summary["metadata"].items())
+        return "\n".join(f"{key + ':':<18}{value}" for key, value in rows)
 
 
 def _plain(value: object) -> object:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from alm_offline.errors import AlmError, AlmWarning
 
-class DatasetError(ValueError):
+
+class DatasetError(AlmError):
     """A dataset that cannot be read, written or used; the message is one line."""
 
 
-class DatasetWarning(UserWarning):
+class DatasetWarning(AlmWarning):
     """Something about a dataset the user should know (e.g. inferred episode ends)."""

@@ -176,7 +176,7 @@ def hdf5_overview(path: Path) -> dict:
                 "action_dim": int(file["actions"].shape[-1]),
                 "env_id": None if env_id is None else str(env_id),
             }
-    except _H5_ERRORS as exc:  # DatasetError included
+    except (DatasetError, *_H5_ERRORS) as exc:
         return {"path": str(path), "error": str(exc)}
 
 

@@ -240,6 +240,7 @@ ABLATIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
 def test_each_ablation_runs_on_the_quick_config(name: str, tmp_path: Path) -> None:
     run_dir = tmp_path / name

@@ -9,7 +9,14 @@ from conftest import filled_replay
 
 from alm_offline.agent import AlmAgent, exploration_std
 from alm_offline.config import AgentConfig
-from alm_offline.losses import actor_svg_loss, critic_loss, model_bound_loss, reward_classifier_loss
+from alm_offline.losses import (
+    actor_svg_loss,
+    behaviour_cloning_loss,
+    classifier_loss,
+    critic_loss,
+    model_bound_loss,
+    reward_loss,
+)
 
 OBS, ACT = 5, 2
 
@@ -42,8 +49,9 @@ def test_each_loss_moves_only_its_own_group():
     z = wm.encode_target(batch.obs)[0]
     z_next = wm.encode_target(batch.next_obs)[0]
     before = snapshot(agent)
-    rc = reward_classifier_loss(wm, z, batch.action, batch.reward, z_next, z_next + 1)
-    agent._apply("reward", rc.loss)
+    reward = reward_loss(wm, z, batch.action, batch.reward)
+    classifier = classifier_loss(wm, z, batch.action, z_next, z_next + 1)
+    agent._apply("reward", reward.loss + classifier.loss)
     assert changed_modules(before, agent) == {"reward_head", "classifier"}
 
     before = snapshot(agent)
@@ -79,7 +87,7 @@ def test_losses_depend_on_the_modules_the_paper_says():
     def reached(loss: torch.Tensor) -> set[str]:
         names = [n for n, p in wm.named_parameters() if p.requires_grad]
         params = [p for p in wm.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
         return {
             n.split(".")[0]
             for n, g in zip(names, grads, strict=True)
@@ -90,6 +98,14 @@ def test_losses_depend_on_the_modules_the_paper_says():
     # encoder+model through z; reward and critic only as functions of z (their weights are
     # not the agent's to update here); the actor acts without gradient; no classifier
     assert reached(bound.loss) == {"encoder", "model", "reward_head", "critic"}
+    # App. A.7's BC term along the bound's latents: the actor through pi, encoder + model
+    # through z_t; on the detached latents only the actor
+    assert reached(behaviour_cloning_loss(wm, bound.latents, seq.action).loss) == {
+        "actor",
+        "encoder",
+        "model",
+    }
+    assert reached(behaviour_cloning_loss(wm, bound.latents.detach(), seq.action).loss) == {"actor"}
 
     z = wm.encode_target(batch.obs)[0]
     actor = actor_svg_loss(
@@ -111,7 +127,7 @@ def test_update_returns_finite_detached_metrics_and_moves_targets_by_tau():
     online_before = agent.wm.encoder.net[0].weight.clone()
     metrics = agent.update(replay.sample_sequences(8), replay.sample_transitions(8), std=0.5)
     assert all(not v.requires_grad and torch.isfinite(v) for v in metrics.values())
-    assert 0.0 <= metrics["classifier/accuracy"].item() <= 1.0
+    assert metrics["classifier/accuracy"].item() * 8 in range(9)  # a fraction of the 8 rows
     # encoder target <- lerp(target, updated encoder, tau); target started equal to encoder
     online_after = agent.wm.encoder.net[0].weight
     expected = target_before + agent.cfg.tau * (online_after - target_before)
@@ -134,3 +150,11 @@ def test_exploration_schedule_is_linear_in_updates():
     assert exploration_std(cfg, 0) == pytest.approx(1.0)
     assert exploration_std(cfg, 50_000) == pytest.approx(0.55)
     assert exploration_std(cfg, 10**7) == pytest.approx(0.1)
+
+
+def test_update_refuses_sequences_of_another_length():
+    torch.manual_seed(0)
+    agent = small_agent(seq_len=3)
+    other = filled_replay(OBS, ACT, seq_len=2)  # sequences of 2 steps
+    with pytest.raises(ValueError, match="sequences of 2 steps, the agent's seq_len is 3"):
+        agent.update(other.sample_sequences(8), other.sample_transitions(8), std=0.5)

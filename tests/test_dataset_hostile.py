@@ -173,6 +173,7 @@ def test_minari_store_listing_survives_a_broken_dataset(minari_store, pendulum_f
 
 
 # ------------------------------------------------------------------ rendering
+@pytest.mark.slow
 def test_video_of_an_env_whose_renderer_is_missing_is_one_error(tmp_path, monkeypatch) -> None:
     run_dir = train_tiny_run(tmp_path / "run", "env=Pendulum-v1", "steps=150", "eval.every=150")
     monkeypatch.setitem(sys.modules, "pygame", None)  # as when pygame is not installed
@@ -183,6 +184,7 @@ def test_video_of_an_env_whose_renderer_is_missing_is_one_error(tmp_path, monkey
     assert not video.exists()
 
 
+@pytest.mark.slow
 def test_a_library_warning_during_a_dataset_command_is_shown_not_looped(tmp_path) -> None:
     """gymnasium warns that -v4 is out of date; showing that warning used to append it to
     the list being shown, for ever (memory grew until the kernel killed the command)."""

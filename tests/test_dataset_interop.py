@@ -104,6 +104,7 @@ def hdf5_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------- env units
+@pytest.mark.slow
 @pytest.mark.parametrize(("env_id", "bound"), [("Humanoid-v5", 0.4), ("InvertedPendulum-v5", 3.0)])
 def test_minari_env_unit_actions_read_rescaled_trained_and_converted(
     env_id: str, bound: float, tmp_path: Path

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from alm_offline.envs import make_env
 from alm_offline.evaluate import evaluate
 from cli import alm
+
+pytestmark = pytest.mark.slow  # trains the quick config for minutes
 
 # InvertedPendulum-v5 over 5 seeded episodes: uniform random actions score about 5,
 # doing nothing (zero torque) about 26. The trained agent must beat both clearly.

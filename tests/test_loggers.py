@@ -70,6 +70,7 @@ def tb_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_event_files_match_jsonl(tb_run):
     events = assert_same_scalars(tb_run)
     assert {"loss/critic", "eval/return_mean", "updates_per_sec", "exploration_std"} <= set(events)
@@ -78,6 +79,7 @@ def test_event_files_match_jsonl(tb_run):
     assert "returns" not in events and "env_step" not in events and "updates" not in events
 
 
+@pytest.mark.slow
 def test_resume_purges_events_of_the_interrupted_session(tb_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(tb_run, run_dir)
@@ -133,6 +135,7 @@ def test_check_backends_without_wandb(without_wandb):
     assert not Path("never-created").exists()
 
 
+@pytest.mark.slow
 def test_jsonl_only_when_tensorboard_is_off(tmp_path):
     run_dir = tmp_path / "run"
     train_tiny_run(run_dir, "steps=200", "eval.every=200")
@@ -161,6 +164,7 @@ def test_offline_rows_use_updates_as_step(tmp_path):
     assert event_scalars(tmp_path / "scored")["eval/normalized_score_mean"] == [(20, 42.0)]
 
 
+@pytest.mark.slow  # W&B starts a service process; waits a second between sessions
 def test_wandb_offline_run_keeps_its_id(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = load_config(None, (*TINY_OVERRIDES, "logger.wandb=true"))

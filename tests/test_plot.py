@@ -71,6 +71,7 @@ def assert_png(path: Path, width: int, height: int) -> None:
     assert not list(path.parent.glob(".*tmp*"))  # the temporary file was renamed away
 
 
+@pytest.mark.slow
 def test_read_real_run(tiny_run):
     curve = read_run_curve(tiny_run)
     evals = [json.loads(line) for line in (tiny_run / "eval.jsonl").read_text().splitlines()]
@@ -82,6 +83,7 @@ def test_read_real_run(tiny_run):
     assert loss.y.shape == (4,) and np.isfinite(loss.y).all()
 
 
+@pytest.mark.slow
 def test_read_run_errors(tiny_run, tmp_path):
     with pytest.raises(PlotError, match="not a run directory"):
         read_run_curve(tmp_path)
@@ -136,6 +138,7 @@ def test_mean_std_interpolates_without_common_x(tmp_path):
         mean_std([a, c])
 
 
+@pytest.mark.slow
 def test_plot_png(sweep, tiny_run, tmp_path):
     runs = [*find_run_dirs([sweep]), tiny_run]
     out = plot_learning_curves(runs, tmp_path / "new" / "curves.png")  # folder created

@@ -44,6 +44,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_sweep_runs_every_trial(tmp_path):
     out = tmp_path / "sw"
     start = time.perf_counter()
@@ -77,6 +78,7 @@ def test_sweep_runs_every_trial(tmp_path):
     assert [t["summary"]["eval_return_mean"] for t in record["trials"]] == means
 
 
+@pytest.mark.slow
 def test_failed_trial_keeps_the_others(tmp_path):
     out = tmp_path / "sw"
     (out / ENV).mkdir(parents=True)
@@ -99,6 +101,7 @@ def test_failed_trial_keeps_the_others(tmp_path):
     assert (out / "curves.png").is_file()
 
 
+@pytest.mark.slow
 def test_crashed_worker_is_a_failed_row():
     cfg = load_config("quick", ("seed=7", "run_dir=/nowhere/s7"))
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
@@ -145,6 +148,7 @@ def test_existing_sweep_is_refused(tmp_path):
     assert not ray.is_initialized()
 
 
+@pytest.mark.slow
 def test_without_ray_one_line_error(tmp_path):
     code = (
         "import sys; sys.modules['ray'] = None; import cli; "

@@ -1,0 +1,20 @@
+"""The one user-facing error type, and the one warning type.
+
+``AlmError`` is raised for anything the user can mend: bad input, a missing file, a
+config that cannot work. The ``alm`` command group turns it into one ``error: ...`` line
+and exit status ``exit_code``; any other exception is a bug and keeps its traceback. Each
+module subclasses it with a name that says where the problem is (``ConfigError``,
+``DatasetError``, ...), so tests and callers can still tell them apart.
+"""
+
+from __future__ import annotations
+
+
+class AlmError(Exception):
+    """A problem the user can mend; its message is one line."""
+
+    exit_code = 2
+
+
+class AlmWarning(UserWarning):
+    """Something the user should know that does not stop the work (one line)."""

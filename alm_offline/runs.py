@@ -1,0 +1,124 @@
+"""Starting a run: its config, run dir and (offline) dataset, settled before anything trains.
+
+``start_online`` / ``start_offline`` turn the command line's words (a config name or file,
+KEY=VALUE overrides, ``--resume RUN_DIR``, ``--overwrite``) into a ``RunStart``; ``train``
+runs it. Everything is checked before the run dir is written, so a bad config, env, logger
+backend or dataset leaves nothing on disk. A resumed run keeps the config stored in its run
+dir: only ``steps`` may change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, RunConfig, load_config
+from .datasets.convert import bundled_dataset_path, load_dataset
+from .datasets.episodes import DatasetError, EpisodeDataset
+from .envs import describe_env
+from .loggers import check_backends
+from .rundir import RunDirError, default_run_dir, prepare_new
+from .train import train_offline, train_online
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A run ready to train: ``mode`` is ``online`` or ``offline`` (then ``dataset`` is set)."""
+
+    mode: str
+    cfg: RunConfig
+    run_dir: Path
+    resume: bool
+    dataset: EpisodeDataset | None = None
+
+
+def start_online(
+    config: str | None,
+    overrides: tuple[str, ...],
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+) -> RunStart:
+    """A new online run (its run dir created, config.yaml written) or a resumed one."""
+    if resume is not None:
+        return RunStart("online", resumed_config(resume, config, overrides), Path(resume), True)
+    cfg = load_config(config, overrides)
+    check_backends(cfg.logger)
+    describe_env(cfg.env)
+    return RunStart("online", cfg, _new_run_dir(cfg, "", overwrite), False)
+
+
+def start_offline(
+    config: str | None,
+    overrides: tuple[str, ...],
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+) -> RunStart:
+    """A new offline run on ``dataset=`` (default: the bundled dataset) or a resumed one.
+
+    The dataset is loaded and checked first; the config.yaml written records its
+    evaluation env and path, so that a resume reads the same data.
+    """
+    if resume is not None:
+        cfg = resumed_config(resume, config, overrides)
+        return RunStart("offline", cfg, Path(resume), True, load_offline_dataset(cfg))
+    cfg = load_config(config or "offline", overrides)
+    dataset = load_offline_dataset(cfg)
+    cfg = replace(cfg, env=dataset.env_id, dataset=cfg.dataset or str(bundled_dataset_path()))
+    check_backends(cfg.logger)
+    return RunStart("offline", cfg, _new_run_dir(cfg, "offline-", overwrite), False, dataset)
+
+
+def train(start: RunStart, *, quiet: bool = False) -> dict[str, Any]:
+    """Train ``start`` to ``cfg.steps``; returns the summary written to its run dir."""
+    if start.mode == "offline":
+        return train_offline(
+            start.cfg, start.run_dir, start.dataset, resume=start.resume, quiet=quiet
+        )
+    return train_online(start.cfg, start.run_dir, resume=start.resume, quiet=quiet)
+
+
+def resumed_config(
+    run_dir: str | Path, config: str | None, overrides: tuple[str, ...]
+) -> RunConfig:
+    """The stored config of ``run_dir``, with at most a new ``steps``."""
+    stored = Path(run_dir) / "config.yaml"
+    if not stored.is_file():
+        raise RunDirError(f"'{run_dir}' is not a run directory (no config.yaml)")
+    steps = tuple(o for o in overrides if o.split("=", 1)[0] == "steps")
+    if len(steps) != len(overrides):
+        raise ConfigError("only steps=N may be given with --resume (the run keeps its config)")
+    if config is not None:
+        raise ConfigError("--config cannot be combined with --resume")
+    cfg = load_config(str(stored), steps)
+    check_backends(cfg.logger)
+    return cfg
+
+
+def load_offline_dataset(cfg: RunConfig) -> EpisodeDataset:
+    """The run's dataset (``cfg.dataset``, else the bundled one), checked for training."""
+    spec = cfg.dataset or str(bundled_dataset_path())
+    dataset = load_dataset(
+        spec,
+        env_id=cfg.env or None,
+        ref_min=cfg.eval.ref_min,
+        ref_max=cfg.eval.ref_max,
+        clip_actions=cfg.clip_actions,
+    )
+    if dataset.env_id is None:
+        raise DatasetError(f"dataset '{spec}' names no env; pass env=ENV_ID for evaluation")
+    describe_env(dataset.env_id)  # evaluation needs the env itself
+    if dataset.num_steps == 0:
+        raise DatasetError(f"dataset '{spec}' holds no transitions")
+    if int(dataset.episode_lengths.max()) < cfg.agent.seq_len:
+        raise DatasetError(
+            f"dataset '{spec}' has no episode with seq_len={cfg.agent.seq_len} steps"
+        )
+    return dataset
+
+
+def _new_run_dir(cfg: RunConfig, prefix: str, overwrite: bool) -> Path:
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, prefix)
+    return prepare_new(run_dir, cfg, overwrite)

@@ -1,0 +1,172 @@
+"""The machinery every training loop shares: ``TrainingRun``.
+
+It seeds torch and the trainer's numpy generator, builds the agent and the evaluation env,
+keeps the counters a resume continues from, and owns the run's checkpoints, evaluation
+rows, metrics window, logger session and summary. The loops in ``train.py`` drive it and
+hold only what is their own (the env and its episodes online, the dataset offline).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .agent import AlmAgent, resolve_device
+from .checkpoint import checkpoint_path, read_resume_checkpoint, restore, save_checkpoint
+from .config import RunConfig
+from .envs import make_env
+from .evaluate import evaluate
+from .loggers import RunLogger, make_run_logger
+from .metrics import MetricsWindow, NonFiniteError
+from .progress import ProgressDisplay
+from .replay import ReplayBuffer
+from .rundir import write_summary
+from .scores import normalized_score
+from .updater import EagerUpdater
+
+
+@dataclass
+class Counters:
+    """What a resumed run must continue from."""
+
+    env_steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+    wall_seconds: float = 0.0
+    last_eval: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingRun:
+    """One run's shared machinery; the loops drive it (see the module docstring).
+
+    ``step_key`` names the x-axis of the logs (``env_step`` online, ``updates`` offline);
+    ``refs`` are the (min, max) reference returns that add normalised scores to evaluations.
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        dims: tuple[int, int],
+        *,
+        eval_env_id: str,
+        step_key: str,
+        refs: tuple[float | None, float | None] = (None, None),
+    ) -> None:
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.cfg, self.run_dir, self.step_key = cfg, run_dir, step_key
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.np_rng = np.random.default_rng(cfg.seed)
+        self.eval_env = make_env(eval_env_id, seed=cfg.seed + 1)
+        self.agent = AlmAgent(*dims, cfg.agent, self.device)
+        self.refs = refs if None not in refs else None
+        self.counters = Counters()
+        self.window = MetricsWindow()
+        self.logger: RunLogger | None = None
+        self._session_start = time.perf_counter()
+        self._wall_before = 0.0
+
+    def new_replay(self, capacity: int) -> ReplayBuffer:
+        """An empty replay of the agent's dims and sequence length, on its device."""
+        agent = self.agent
+        return ReplayBuffer(
+            capacity, agent.obs_dim, agent.action_dim, self.cfg.agent.seq_len, self.device
+        )
+
+    def restore(self, replay: ReplayBuffer | None = None) -> dict[str, Any]:
+        """Load the run's latest checkpoint (its config must match; ``steps`` may differ)."""
+        state = read_resume_checkpoint(self.run_dir, self.cfg)
+        counters = restore(state, agent=self.agent, np_rng=self.np_rng, replay=replay)
+        self.counters = Counters(**counters)
+        return state
+
+    @contextmanager
+    def session(
+        self, resumed: bool, done: int, label: str, quiet: bool
+    ) -> Iterator[ProgressDisplay]:
+        """Open the logger (a resumed run drops rows past its checkpoint) and the progress
+        display; name the run dir in a ``NonFiniteError``."""
+        self._session_start, self._wall_before = time.perf_counter(), self.counters.wall_seconds
+        self.logger = make_run_logger(self.cfg, self.run_dir, resume_step=done if resumed else None)
+        if resumed:
+            self.logger.truncate_after(self.step_key, done)
+        enabled = None if not quiet else False
+        try:
+            with self.logger, ProgressDisplay(self.cfg.steps, done, label, enabled) as bar:
+                yield bar
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"{exc} (run dir {self.run_dir})") from None
+
+    def update(self, updater: EagerUpdater, std: float) -> None:
+        """One agent update; its metrics join the window, which is logged every ``log_every``."""
+        self.window.add(self.counters.updates, updater.step(std))
+        self.counters.updates += 1
+
+    def log(self, **where: float) -> None:
+        """The window's means as one metrics row, at ``where`` (steps, schedules)."""
+        row = self.window.flush()
+        if row:
+            self.logger.metrics({**where, **row})
+
+    def evaluate(self, **where: int) -> None:
+        """Deterministic returns over ``eval.episodes`` fixed-seed episodes, logged."""
+        if self.cfg.eval.episodes <= 0:
+            return
+        returns = evaluate(
+            lambda o: self.agent.act(o, 0.0, deterministic=True),
+            self.eval_env,
+            self.cfg.eval.episodes,
+            self.cfg.seed,
+        )
+        row = {
+            **where,
+            "return_mean": float(returns.mean()),
+            "return_std": float(returns.std()),
+            "return_min": float(returns.min()),
+            "return_max": float(returns.max()),
+            "returns": [float(r) for r in returns],
+        }
+        if self.refs is not None:
+            scores = normalized_score(returns, *self.refs)
+            row["normalized_score_mean"] = float(scores.mean())
+            row["normalized_score_std"] = float(scores.std())
+        self.counters.last_eval = row
+        self.logger.evaluation(row)
+
+    def checkpoint(self, **state: Any) -> None:
+        """Save everything a resume needs (``state``: replay, env_rng, extra)."""
+        self.window.check_finite()
+        self.counters.wall_seconds = self._wall_before + time.perf_counter() - self._session_start
+        save_checkpoint(
+            checkpoint_path(self.run_dir),
+            cfg=self.cfg,
+            agent=self.agent,
+            counters=asdict(self.counters),
+            np_rng=self.np_rng,
+            **state,
+        )
+
+    def finish(self, **fields: Any) -> dict[str, Any]:
+        """Close the eval env and write ``summary.json``: ``fields`` + the shared entries."""
+        self.eval_env.close()
+        last = self.counters.last_eval
+        summary = {
+            **fields,
+            "updates": self.counters.updates,
+            "eval_return_mean": last.get("return_mean"),
+            "eval_return_std": last.get("return_std"),
+            "wall_seconds": self.counters.wall_seconds,
+            "device": str(self.device),
+            "run_dir": str(self.run_dir),
+        }
+        write_summary(self.run_dir, summary)
+        return summary

@@ -1,0 +1,90 @@
+"""Errors are handled once: an ``AlmError`` from any command is one ``error:`` line (exit 2),
+an ``AlmWarning`` one ``warning:`` line, and any other exception keeps its traceback."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from click.testing import CliRunner
+from conftest import assert_one_line_error
+
+import alm_offline.datasets as datasets
+from alm_offline.checkpoint import CheckpointError
+from alm_offline.config import ConfigError
+from alm_offline.datasets import DatasetError, DatasetWarning
+from alm_offline.envs import EnvError
+from alm_offline.errors import AlmError, AlmWarning
+from alm_offline.evaluate import EvalError
+from alm_offline.loggers import LoggerError
+from alm_offline.metrics import NonFiniteError
+from alm_offline.plotting import PlotError
+from alm_offline.rundir import RunDirError
+from alm_offline.sweep import SweepError
+from cli import alm
+
+
+def test_every_user_facing_error_is_an_alm_error_and_none_is_a_value_error():
+    for error in (
+        CheckpointError,
+        ConfigError,
+        DatasetError,
+        EnvError,
+        EvalError,
+        LoggerError,
+        NonFiniteError,
+        PlotError,
+        RunDirError,
+        SweepError,
+    ):
+        assert issubclass(error, AlmError) and not issubclass(error, ValueError), error
+    assert issubclass(DatasetWarning, AlmWarning)
+
+
+@pytest.mark.parametrize("error", [DatasetError, EnvError, ConfigError])
+def test_an_alm_error_from_the_library_is_one_line(monkeypatch, error):
+    def fail(folder=None):
+        raise error(f"{error.__name__} raised deep inside")
+
+    monkeypatch.setattr(datasets, "list_datasets", fail)
+    result = CliRunner().invoke(alm, ["dataset", "list"])
+    assert_one_line_error(result, f"{error.__name__} raised deep inside")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    def broken(folder=None):
+        raise ValueError("a bug, not the user's mistake")
+
+    monkeypatch.setattr(datasets, "list_datasets", broken)
+    result = CliRunner().invoke(alm, ["dataset", "list"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, ValueError)  # not turned into a usage error
+    assert "error:" not in result.output
+
+
+def test_an_error_with_its_own_exit_status(monkeypatch):
+    def diverged(folder=None):
+        raise NonFiniteError("non-finite loss/critic at update 7")
+
+    monkeypatch.setattr(datasets, "list_datasets", diverged)
+    result = CliRunner().invoke(alm, ["dataset", "list"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip() == "error: non-finite loss/critic at update 7"
+
+
+def test_warnings_become_lines_and_others_pass_through(monkeypatch):
+    def noisy(folder=None):
+        warnings.warn("ours, shown as a line", DatasetWarning, stacklevel=2)
+        warnings.warn("ours again", DatasetWarning, stacklevel=2)  # "always": not deduplicated
+        warnings.warn("a library's own", DeprecationWarning, stacklevel=2)
+        return {"store": "s", "minari": [], "folder": None, "hdf5": []}
+
+    monkeypatch.setattr(datasets, "list_datasets", noisy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(alm, ["dataset", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "warning: ours, shown as a line" in lines and "warning: ours again" in lines
+    assert any("DeprecationWarning: a library's own" in line for line in lines)
+    assert "Minari store s: 0 datasets" in lines
