@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from alm_offline.errors import AlmError, AlmWarning
+from alm_offline.errors import AlmError, AlmWarning, printable
 
 # ------------------------------------------------------------------- errors, warnings
 
@@ -28,12 +28,12 @@ class UserError(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"error: {printable(self.format_message())}", err=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, AlmWarning):
-        click.echo(f"warning: {message}", err=True)
+        click.echo(f"warning: {printable(message)}", err=True)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
@@ -430,7 +430,12 @@ def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_js
 @click.option("--config", "config", required=True, help="YAML file, or online|quick|offline.")
 @click.option("--envs", required=True, help="Comma-separated env ids, e.g. Hopper-v5,Walker2d-v5.")
 @click.option("--seeds", required=True, help="Comma-separated integer seeds, e.g. 1,2,3.")
-@click.option("--address", default=None, help="Ray cluster host:port or auto [default: local].")
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster host:port or auto [default: local]. Join only a cluster you trust: "
+    "it runs this code and sends the results back as pickles.",
+)
 @click.option("--gpus-per-trial", type=float, default=0.0, show_default=True)
 @click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
 @click.option("--out", default=None, help="Sweep folder [default: sweeps/<name>-<timestamp>].")

@@ -382,6 +382,8 @@ def _analyze(
 ) -> tuple[dict[str, Any], dict[str, Path], str]:
     """Load the agent of ``source``, run ``analysis(agent, cfg)`` and write ``name``.json and
     ``name``.png; returns (the JSON payload, their paths, the result's description)."""
+    if settings.get("seed", 0) < 0:
+        raise AnalysisError(f"--seed must be >= 0, got {settings['seed']}")
     resolve_device(device)
     agent, cfg, state = load_agent(source, device)
     result = analysis(agent, cfg)

@@ -11,7 +11,7 @@ so a run killed at any moment leaves the previous checkpoint loadable. Files loa
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ import torch
 
 from .agent import AlmAgent, resolve_device
 from .config import ConfigError, RunConfig, config_from_dict, to_dict
-from .errors import AlmError
+from .errors import AlmError, WriteError
 from .replay import ReplayBuffer
+from .tempfiles import remove_dead_temporaries, temporary_path
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
@@ -35,13 +36,45 @@ def checkpoint_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / LATEST
 
 
+class _ReportingWriter:
+    """The file ``torch.save`` writes through, keeping the ``OSError`` that stopped it
+    (torch reports a failed write as an opaque ``RuntimeError``)."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                view = view[self.file.write(view) :]
+        except OSError as exc:
+            self.error = exc
+            raise
+        return len(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """``torch.save`` to ``path`` through ``.NAME.tmp-PID`` and ``os.replace``; a write that
+    fails (full disk, read-only folder) is a ``WriteError`` naming the path and the cause."""
+    tmp = temporary_path(path)
+    writer = None
     try:
-        torch.save(obj, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temporaries(path)
+        with open(tmp, "wb", buffering=0) as file:
+            writer = _ReportingWriter(file)
+            torch.save(obj, writer)
+            os.fsync(file.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        cause = writer.error if writer is not None and writer.error is not None else exc
+        if isinstance(exc, RuntimeError) and cause is exc:
+            raise
+        raise WriteError.of(path, cause, "checkpoint") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -81,6 +114,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at '{path}'")
+    damaged = _damaged_member(path)
+    if damaged is not None:
+        raise CheckpointError(f"checkpoint '{path}' is corrupt ({damaged})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
@@ -105,6 +141,17 @@ def read_resume_checkpoint(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
             f"checkpoint in '{run_dir}' was made with another config ({', '.join(diff)})"
         )
     return state
+
+
+def _damaged_member(path: Path) -> str | None:
+    """What fails the archive's own checks (every member's CRC-32), or None when intact.
+    ``torch.load`` does not check CRCs, so a flipped byte would otherwise load silently."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f"not a readable archive: {type(exc).__name__}"
+    return None if bad is None else f"CRC mismatch in {bad}"
 
 
 def checkpoint_config(state: dict[str, Any]) -> RunConfig:
@@ -171,12 +218,3 @@ def load_agent(path: str | Path, device: str = "cpu") -> tuple[AlmAgent, RunConf
             f"checkpoint '{path}' is damaged: {str(exc).splitlines()[0]}"
         ) from None
     return agent, cfg, state
-
-
-def load_policy(
-    path: str | Path, device: str = "cpu", deterministic: bool = True, std: float | None = None
-) -> Callable[[np.ndarray], np.ndarray]:
-    """obs (D,) -> action (A,) policy of a checkpoint; ``std`` defaults to the run's final std."""
-    agent, cfg, _ = load_agent(path, device)
-    noise = cfg.agent.expl_std_end if std is None else std
-    return lambda obs: agent.act(obs, noise, deterministic=deterministic)

@@ -8,7 +8,9 @@ wrong types are a ``ConfigError`` with one line naming the key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import re
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,7 @@ def load_config(
                 raise ConfigError(f"override '{item}' is not KEY=VALUE")
         if overrides:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        refuse_resolvers(OmegaConf.to_container(merged, resolve=False), "config")
         cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         raise ConfigError(f"bad config: {_one_line(exc)}") from None
@@ -161,6 +164,7 @@ def load_config(
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuild a ``RunConfig`` from ``to_dict`` output (checkpoints, run dirs)."""
+    refuse_resolvers(data, "stored config")
     try:
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), data))
     except OmegaConfBaseException as exc:
@@ -176,6 +180,37 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 def to_yaml(cfg: RunConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def _float_fields(cfg: RunConfig) -> list[tuple[str, float]]:
+    """(dotted key, value) of every float setting that is set."""
+    found = []
+    for prefix, section in (("", cfg), ("agent.", cfg.agent), ("eval.", cfg.eval)):
+        for item in fields(section):
+            value = getattr(section, item.name)
+            if isinstance(value, float):
+                found.append((prefix + item.name, value))
+    return found
+
+
+RESOLVER = re.compile(r"\$\{\s*([\w.]+)\s*:")
+
+
+def refuse_resolvers(raw: Any, source: str, key: str = "") -> None:
+    """``ConfigError`` for any ``${name:...}`` resolver call (``oc.env`` above all) in the
+    unresolved config ``raw``: its value would be written into config.yaml and checkpoints,
+    and a run dir from elsewhere could read this machine's environment."""
+    if isinstance(raw, dict):
+        for name, value in raw.items():
+            refuse_resolvers(value, source, f"{key}.{name}" if key else str(name))
+    elif isinstance(raw, list):
+        for index, value in enumerate(raw):
+            refuse_resolvers(value, source, f"{key}[{index}]")
+    elif isinstance(raw, str) and (match := RESOLVER.search(raw)):
+        raise ConfigError(
+            f"{source}: {key} calls the resolver {match.group(1)} ('{raw}'); configs may not "
+            "use resolvers such as oc.env (their values would be written into the run dir)"
+        )
 
 
 def validate(cfg: RunConfig) -> None:
@@ -196,8 +231,13 @@ def validate(cfg: RunConfig) -> None:
         "agent.max_grad_norm": a.max_grad_norm,
         "agent.expl_std_steps": a.expl_std_steps,
     }
+    for key, value in _float_fields(cfg):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed must be in [0, 2^32), got {cfg.seed}")
     for key, value in positive.items():
-        if value <= 0:
+        if not value > 0:
             raise ConfigError(f"{key} must be positive, got {value}")
     non_negative = {
         "eval.episodes": cfg.eval.episodes,
@@ -213,7 +253,7 @@ def validate(cfg: RunConfig) -> None:
         "agent.log_reward_shift": a.log_reward_shift,
     }
     for key, value in non_negative.items():
-        if value < 0:
+        if not value >= 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
     for key, value in {
         "agent.gamma": a.gamma,
@@ -233,5 +273,5 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("eval.ref_min and eval.ref_max must be given together")
     if e.ref_min is not None and e.ref_max is not None and e.ref_max <= e.ref_min:
         raise ConfigError(f"eval.ref_max ({e.ref_max}) must exceed eval.ref_min ({e.ref_min})")
-    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")

@@ -18,3 +18,19 @@ class AlmError(Exception):
 
 class AlmWarning(UserWarning):
     """Something the user should know that does not stop the work (one line)."""
+
+
+class WriteError(AlmError):
+    """A file or folder that cannot be written: a full disk, a read-only folder."""
+
+    @classmethod
+    def of(cls, path: object, exc: BaseException, what: str = "") -> WriteError:
+        """``cannot write [WHAT ]'PATH': CAUSE``, the cause taken from the ``OSError`` (or
+        from the first line of a library's wrapper of one)."""
+        cause = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or ["?"])[0]
+        return cls(f"cannot write {what + ' ' if what else ''}'{path}': {cause}")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``, ``\\n``), safe for a terminal."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))

@@ -170,6 +170,8 @@ def evaluate_checkpoint(
     path = Path(path)
     if episodes < 1:
         raise EvalError(f"--episodes must be at least 1, got {episodes}")
+    if seed < 0:
+        raise EvalError(f"--seed must be >= 0, got {seed}")
     video_path = Path(video) if video is not None else None
     if video_path is not None:
         if video_path.suffix.lower() != ".mp4":

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import LoggerConfig, RunConfig, to_dict
-from .errors import AlmError
-from .rundir import write_text_atomic
+from .errors import AlmError, WriteError
+from .rundir import RunDirError, write_text_atomic
 
 
 def _clean(value: Any) -> Any:
@@ -30,8 +30,12 @@ class JsonlLogger:
         self.run_dir = Path(run_dir)
 
     def _append(self, name: str, row: dict[str, Any]) -> None:
-        with open(self.run_dir / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+        path = self.run_dir / name
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+        except OSError as exc:
+            raise WriteError.of(path, exc) from None
 
     def metrics(self, row: dict[str, Any]) -> None:
         self._append("metrics.jsonl", row)
@@ -40,28 +44,33 @@ class JsonlLogger:
         self._append("eval.jsonl", row)
 
     def truncate_after(self, key: str, value: int) -> None:
-        """Drop rows whose ``key`` is beyond ``value`` (rows a resumed run will write again)."""
+        """Drop rows whose ``key`` is beyond ``value`` (rows a resumed run will write again),
+        and a final line cut off by a kill or a full disk."""
         for name in self.files:
             path = self.run_dir / name
-            if not path.exists():
-                continue
-            kept = [
-                line
-                for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get(key, 0) <= value
-            ]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-            tmp.replace(path)
+            if path.exists():
+                kept = [row for row in read_jsonl(path) if row.get(key, 0) <= value]
+                write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All rows of a JSONL file."""
+    """All rows of a JSONL file; a final line that is not a whole row (the process writing
+    it was killed, or the disk filled) is dropped, a bad line anywhere else is an error."""
     if not path.exists():
         return []
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise RunDirError(f"{path} line {number} is not a JSON row") from None
+        if not isinstance(row, dict):
+            raise RunDirError(f"{path} line {number} is not a JSON object")
+        rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------- backends

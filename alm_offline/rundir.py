@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -10,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, to_yaml
-from .errors import AlmError
+from .errors import AlmError, WriteError
+from .tempfiles import remove_dead_temporaries, temporary_path
 
+LOCK_FILE = ".lock"  # held by the run dir's one writer (RunDirLock)
 RUN_FILES = (
     "config.yaml",
     "metrics.jsonl",
@@ -38,8 +41,49 @@ def holds_run(path: Path) -> bool:
     return path.is_dir() and any((path / name).exists() for name in RUN_FILES)
 
 
+class RunDirLock:
+    """The one writer of a run dir: an exclusive ``flock`` on ``RUN_DIR/.lock``.
+
+    The OS releases it when the process dies, so a killed run never leaves a stale lock;
+    a second process that asks for it gets a ``RunDirError`` naming the holder's PID.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"run dir '{self.path}' exists and is not a directory")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise WriteError.of(self.path, exc, "run dir") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            self.release()
+            raise RunDirError(
+                f"run dir '{self.path}' is in use by another process (pid {holder})"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Let another process write here (closing the file drops the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunDirLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def prepare_new(path: Path, cfg: RunConfig, overwrite: bool) -> Path:
-    """Create ``path`` for a new run; refuse one that holds a run unless ``overwrite``."""
+    """Create ``path`` for a new run (its lock held by the caller); refuse one that holds
+    a run unless ``overwrite``."""
     if path.exists() and not path.is_dir():
         raise RunDirError(f"run dir '{path}' exists and is not a directory")
     if holds_run(path):
@@ -48,24 +92,34 @@ def prepare_new(path: Path, cfg: RunConfig, overwrite: bool) -> Path:
                 f"run dir '{path}' already holds a run; use --resume to continue it "
                 "or --overwrite to replace it"
             )
-        for name in RUN_FILES:
-            target = path / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        try:
+            for name in RUN_FILES:
+                target = path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        except OSError as exc:
+            raise WriteError.of(path, exc, "run dir") from None
     try:
         (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunDirError(f"cannot create run dir '{path}': {exc.strerror}") from None
+        raise WriteError.of(path, exc, "run dir") from None
     write_text_atomic(path / "config.yaml", to_yaml(cfg))
     return path
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` through ``.NAME.tmp-PID`` and a rename (``WriteError``)."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        remove_dead_temporaries(path)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError.of(path, exc) from None
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

@@ -9,27 +9,31 @@ dir: only ``steps`` may change.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .agent import resolve_device
 from .config import ConfigError, RunConfig, load_config
 from .datasets.convert import bundled_dataset_path, load_dataset
 from .datasets.episodes import DatasetError, EpisodeDataset
 from .envs import describe_env
 from .loggers import check_backends
-from .rundir import RunDirError, default_run_dir, prepare_new
+from .rundir import RunDirError, RunDirLock, default_run_dir, prepare_new
 from .train import train_offline, train_online
 
 
 @dataclass(frozen=True)
 class RunStart:
-    """A run ready to train: ``mode`` is ``online`` or ``offline`` (then ``dataset`` is set)."""
+    """A run ready to train: ``mode`` is ``online`` or ``offline`` (then ``dataset`` is set).
+    ``lock`` holds the run dir for this process until ``train`` ends."""
 
     mode: str
     cfg: RunConfig
     run_dir: Path
     resume: bool
+    lock: RunDirLock
     dataset: EpisodeDataset | None = None
 
 
@@ -42,11 +46,13 @@ def start_online(
 ) -> RunStart:
     """A new online run (its run dir created, config.yaml written) or a resumed one."""
     if resume is not None:
-        return RunStart("online", resumed_config(resume, config, overrides), Path(resume), True)
+        cfg = resumed_config(resume, config, overrides)
+        return RunStart("online", cfg, Path(resume), True, RunDirLock(Path(resume)))
     cfg = load_config(config, overrides)
     check_backends(cfg.logger)
     describe_env(cfg.env)
-    return RunStart("online", cfg, _new_run_dir(cfg, "", overwrite), False)
+    run_dir, lock = _new_run_dir(cfg, "", overwrite)
+    return RunStart("online", cfg, run_dir, False, lock)
 
 
 def start_offline(
@@ -63,21 +69,24 @@ def start_offline(
     """
     if resume is not None:
         cfg = resumed_config(resume, config, overrides)
-        return RunStart("offline", cfg, Path(resume), True, load_offline_dataset(cfg))
+        dataset = load_offline_dataset(cfg)
+        return RunStart("offline", cfg, Path(resume), True, RunDirLock(Path(resume)), dataset)
     cfg = load_config(config or "offline", overrides)
     dataset = load_offline_dataset(cfg)
     cfg = replace(cfg, env=dataset.env_id, dataset=cfg.dataset or str(bundled_dataset_path()))
     check_backends(cfg.logger)
-    return RunStart("offline", cfg, _new_run_dir(cfg, "offline-", overwrite), False, dataset)
+    run_dir, lock = _new_run_dir(cfg, "offline-", overwrite)
+    return RunStart("offline", cfg, run_dir, False, lock, dataset)
 
 
 def train(start: RunStart, *, quiet: bool = False) -> dict[str, Any]:
     """Train ``start`` to ``cfg.steps``; returns the summary written to its run dir."""
-    if start.mode == "offline":
-        return train_offline(
-            start.cfg, start.run_dir, start.dataset, resume=start.resume, quiet=quiet
-        )
-    return train_online(start.cfg, start.run_dir, resume=start.resume, quiet=quiet)
+    with start.lock:
+        if start.mode == "offline":
+            return train_offline(
+                start.cfg, start.run_dir, start.dataset, resume=start.resume, quiet=quiet
+            )
+        return train_online(start.cfg, start.run_dir, resume=start.resume, quiet=quiet)
 
 
 def resumed_config(
@@ -94,19 +103,29 @@ def resumed_config(
         raise ConfigError("--config cannot be combined with --resume")
     cfg = load_config(str(stored), steps)
     check_backends(cfg.logger)
+    resolve_device(cfg.device)
     return cfg
 
 
 def load_offline_dataset(cfg: RunConfig) -> EpisodeDataset:
     """The run's dataset (``cfg.dataset``, else the bundled one), checked for training."""
     spec = cfg.dataset or str(bundled_dataset_path())
-    dataset = load_dataset(
-        spec,
-        env_id=cfg.env or None,
-        ref_min=cfg.eval.ref_min,
-        ref_max=cfg.eval.ref_max,
-        clip_actions=cfg.clip_actions,
-    )
+    with warnings.catch_warnings(record=True) as said:  # shown once the data is usable
+        warnings.simplefilter("always")
+        dataset = load_dataset(
+            spec,
+            env_id=cfg.env or None,
+            ref_min=cfg.eval.ref_min,
+            ref_max=cfg.eval.ref_max,
+            clip_actions=cfg.clip_actions,
+        )
+    _check_trainable(spec, dataset, cfg)
+    for warning in said:
+        warnings.warn(warning.message, warning.category, stacklevel=2)
+    return dataset
+
+
+def _check_trainable(spec: str, dataset: EpisodeDataset, cfg: RunConfig) -> None:
     if dataset.env_id is None:
         raise DatasetError(f"dataset '{spec}' names no env; pass env=ENV_ID for evaluation")
     describe_env(dataset.env_id)  # evaluation needs the env itself
@@ -116,9 +135,16 @@ def load_offline_dataset(cfg: RunConfig) -> EpisodeDataset:
         raise DatasetError(
             f"dataset '{spec}' has no episode with seq_len={cfg.agent.seq_len} steps"
         )
-    return dataset
 
 
-def _new_run_dir(cfg: RunConfig, prefix: str, overwrite: bool) -> Path:
+def _new_run_dir(cfg: RunConfig, prefix: str, overwrite: bool) -> tuple[Path, RunDirLock]:
+    """Check the device, then lock, clear (``overwrite``) and write the run dir."""
+    resolve_device(cfg.device)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, prefix)
-    return prepare_new(run_dir, cfg, overwrite)
+    lock = RunDirLock(run_dir)
+    try:
+        prepare_new(run_dir, cfg, overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return run_dir, lock

@@ -103,8 +103,18 @@ def trial_configs(
     return cfgs
 
 
+HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4  # the frame type a gRPC server answers the hello with
+
+
 def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
-    """Fail fast (``SweepError``) unless ``host:port`` accepts a TCP connection; ``auto`` passes."""
+    """Fail fast (``SweepError``) unless ``host:port`` answers as Ray does; ``auto`` passes.
+
+    Ray's head (GCS) and Ray Client ports are gRPC servers: sent the HTTP/2 client preface
+    and an empty SETTINGS frame, they answer with a SETTINGS frame. Any other listener (or
+    none) is refused before Ray starts. Passing this check is not trust: joining a cluster
+    runs its code and unpickles its results (see ``alm sweep --help``).
+    """
     if address == "auto":
         return
     bare = address.split("://", 1)[1] if "://" in address else address
@@ -113,11 +123,24 @@ def check_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
     if not host or not port.isdigit():
         raise SweepError(f"--address must be host:port or auto, got '{address}'")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            conn.sendall(HTTP2_HELLO)
+            header = b""
+            while len(header) < 9:
+                chunk = conn.recv(9 - len(header))
+                if not chunk:
+                    break
+                header += chunk
+    except TimeoutError:
+        header = b""
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise SweepError(f"no Ray cluster answers at {address}: {reason}") from None
+    if len(header) < 9 or header[3] != HTTP2_SETTINGS:
+        raise SweepError(
+            f"{address} does not answer as a Ray cluster (a gRPC server) does; "
+            "check the host and port of the cluster's head"
+        )
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -175,13 +198,14 @@ def run_trial(cfg_dict: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     env, seed, run_dir = cfg_dict.get("env"), cfg_dict.get("seed"), cfg_dict.get("run_dir")
     row: dict[str, Any] = {"env": env, "seed": seed, "run_dir": run_dir}
     try:
-        from .rundir import prepare_new
+        from .rundir import RunDirLock, prepare_new
         from .train import train_online
 
         cfg = config_from_dict(cfg_dict)
         path = Path(cfg.run_dir)  # type: ignore[arg-type]
-        prepare_new(path, cfg, overwrite=overwrite)
-        summary = train_online(cfg, path, quiet=True)
+        with RunDirLock(path):
+            prepare_new(path, cfg, overwrite=overwrite)
+            summary = train_online(cfg, path, quiet=True)
     except Exception as exc:
         return {**row, "status": "failed", "summary": None, "error": _first_line(exc)}
     return {**row, "status": "ok", "summary": summary, "error": None}

@@ -7,12 +7,17 @@ half-written dataset under the destination's name.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import resource
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from alm_offline.tempfiles import remove_dead_temporaries, temporary_prefix
 
 from .episodes import DatasetError
 
@@ -23,15 +28,63 @@ def check_destination(dst: Path, overwrite: bool) -> None:
         raise DatasetError(f"{dst} already exists (pass --overwrite to replace it)")
 
 
+def write_failure(dst: Path, exc: BaseException) -> DatasetError:
+    """``cannot write DST: CAUSE`` for an ``OSError`` or an HDF5 library error wrapping one
+    (h5py puts the system's message inside its own: ``error message = '...'``)."""
+    text = str(exc)
+    found = re.search(r"error message = '([^']+)'", text)
+    cause = found.group(1) if found else getattr(exc, "strerror", None)
+    return DatasetError(f"cannot write {dst}: {cause or (text.strip().splitlines() or ['?'])[0]}")
+
+
+def check_can_create(dst: Path) -> None:
+    """``DatasetError`` when nothing can be created where ``dst`` would go (a read-only
+    folder): probed with a temporary file in the nearest folder that exists."""
+    folder = _nearest_existing(dst.parent)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise write_failure(dst, exc) from None
+
+
+def _nearest_existing(folder: Path) -> Path:
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def check_room(dst: Path, nbytes: int) -> None:
+    """``DatasetError`` before anything is written when about ``nbytes`` will not fit: more
+    than the process may write to one file (``RLIMIT_FSIZE``) or than the disk has free.
+    (An HDF5 write that fails midway can leave the library unstable, so ask first.)"""
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit != resource.RLIM_INFINITY and nbytes > limit:
+        raise DatasetError(
+            f"cannot write {dst}: {os.strerror(errno.EFBIG)} (this process may write files "
+            f"of {limit} bytes, the dataset needs about {nbytes})"
+        )
+    stats = os.statvfs(_nearest_existing(dst.parent))
+    free = stats.f_bavail * stats.f_frsize
+    if nbytes > free:
+        raise DatasetError(
+            f"cannot write {dst}: {os.strerror(errno.ENOSPC)} ({free} bytes free, "
+            f"the dataset needs about {nbytes})"
+        )
+
+
 @contextmanager
 def staging_area(dst: Path) -> Iterator[Path]:
-    """A fresh hidden folder in ``dst``'s parent (created if missing), removed on exit."""
+    """A fresh hidden folder ``.NAME.tmp-PID-XXXX`` in ``dst``'s parent (created if
+    missing), removed on exit; a dead process's staging folders for ``dst`` go first."""
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         parent = dst.parent.absolute()  # Minari's size bookkeeping fails on relative paths
-        area = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=parent))
+        remove_dead_temporaries(parent / dst.name)
+        area = Path(tempfile.mkdtemp(prefix=temporary_prefix(dst), dir=parent))
     except OSError as exc:
-        raise DatasetError(f"cannot write next to {dst}: {exc.strerror}") from None
+        raise write_failure(dst, exc) from None
     try:
         yield area
     finally:

@@ -27,16 +27,32 @@ def random_policy(action_dim: int, seed: int = 0) -> Policy:
     return act
 
 
+def check_collect_args(seed: int, noise: float) -> None:
+    """``DatasetError`` for a seed or a noise std that cannot work."""
+    if not 0 <= seed < 2**32:
+        raise DatasetError(f"the seed must be in [0, 2^32), got {seed}")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise DatasetError(f"the noise std must be a finite number >= 0, got {noise}")
+
+
 def policy_for(spec: str, env_id: str, seed: int = 0) -> tuple[Policy, str]:
     """The policy ``spec`` names, and its name for the metadata: ``random`` (uniform
-    actions, seeded) or the path of an ALM checkpoint (its deterministic policy)."""
+    actions, seeded) or the path of an ALM checkpoint (its deterministic policy), which
+    must have ``env_id``'s observation and action sizes."""
+    env = describe_env(env_id)
     if spec == "random":
-        return random_policy(describe_env(env_id).action_dim, seed), "random"
+        return random_policy(env.action_dim, seed), "random"
     if not Path(spec).exists():
         raise DatasetError(f"--policy must be 'random' or a checkpoint path; {spec} does not exist")
-    from alm_offline.checkpoint import load_policy  # the agent is needed only here
+    from alm_offline.checkpoint import load_agent  # the agent is needed only here
 
-    return load_policy(spec, device="cpu", deterministic=True), f"alm ({spec})"
+    agent, cfg, _ = load_agent(spec, device="cpu")
+    if (agent.obs_dim, agent.action_dim) != (env.obs_dim, env.action_dim):
+        raise DatasetError(
+            f"checkpoint {spec} was trained on {cfg.env} (obs/action dims {agent.obs_dim}/"
+            f"{agent.action_dim}); {env_id} has {env.obs_dim}/{env.action_dim}"
+        )
+    return (lambda obs: agent.act(obs, 0.0, deterministic=True)), f"alm ({spec})"
 
 
 def collect(
@@ -64,8 +80,7 @@ def collect(
         raise DatasetError("give exactly one of steps or episodes")
     if (steps if steps is not None else episodes) < 1:
         raise DatasetError("steps and episodes must be positive")
-    if noise < 0:
-        raise DatasetError(f"noise must be >= 0, got {noise}")
+    check_collect_args(seed, noise)
     env = make_env(env_id, seed=seed, rescale_actions=False)
     box = ActionBox.from_space(env.action_space, env_id)
     act = _checked(policy, box, noise, np.random.default_rng([seed, 1]))

@@ -20,11 +20,12 @@ from pathlib import Path
 import gymnasium as gym
 
 from alm_offline.envs import EnvSpec, describe_env
+from alm_offline.errors import printable
 from alm_offline.scores import reference_scores
 
 from .action_box import ActionBox
-from .atomic import check_destination
-from .collect import collect, policy_for
+from .atomic import check_can_create, check_destination
+from .collect import check_collect_args, collect, policy_for
 from .episodes import (
     DatasetError,
     DatasetWarning,
@@ -142,6 +143,7 @@ def check_writable(dst: str | Path, fmt: str | None = None, overwrite: bool = Fa
     check_destination(path, overwrite)
     if fmt == "minari":
         minari_id_for(path)
+    check_can_create(path)
     return fmt
 
 
@@ -190,6 +192,7 @@ def collect_dataset(
 ) -> tuple[EpisodeDataset, str]:
     """``alm dataset collect``: check ``out`` is writable, run ``policy`` (``random`` or a
     checkpoint path) in ``env_id``, save; returns the dataset and where it was written."""
+    check_collect_args(seed, noise)
     fmt = check_writable(out, fmt, overwrite)  # before the collection is spent
     act, algorithm = policy_for(policy, env_id, seed)
     data = collect(
@@ -234,7 +237,7 @@ def describe_listing(listing: dict) -> str:
     if listing.get("folder") is not None:
         lines.append(f"HDF5 files in {listing['folder']}: {len(listing['hdf5'])}")
     lines += [row_line(row["path"], row, HDF5_ROW) for row in listing["hdf5"]]
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))
 
 
 def _read(spec: str | Path, download: bool, env_spec: EnvSpec | None) -> EpisodeDataset:

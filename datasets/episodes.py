@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from alm_offline.envs import EnvSpec
+from alm_offline.errors import printable
 from alm_offline.scores import normalized_score
 
 from .action_box import ActionBox
@@ -117,6 +118,12 @@ class EpisodeDataset:
     @property
     def num_steps(self) -> int:
         return int(self.episode_lengths.sum())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays (what a file of the dataset holds, give or take its layout)."""
+        arrays = (self.observations, self.actions, self.rewards, self.terminations)
+        return sum(a.nbytes for a in (*arrays, self.truncations, self.episode_lengths))
 
     @property
     def obs_dim(self) -> int:
@@ -361,7 +368,7 @@ class EpisodeDataset:
             )
             rows.append(("reference scores", scores))
         rows += list(summary["metadata"].items())
-        return "\n".join(f"{key + ':':<18}{value}" for key, value in rows)
+        return "\n".join(f"{printable(key) + ':':<18}{printable(value)}" for key, value in rows)
 
 
 def _plain(value: object) -> object:

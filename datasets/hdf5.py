@@ -55,7 +55,7 @@ import h5py
 import numpy as np
 
 from .action_box import ActionBox
-from .atomic import check_destination, publish, staging_area
+from .atomic import check_destination, check_room, publish, staging_area, write_failure
 from .episodes import (
     DatasetError,
     DatasetWarning,
@@ -64,7 +64,7 @@ from .episodes import (
     flag_array,
     typed_array,
 )
-from .safety import check_sizes
+from .safety import check_sizes, refuse_external_links
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
 OPTIONAL = ("timeouts", "next_observations")
@@ -83,6 +83,7 @@ def read_hdf5(path: str | Path, max_episode_steps: int | None = None) -> Episode
         if not h5py.is_hdf5(path):
             raise DatasetError(f"{path} is not an HDF5 file")
         with h5py.File(path, "r") as file:
+            refuse_external_links(file, path)
             arrays = _read_arrays(file, path)
             metadata = _read_metadata(file)
             box = _declared_box(file, metadata, path)
@@ -136,6 +137,7 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
         "action_low": box.low,
         "action_high": box.high,
     }
+    check_room(path, dataset.nbytes)
     with staging_area(path) as area:
         staged = area / path.name
         try:
@@ -146,8 +148,8 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
                 group.attrs.update({k: v for k, v in attrs.items() if v is not None})
                 if dataset.episode_seeds is not None:
                     group.create_dataset("episode_seeds", data=dataset.episode_seeds)
-        except OSError as exc:
-            raise DatasetError(f"cannot write {path}: {exc}") from None
+        except (OSError, RuntimeError) as exc:
+            raise write_failure(path, exc) from None
         publish(staged, path, overwrite)
     return path
 
@@ -157,6 +159,7 @@ def hdf5_overview(path: Path) -> dict:
     a file that cannot be read gets an ``error`` instead."""
     try:
         with h5py.File(path, "r") as file:
+            refuse_external_links(file, path)
             missing = [k for k in REQUIRED if not isinstance(file.get(k), h5py.Dataset)]
             if missing:
                 return {"path": str(path), "error": f"lacks {', '.join(missing)}"}

@@ -42,9 +42,9 @@ from minari.storage.datasets_root_dir import get_dataset_path
 import alm_offline.envs  # noqa: F401  (registers T-Ant-v5 / T-Humanoid-v5 for gym.spec)
 
 from .action_box import ActionBox, env_spaces
-from .atomic import check_destination, publish, staging_area
+from .atomic import check_destination, check_room, publish, staging_area, write_failure
 from .episodes import DatasetError, EpisodeDataset, check_ref_scores
-from .safety import check_sizes
+from .safety import check_sizes, refuse_external_links
 
 _OPEN_ERRORS = (ValueError, KeyError, AssertionError, OSError, TypeError, RuntimeError)
 _AUTHOR = "alm-offline"
@@ -113,12 +113,13 @@ def write_minari(dataset: EpisodeDataset, dst: str | Path, overwrite: bool = Fal
                 f"env id {dataset.env_id!r} is not a registered gymnasium env; name one with --env"
             )
         env_spec = gym.spec(dataset.env_id)
+    check_room(dst, dataset.nbytes)
     with staging_area(dst) as area, _store_at(area), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"minari\.")
         try:
             _create(dataset, dataset_id, env_spec, box)
-        except OSError as exc:
-            raise DatasetError(f"cannot write {dst}: {exc}") from None
+        except (OSError, RuntimeError) as exc:
+            raise write_failure(dst, exc) from None
         publish(area / dataset_id, dst, overwrite)
     return dataset_id
 
@@ -257,6 +258,7 @@ def _check_data_file(data_path: Path, metadata: dict, source: str) -> None:
     path = data_path / "main_data.hdf5"
     try:
         with h5py.File(path, "r") as file:
+            refuse_external_links(file, source)
             if len(file) < total:
                 raise DatasetError(
                     f"{source}: metadata declares {total} episodes, its data file holds {len(file)}"

@@ -41,6 +41,26 @@ def check_sizes(datasets: Iterable[h5py.Dataset], path: Path | str) -> None:
         )
 
 
+def refuse_external_links(group: h5py.Group, path: Path | str) -> None:
+    """``DatasetError`` when ``group`` (recursively) reaches into another file, through an
+    external link or a virtual dataset: reading it would read a file of the author's choice."""
+    for name in group:
+        where = f"{group.name.rstrip('/')}/{name}"
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise DatasetError(
+                f"{path}: {where} is an external link to {link.filename}; "
+                "datasets with external links are refused"
+            )
+        if not isinstance(link, h5py.HardLink):
+            continue
+        item = group.get(name)
+        if isinstance(item, h5py.Dataset) and item.is_virtual:
+            raise DatasetError(f"{path}: {where} is a virtual dataset; such datasets are refused")
+        if isinstance(item, h5py.Group):
+            refuse_external_links(item, path)
+
+
 def available_memory() -> int | None:
     """Bytes of memory available now (Linux ``MemAvailable``), else None."""
     try:

@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
 from click.testing import CliRunner
 from conftest import assert_one_line_error
@@ -166,10 +168,17 @@ def test_check_address():
     with pytest.raises(SweepError, match=r"no Ray cluster answers at 127\.0\.0\.1:1: "):
         check_address("127.0.0.1:1")
     check_address("auto")  # passed through to Ray
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))  # Ray's ports speak gRPC
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
         check_address(f"127.0.0.1:{port}")
         check_address(f"ray://127.0.0.1:{port}")
+    finally:
+        server.stop(0)
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, says nothing
+    with listener, pytest.raises(SweepError, match="does not answer as a Ray cluster"):
+        check_address(f"127.0.0.1:{listener.getsockname()[1]}", timeout=1.0)
 
 
 def test_results_table_columns_and_paper_row():

@@ -1,0 +1,55 @@
+"""Temporary files named by the process that writes them, and the clean-up of dead ones.
+
+A file is written as ``.NAME.tmp-PID`` (a folder as ``.NAME.tmp-PID-XXXX``) beside its
+destination, then renamed over it. A process killed before the rename leaves that
+temporary behind; the next writer of the same destination removes every one whose PID is
+no longer running (they are ours by name; a live process's are left alone).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from pathlib import Path
+
+
+def temporary_path(path: Path) -> Path:
+    """``.NAME.tmp-PID`` beside ``path``."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def temporary_prefix(path: Path) -> str:
+    """The name prefix of a temporary folder for ``path``: ``.NAME.tmp-PID-``."""
+    return f".{path.name}.tmp-{os.getpid()}-"
+
+
+def remove_dead_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` left by processes that are gone; returns them."""
+    prefix = f".{path.name}.tmp-"
+    removed = []
+    for item in path.parent.glob(glob.escape(prefix) + "*"):
+        owner = item.name[len(prefix) :].split("-", 1)[0]
+        if not owner.isdigit() or _running(int(owner)):
+            continue
+        try:
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
+        except OSError:
+            continue  # not ours to remove after all (e.g. a read-only folder)
+        removed.append(item)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
