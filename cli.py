@@ -322,13 +322,20 @@ def bench_command(device, env_id, updates, as_json, out, config, overrides) -> N
 @click.option("--env", "env_id", default=None, help="Evaluate in another env with the same dims.")
 @click.option("--video", default=None, metavar="PATH.mp4", help="Record the first episode.")
 @click.option("--device", default="cpu", show_default=True, help="Where the agent runs.")
+@click.option("--best", is_flag=True, help="The run's best-evaluated checkpoint (best.pt).")
 @JSON
-def eval_command(target, episodes, seed, env_id, video, device, as_json) -> None:
+def eval_command(target, episodes, seed, env_id, video, device, best, as_json) -> None:
     """Deterministic evaluation of a run's latest checkpoint (or of a checkpoint file)."""
     from alm_offline.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(
-        target, episodes=episodes, seed=seed, env_id=env_id, video=video, device=device
+        target,
+        episodes=episodes,
+        seed=seed,
+        env_id=env_id,
+        video=video,
+        device=device,
+        which="best" if best else "latest",
     )
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.describe())
 

@@ -26,14 +26,17 @@ from .tempfiles import remove_dead_temporaries, temporary_path
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
+BEST = "best.pt"  # the best-evaluated agent so far (no replay: for eval, not for resume)
+CHECKPOINTS = {"latest": LATEST, "best": BEST}
 
 
 class CheckpointError(AlmError):
     """A checkpoint that is missing, corrupt, or does not match the run."""
 
 
-def checkpoint_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints" / LATEST
+def checkpoint_path(run_dir: str | Path, which: str = "latest") -> Path:
+    """``RUN_DIR/checkpoints/latest.pt`` (what a resume continues from) or ``best.pt``."""
+    return Path(run_dir) / "checkpoints" / CHECKPOINTS[which]
 
 
 class _ReportingWriter:
@@ -190,22 +193,27 @@ def restore(
     return state["counters"]
 
 
-def resolve_checkpoint(source: str | Path) -> tuple[Path, Path]:
-    """(checkpoint file, run dir) of a run dir or of a checkpoint file inside one.
+def resolve_checkpoint(source: str | Path, which: str = "latest") -> tuple[Path, Path]:
+    """(checkpoint file, run dir) of a run dir (its ``which`` checkpoint: latest or best)
+    or of a checkpoint file inside one.
 
-    A run dir without a checkpoint yet is a ``CheckpointError``.
+    A run dir without that checkpoint yet is a ``CheckpointError``.
     """
     source = Path(source)
     if source.is_dir():
-        if not checkpoint_path(source).is_file():
-            raise CheckpointError(f"run dir '{source}' has no checkpoint yet")
-        return checkpoint_path(source), source
+        path = checkpoint_path(source, which)
+        if not path.is_file():
+            kind = "" if which == "latest" else f"{which} "
+            raise CheckpointError(f"run dir '{source}' has no {kind}checkpoint yet")
+        return path, source
     return source, source.parent.parent
 
 
-def load_agent(path: str | Path, device: str = "cpu") -> tuple[AlmAgent, RunConfig, dict[str, Any]]:
-    """The agent of a checkpoint (or of a run dir's latest checkpoint), its config and state."""
-    path, _ = resolve_checkpoint(path)
+def load_agent(
+    path: str | Path, device: str = "cpu", which: str = "latest"
+) -> tuple[AlmAgent, RunConfig, dict[str, Any]]:
+    """The agent of a checkpoint (or of a run dir's ``which`` checkpoint), its config, state."""
+    path, _ = resolve_checkpoint(path, which)
     state = read_checkpoint(path)
     cfg = checkpoint_config(state)
     agent = AlmAgent(

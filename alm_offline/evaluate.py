@@ -157,6 +157,7 @@ def evaluate_checkpoint(
     env_id: str | None = None,
     video: str | Path | None = None,
     device: str = "cpu",
+    which: str = "latest",
 ) -> EvalReport:
     """Deterministic returns of a run's latest checkpoint (or a checkpoint file).
 
@@ -178,8 +179,8 @@ def evaluate_checkpoint(
             raise EvalError(f"--video must name an .mp4 file, got '{video_path}'")
         check_writable(video_path)
         configure_offscreen_rendering()
-    _, run_dir = resolve_checkpoint(path)
-    agent, cfg, _ = load_agent(path, device)
+    checkpoint, run_dir = resolve_checkpoint(path, which)
+    agent, cfg, _ = load_agent(checkpoint, device)
     env_id = env_id or cfg.env
     env = make_env(env_id, seed=seed, render_mode="rgb_array" if video_path else None)
     writer = None
@@ -208,7 +209,7 @@ def evaluate_checkpoint(
     finally:
         env.close()
     report = EvalReport(
-        checkpoint=str(path),
+        checkpoint=str(checkpoint),
         env=env_id,
         episodes=episodes,
         seed=seed,

@@ -135,8 +135,19 @@ def read_summary(path: Path) -> dict[str, Any]:
     return summary if isinstance(summary, dict) else {}
 
 
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """One character per value, ``▁`` (lowest) to ``█`` (highest)."""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(SPARK[round((v - low) / span * (len(SPARK) - 1))] for v in values)
+
+
 def describe_summary(summary: dict[str, Any]) -> str:
-    """Two lines for the end of a training run: its result, and where its run dir is."""
+    """The end of a training run: its result, the evaluation curve at a glance with the best
+    checkpoint, the run dir, and the commands to try next."""
     mean, std = summary.get("eval_return_mean"), summary.get("eval_return_std")
     result = "no evaluation" if mean is None else f"eval return {mean:.1f} +- {std:.1f}"
     if summary.get("normalized_score_mean") is not None:
@@ -145,7 +156,24 @@ def describe_summary(summary: dict[str, Any]) -> str:
         where = f"on {summary['dataset']}"
     else:
         where = f"({summary['env_steps']} env steps)"
-    return (
+    run_dir = summary["run_dir"]
+    lines = [
         f"{summary['env']}: {result} after {summary['updates']} updates {where} "
-        f"in {summary['wall_seconds']:.0f} s\nrun dir: {summary['run_dir']}"
+        f"in {summary['wall_seconds']:.0f} s"
+    ]
+    curve = summary.get("evaluations") or []
+    if curve:
+        returns = [value for _, value in curve]
+        unit = "updates" if summary.get("step_key") == "updates" else "env steps"
+        lines.append(
+            f"evaluations {sparkline(returns)} at {', '.join(f'{at:g}' for at, _ in curve)} "
+            f"{unit}: {returns[0]:.1f} -> {returns[-1]:.1f}; best "
+            f"{summary['best_eval_return_mean']:.1f} (at {summary['best_eval_at']}, "
+            "checkpoints/best.pt)"
+        )
+    lines.append(f"run dir: {run_dir}")
+    lines.append(
+        f"next: alm eval {run_dir} --video {run_dir}/eval.mp4   "
+        f"(add --best for the best checkpoint)\n      alm plot {run_dir} --out {run_dir}/curves.png"
     )
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ hold only what is their own (the env and its episodes online, the dataset offlin
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,8 @@ class Counters:
     episodes: int = 0
     wall_seconds: float = 0.0
     last_eval: dict[str, Any] = field(default_factory=dict)
+    best_eval: dict[str, Any] = field(default_factory=dict)  # the row best.pt was saved at
+    evaluations: list[list[float]] = field(default_factory=list)  # [step, return mean] rows
 
 
 class TrainingRun:
@@ -140,14 +143,21 @@ class TrainingRun:
             row["normalized_score_mean"] = float(scores.mean())
             row["normalized_score_std"] = float(scores.std())
         self.counters.last_eval = row
+        self.counters.evaluations.append([where[self.step_key], row["return_mean"]])
         self.logger.evaluation(row)
+        if row["return_mean"] > self.counters.best_eval.get("return_mean", -math.inf):
+            self.counters.best_eval = row
+            self._save(checkpoint_path(self.run_dir, "best"))
 
     def checkpoint(self, **state: Any) -> None:
         """Save everything a resume needs (``state``: replay, env_rng, extra)."""
         self.window.check_finite()
+        self._save(checkpoint_path(self.run_dir), **state)
+
+    def _save(self, path: Path, **state: Any) -> None:
         self.counters.wall_seconds = self._wall_before + time.perf_counter() - self._session_start
         save_checkpoint(
-            checkpoint_path(self.run_dir),
+            path,
             cfg=self.cfg,
             agent=self.agent,
             counters=asdict(self.counters),
@@ -158,12 +168,17 @@ class TrainingRun:
     def finish(self, **fields: Any) -> dict[str, Any]:
         """Close the eval env and write ``summary.json``: ``fields`` + the shared entries."""
         self.eval_env.close()
-        last = self.counters.last_eval
+        last, best = self.counters.last_eval, self.counters.best_eval
         summary = {
             **fields,
             "updates": self.counters.updates,
             "eval_return_mean": last.get("return_mean"),
             "eval_return_std": last.get("return_std"),
+            "best_eval_return_mean": best.get("return_mean"),
+            "best_eval_at": best.get(self.step_key),
+            "best_checkpoint": str(checkpoint_path(self.run_dir, "best")) if best else None,
+            "evaluations": self.counters.evaluations,
+            "step_key": self.step_key,
             "wall_seconds": self.counters.wall_seconds,
             "device": str(self.device),
             "run_dir": str(self.run_dir),

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import TINY_OVERRIDES, assert_one_line_error, train_tiny_run
 
-from alm_offline.checkpoint import load_agent
+from alm_offline.checkpoint import checkpoint_path, load_agent, read_checkpoint
 from alm_offline.config import load_config
 from alm_offline.envs import make_env
 from alm_offline.evaluate import (
@@ -96,3 +96,26 @@ def test_bad_input_is_one_line(run_dir: Path, tmp_path: Path, make_args, message
     (tmp_path / "dir.mp4").mkdir()
     result = CliRunner().invoke(alm, ["eval", *make_args(run_dir, tmp_path)])
     assert_one_line_error(result, message)
+
+
+def test_the_best_evaluated_checkpoint_is_kept_and_evaluable(run_dir: Path) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    best_row = max(rows, key=lambda row: row["return_mean"])  # the first of equals
+    assert summary["best_eval_return_mean"] == best_row["return_mean"]
+    assert summary["best_eval_at"] == best_row["env_step"]
+    assert summary["evaluations"] == [[row["env_step"], row["return_mean"]] for row in rows]
+    best = checkpoint_path(run_dir, "best")
+    assert summary["best_checkpoint"] == str(best)
+    state = read_checkpoint(best)
+    assert state["counters"]["env_steps"] == best_row["env_step"]
+    assert state["replay"] is None  # for evaluation, not for resuming
+
+    result = invoke("eval", str(run_dir), "--best", "--episodes", "2", "--seed", "1", "--json")
+    report = json.loads(result.output)
+    assert report["checkpoint"] == str(best)
+    agent, cfg, _ = load_agent(best)
+    expected = evaluate(
+        lambda o: agent.act(o, 0.0, deterministic=True), make_env(cfg.env), 2, seed=1
+    )
+    assert report["returns"] == pytest.approx(expected.tolist())
