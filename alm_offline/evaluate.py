@@ -14,6 +14,7 @@ import numpy as np
 from .errors import AlmError
 from .rundir import read_summary
 from .scores import normalized_score, reference_scores
+from .tempfiles import probe_can_create
 
 EVAL_SEED_OFFSET = 10_000
 
@@ -106,11 +107,10 @@ def check_writable(path: Path) -> None:
     if path.is_dir():
         raise EvalError(f"output '{path}' is a directory")
     try:
+        probe_can_create(path)
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EvalError(f"cannot create the folder of '{path}': {exc.strerror}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise EvalError(f"cannot write to '{path.parent}'")
+        raise EvalError(f"cannot write '{path}': {exc.strerror}") from None
 
 
 class Mp4Writer:

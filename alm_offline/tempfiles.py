@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -53,3 +54,19 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def nearest_existing(folder: Path) -> Path:
+    """``folder``, or its closest ancestor that exists (absolute)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def probe_can_create(path: Path) -> None:
+    """Raise the ``OSError`` that creating a file where ``path`` would go meets (a read-only
+    folder), by making a temporary file in the nearest folder that exists. Unlike
+    ``os.access`` this also holds for root, whose access checks ignore file modes."""
+    with tempfile.TemporaryFile(dir=nearest_existing(path.parent)):
+        pass

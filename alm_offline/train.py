@@ -38,10 +38,9 @@ def train_online(
         cfg, run_dir, (spec.obs_dim, spec.action_dim), eval_env_id=cfg.env, step_key="env_step"
     )
     replay = run.new_replay(cfg.agent.buffer_size)
-    counters, np_rng, agent = run.counters, run.np_rng, run.agent
+    np_rng, agent = run.np_rng, run.agent
     if resume:
         state = run.restore(replay)
-        counters = run.counters
         if state["rng"]["env"] is not None:
             set_rng_state(env, state["rng"]["env"])
             obs, _ = env.reset()
@@ -50,6 +49,7 @@ def train_online(
     else:
         obs, _ = env.reset(seed=cfg.seed)
     replay.start_episode(obs)
+    counters = run.counters  # restored ones on resume
     updater = make_updater(agent, replay)
     warmup, every = cfg.agent.warmup_steps, cfg.checkpoint_every
     next_checkpoint = (counters.env_steps // every + 1) * every

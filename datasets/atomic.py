@@ -17,7 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alm_offline.tempfiles import remove_dead_temporaries, temporary_prefix
+from alm_offline.tempfiles import (
+    nearest_existing,
+    probe_can_create,
+    remove_dead_temporaries,
+    temporary_prefix,
+)
 
 from .episodes import DatasetError
 
@@ -39,20 +44,11 @@ def write_failure(dst: Path, exc: BaseException) -> DatasetError:
 
 def check_can_create(dst: Path) -> None:
     """``DatasetError`` when nothing can be created where ``dst`` would go (a read-only
-    folder): probed with a temporary file in the nearest folder that exists."""
-    folder = _nearest_existing(dst.parent)
+    folder)."""
     try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        probe_can_create(dst)
     except OSError as exc:
         raise write_failure(dst, exc) from None
-
-
-def _nearest_existing(folder: Path) -> Path:
-    folder = folder.absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
 
 
 def check_room(dst: Path, nbytes: int) -> None:
@@ -65,7 +61,7 @@ def check_room(dst: Path, nbytes: int) -> None:
             f"cannot write {dst}: {os.strerror(errno.EFBIG)} (this process may write files "
             f"of {limit} bytes, the dataset needs about {nbytes})"
         )
-    stats = os.statvfs(_nearest_existing(dst.parent))
+    stats = os.statvfs(nearest_existing(dst.parent))
     free = stats.f_bavail * stats.f_frsize
     if nbytes > free:
         raise DatasetError(

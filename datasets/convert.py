@@ -234,7 +234,7 @@ def describe_listing(listing: dict) -> str:
 
     lines = [f"Minari store {listing['store']}: {len(listing['minari'])} datasets"]
     lines += [row_line(row["id"], row, MINARI_ROW) for row in listing["minari"]]
-    if listing.get("folder") is not None:
+    if listing["folder"] is not None:
         lines.append(f"HDF5 files in {listing['folder']}: {len(listing['hdf5'])}")
     lines += [row_line(row["path"], row, HDF5_ROW) for row in listing["hdf5"]]
     return "\n".join(map(printable, lines))

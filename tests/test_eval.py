@@ -84,7 +84,7 @@ def test_evaluate_checkpoint_file(run_dir: Path) -> None:
         (lambda run, tmp: [str(tmp / "missing")], "no checkpoint at"),
         (lambda run, tmp: [str(run), "--env", "HalfCheetah-v5"], "obs/action dims"),
         (lambda run, tmp: [str(run), "--video", str(tmp / "dir.mp4")], "is a directory"),
-        (lambda run, tmp: [str(run), "--video", str(tmp / "file" / "v.mp4")], "cannot create"),
+        (lambda run, tmp: [str(run), "--video", str(tmp / "file" / "v.mp4")], "Not a directory"),
         (lambda run, tmp: [str(run), "--video", str(tmp / "v.gif")], ".mp4"),
         (lambda run, tmp: [str(run), "--episodes", "0"], "at least 1"),
     ],

@@ -327,6 +327,16 @@ def test_read_only_run_dirs_and_folders(run_copy, tmp_path):
             "plot", run_copy, "--out", run_copy / "curves.png", preexec=without_root_overrides
         )
         assert_one_error_line(proc, "curves.png", "Permission denied")
+        proc = run_alm(
+            "eval",
+            run_copy,
+            "--episodes",
+            "1",
+            "--video",
+            run_copy / "eval.mp4",
+            preexec=without_root_overrides,
+        )
+        assert_one_error_line(proc, "eval.mp4", "Permission denied")
         started = time.monotonic()
         proc = run_alm(
             "dataset",
