@@ -1,7 +1,7 @@
 # Set-up and the two everyday commands. PYTHON may point at a venv's python.
 PYTHON ?= python3
 
-.PHONY: system install run test test-fast lint
+.PHONY: system install run test test-fast lint gpu-wheels gpu-check
 
 # OSMesa: offscreen MuJoCo rendering on machines without a GPU (alm eval --video)
 system:
@@ -24,3 +24,12 @@ test-fast: install
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+
+# The GPU machines lack gymnasium, mujoco, minari and omegaconf: their wheels (cp312
+# manylinux) into .whl, git-ignored, to carry to a device call (benchmarks/gpu_wheels.py)
+gpu-wheels:
+	$(PYTHON) benchmarks/gpu_wheels.py --out .whl
+
+# On a GPU machine, from the repo root with .whl beside it: the whole CUDA check (about 7 min)
+gpu-check:
+	bash benchmarks/gpu_check.sh gpu-check-out

@@ -323,8 +323,14 @@ def bench_command(device, env_id, updates, as_json, out, config, overrides) -> N
 @click.option("--video", default=None, metavar="PATH.mp4", help="Record the first episode.")
 @click.option("--device", default="cpu", show_default=True, help="Where the agent runs.")
 @click.option("--best", is_flag=True, help="The run's best-evaluated checkpoint (best.pt).")
+@click.option(
+    "--latent",
+    type=click.Choice(["mean", "sample"]),
+    default=None,
+    help="z the policy acts on: the encoder's mean or a sample (default: the run's eval.latent).",
+)
 @JSON
-def eval_command(target, episodes, seed, env_id, video, device, best, as_json) -> None:
+def eval_command(target, episodes, seed, env_id, video, device, best, latent, as_json) -> None:
     """Deterministic evaluation of a run's latest checkpoint (or of a checkpoint file)."""
     from alm_offline.evaluate import evaluate_checkpoint
 
@@ -336,6 +342,7 @@ def eval_command(target, episodes, seed, env_id, video, device, best, as_json) -
         video=video,
         device=device,
         which="best" if best else "latest",
+        latent=latent,
     )
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.describe())
 

@@ -15,6 +15,8 @@ gradients are computed. Metrics are detached tensors: nothing here syncs with th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -90,25 +92,57 @@ class AlmAgent:
             for name, params in self.groups.items()
         }
         self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
+        if cfg.precision == "tf32" and self.device.type == "cuda":
+            # fp32 matrix products on TF32 tensor cores (PyTorch's default before 1.12, so the
+            # reference's on Ampere GPUs); a process-wide switch: torch has no per-module one
+            torch.backends.cuda.matmul.allow_tf32 = True
 
     # ------------------------------------------------------------------- acting
     @torch.no_grad()
-    def act(self, obs: np.ndarray, std: float, deterministic: bool = False) -> np.ndarray:
+    def act(
+        self,
+        obs: np.ndarray,
+        std: float,
+        deterministic: bool = False,
+        latent_generator: torch.Generator | None = None,
+    ) -> np.ndarray:
         """obs (D,) -> action (A,) in [-1, 1].
 
         Exploration: z ~ e(.|s), a = mean + std * noise (no noise clip), clamped; with the
         entropy-bonus ablation the policy's own std replaces ``std``.
-        Deterministic: the encoder's mean and the policy's mean.
+        Deterministic: the policy's mean at the encoder's mean, or, given
+        ``latent_generator`` (on this agent's device), at z ~ e(.|s) drawn from it (the
+        reference implementation's evaluation).
         """
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         mean, z_std = self.wm.encode(obs_t)
         if deterministic:
+            if latent_generator is not None:
+                noise = torch.randn(
+                    mean.shape, generator=latent_generator, device=mean.device, dtype=mean.dtype
+                )
+                mean = mean + z_std * noise
             action = self.wm.pi(mean)
         else:
             action_mean, action_std = self.wm.policy(rsample(mean, z_std), std)
             noise = torch.randn_like(action_mean) * action_std
             action = (action_mean + noise).clamp(-1.0, 1.0)
         return action.squeeze(0).cpu().numpy()
+
+    def eval_policy(
+        self, latent: str = "mean", seed: int = 0
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """The deterministic policy obs (D,) -> action (A,) evaluations run.
+
+        ``latent="mean"`` acts on the encoder's mean; ``"sample"`` on z ~ e(.|s), drawn from
+        a generator seeded with ``seed`` (so an evaluation is reproducible and leaves the
+        training RNG alone).
+        """
+        if latent == "mean":
+            return lambda obs: self.act(obs, 0.0, deterministic=True)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed)
+        return lambda obs: self.act(obs, 0.0, deterministic=True, latent_generator=generator)
 
     # ----------------------------------------------------------------- learning
     def _apply(self, name: str, loss: torch.Tensor) -> torch.Tensor:

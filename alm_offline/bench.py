@@ -35,6 +35,7 @@ from .agent import AlmAgent, resolve_device
 from .config import RunConfig
 from .envs import describe_env, env_spec, make_env
 from .replay import ReplayBuffer
+from .threads import ThreadPolicy
 from .updater import EagerUpdater, make_updater
 
 REFERENCE_GFLOP_PER_UPDATE = 42.1  # the reference implementation's count, HalfCheetah dims
@@ -158,8 +159,7 @@ def run_bench(
     fill_steps: int = 5000,
 ) -> BenchResult:
     """Measure ``cfg``'s agent on ``cfg.env`` (see the module docstring)."""
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    ThreadPolicy(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     if device.type == "cuda":

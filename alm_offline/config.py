@@ -47,7 +47,7 @@ class AgentConfig:
     expl_std_steps: int = 100_000  # updates over which the std decays linearly
     stddev_clip: float = 0.3  # clip of the policy noise inside updates
     bc_coef: float = 0.0  # weight of the behaviour-cloning term (offline, App. A.7)
-    precision: str = "fp32"  # fp32, or bf16 (autocast of the networks; losses stay fp32)
+    precision: str = "fp32"  # fp32; tf32 (CUDA matmuls on TF32 cores); bf16 (autocast networks)
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
     compile: bool = False  # torch.compile each network (fused elementwise kernels; slow start)
     # ablations of the paper (defaults = the main method; see README "Ablations")
@@ -67,6 +67,7 @@ class EvalConfig:
 
     every: int = 5000  # env steps (online) or updates (offline) between evaluations
     episodes: int = 5  # episodes per evaluation
+    latent: str = "mean"  # z the policy acts on: the encoder's mean, or a sample (the reference's)
     ref_min: float | None = None  # return of a random policy, for normalised scores
     ref_max: float | None = None  # return of an expert policy, for normalised scores
 
@@ -95,14 +96,15 @@ class RunConfig:
     run_dir: str | None = None  # default: runs/<env>-s<seed>-<timestamp>
     checkpoint_every: int = 10_000  # env steps between checkpoints (taken at episode ends)
     log_every: int = 1000  # updates between metrics.jsonl rows
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    threads: int = 0  # torch CPU threads; 0: auto, the cores other processes leave free
     agent: AgentConfig = field(default_factory=AgentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 BUNDLED_CONFIGS = ("online", "quick", "offline")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
+EVAL_LATENTS = ("mean", "sample")
 CHOICES = {
     "precision": PRECISIONS,
     "actor_loss": ("svg", "td3"),
@@ -269,6 +271,8 @@ def validate(cfg: RunConfig) -> None:
     if a.buffer_size < a.seq_len + 2:
         raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
     e = cfg.eval
+    if e.latent not in EVAL_LATENTS:
+        raise ConfigError(f"eval.latent must be one of {', '.join(EVAL_LATENTS)}, got '{e.latent}'")
     if (e.ref_min is None) != (e.ref_max is None):
         raise ConfigError("eval.ref_min and eval.ref_max must be given together")
     if e.ref_min is not None and e.ref_max is not None and e.ref_max <= e.ref_min:

@@ -73,6 +73,7 @@ class EvalReport:
     ref_min_score: float | None = None
     ref_max_score: float | None = None
     video: str | None = None
+    latent: str = "mean"
     video_frames: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -158,12 +159,14 @@ def evaluate_checkpoint(
     video: str | Path | None = None,
     device: str = "cpu",
     which: str = "latest",
+    latent: str | None = None,
 ) -> EvalReport:
     """Deterministic returns of a run's latest checkpoint (or a checkpoint file).
 
     The env is the run's (for offline runs, the dataset's evaluation env) unless ``env_id``
     is given; it must have the checkpoint's observation and action sizes. ``video`` writes
-    the first episode as an mp4 rendered offscreen.
+    the first episode as an mp4 rendered offscreen. ``latent`` (mean or sample) is the z the
+    policy acts on; None takes the run's ``eval.latent``.
     """
     from .checkpoint import load_agent, resolve_checkpoint
     from .envs import env_spec, make_env
@@ -181,6 +184,9 @@ def evaluate_checkpoint(
         configure_offscreen_rendering()
     checkpoint, run_dir = resolve_checkpoint(path, which)
     agent, cfg, _ = load_agent(checkpoint, device)
+    latent = latent or cfg.eval.latent
+    if latent not in ("mean", "sample"):
+        raise EvalError(f"--latent must be mean or sample, got '{latent}'")
     env_id = env_id or cfg.env
     env = make_env(env_id, seed=seed, render_mode="rgb_array" if video_path else None)
     writer = None
@@ -194,9 +200,8 @@ def evaluate_checkpoint(
         if video_path is not None:
             writer = Mp4Writer(video_path, fps=float(env.metadata.get("render_fps", 30)))
         try:
-            returns = evaluate(
-                lambda obs: agent.act(obs, 0.0, deterministic=True), env, episodes, seed, writer
-            )
+            policy = agent.eval_policy(latent, seed)
+            returns = evaluate(policy, env, episodes, seed, writer)
         except gym.error.DependencyNotInstalled as exc:  # e.g. pygame for classic control
             missing = f"rendering {env_id} needs a package that is not installed: {exc}"
             raise EvalError(missing) from None
@@ -220,6 +225,7 @@ def evaluate_checkpoint(
         returns=[float(r) for r in returns],
         video=str(video_path) if video_path else None,
         video_frames=writer.frames if writer else None,
+        latent=latent,
     )
     refs = _run_reference_scores(run_dir, cfg) if env_id == cfg.env else reference_scores(env_id)
     if refs is not None:

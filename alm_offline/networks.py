@@ -4,8 +4,8 @@ All MLPs have two hidden layers with orthogonal weights and zero biases. Encoder
 model output a diagonal Gaussian (mean squashed by ``30 tanh(m / 30)``, std softly bounded to
 [0.1, 10]); reward, classifier and critic heads use Linear -> LayerNorm -> Tanh -> Linear ->
 ELU -> Linear; the actor outputs a tanh mean and acts with clipped Gaussian noise.
-Every head returns fp32 (``.float()``, free in fp32), so under bf16 autocast only the
-matrix products run in bf16 and the losses see fp32.
+Every network's last layer runs in fp32 (``OutputLinear``), so under bf16 autocast only the
+hidden layers' matrix products run in bf16 and every output and loss is fp32.
 """
 
 from __future__ import annotations
@@ -31,6 +31,18 @@ def orthogonal_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+class OutputLinear(nn.Linear):
+    """The last layer of a network, always in fp32: under bf16 autocast its input is cast up
+    and the product runs in fp32, so Gaussian means and stds, rewards, logits, Q-values and
+    actions keep fp32 precision (bf16's 8-bit mantissa would put errors of about 0.1 on a
+    latent mean near 30, and of a whole unit on a Q-value near 300). In fp32 it is an
+    ``nn.Linear`` (same state-dict keys, same result)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.float(), self.weight, self.bias)
+
+
 def mlp(
     in_dim: int, hidden_dim: int, out_dim: int, *, normalized_head: bool = False
 ) -> nn.Sequential:
@@ -45,7 +57,7 @@ def mlp(
         *first_act,
         nn.Linear(hidden_dim, hidden_dim),
         nn.ELU(inplace=True),
-        nn.Linear(hidden_dim, out_dim),
+        OutputLinear(hidden_dim, out_dim),
     )
     net.apply(orthogonal_init)
     return net
@@ -103,7 +115,7 @@ class Classifier(nn.Module):
         super().__init__()
         in_dim = 2 * latent_dim + action_dim
         self.net = (
-            nn.Linear(in_dim, 2) if linear else mlp(in_dim, hidden_dim, 2, normalized_head=True)
+            OutputLinear(in_dim, 2) if linear else mlp(in_dim, hidden_dim, 2, normalized_head=True)
         )
         self.net.apply(orthogonal_init)
 
@@ -112,16 +124,21 @@ class Classifier(nn.Module):
 
 
 class EnsembleLinear(nn.Module):
-    """``members`` independent linear layers: x (E, N, in) -> (E, N, out)."""
+    """``members`` independent linear layers: x (E, N, in) -> (E, N, out); ``fp32``: always
+    in fp32, as ``OutputLinear``."""
 
-    def __init__(self, members: int, in_dim: int, out_dim: int) -> None:
+    def __init__(self, members: int, in_dim: int, out_dim: int, fp32: bool = False) -> None:
         super().__init__()
+        self.fp32 = fp32
         self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
         self.bias = nn.Parameter(torch.zeros(members, 1, out_dim))
         for member in range(members):  # orthogonal (out, in) matrix per member, as nn.Linear
             self.weight.data[member] = nn.init.orthogonal_(torch.empty(out_dim, in_dim)).T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp32:
+            with torch.autocast(x.device.type, enabled=False):
+                return torch.baddbmm(self.bias, x.float(), self.weight)
         return torch.baddbmm(self.bias, x, self.weight)
 
 
@@ -148,7 +165,7 @@ class TwinCritic(nn.Module):
         self.fc1 = EnsembleLinear(self.members, latent_dim + action_dim, hidden_dim)
         self.norm = EnsembleLayerNorm(self.members, hidden_dim)
         self.fc2 = EnsembleLinear(self.members, hidden_dim, hidden_dim)
-        self.out = EnsembleLinear(self.members, hidden_dim, 1)
+        self.out = EnsembleLinear(self.members, hidden_dim, 1, fp32=True)
 
     def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         x = torch.cat([z, a], dim=-1)

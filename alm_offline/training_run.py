@@ -30,6 +30,7 @@ from .progress import ProgressDisplay
 from .replay import ReplayBuffer
 from .rundir import write_summary
 from .scores import normalized_score
+from .threads import ThreadPolicy
 from .updater import EagerUpdater
 
 
@@ -63,8 +64,7 @@ class TrainingRun:
         step_key: str,
         refs: tuple[float | None, float | None] = (None, None),
     ) -> None:
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
+        self.threads = ThreadPolicy(cfg.threads)
         self.cfg, self.run_dir, self.step_key = cfg, run_dir, step_key
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
@@ -116,6 +116,7 @@ class TrainingRun:
 
     def log(self, **where: float) -> None:
         """The window's means as one metrics row, at ``where`` (steps, schedules)."""
+        self.threads.adjust()
         row = self.window.flush()
         if row:
             self.logger.metrics({**where, **row})
@@ -125,7 +126,7 @@ class TrainingRun:
         if self.cfg.eval.episodes <= 0:
             return
         returns = evaluate(
-            lambda o: self.agent.act(o, 0.0, deterministic=True),
+            self.agent.eval_policy(self.cfg.eval.latent, self.cfg.seed),
             self.eval_env,
             self.cfg.eval.episodes,
             self.cfg.seed,

@@ -8,6 +8,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from conftest import TINY_OVERRIDES, assert_one_line_error, train_tiny_run
 
@@ -19,6 +20,7 @@ from alm_offline.evaluate import (
     evaluate,
     evaluate_checkpoint,
 )
+from alm_offline.loggers import read_jsonl
 from alm_offline.rundir import prepare_new
 from cli import alm
 
@@ -119,3 +121,49 @@ def test_the_best_evaluated_checkpoint_is_kept_and_evaluable(run_dir: Path) -> N
         lambda o: agent.act(o, 0.0, deterministic=True), make_env(cfg.env), 2, seed=1
     )
     assert report["returns"] == pytest.approx(expected.tolist())
+
+
+def test_sampled_latent_evaluation_is_seeded_and_leaves_the_training_rng_alone(run_dir: Path):
+    """eval.latent=sample (the reference's protocol): a = pi(z), z ~ e(.|s) drawn from a
+    generator seeded by the evaluation seed, not from torch's global RNG."""
+    agent, _, _ = load_agent(run_dir)
+    observations = np.random.default_rng(0).normal(size=(6, agent.obs_dim)).astype(np.float32)
+    rng_before = torch.get_rng_state()
+
+    def actions(latent: str, seed: int) -> np.ndarray:
+        policy = agent.eval_policy(latent, seed)
+        return np.stack([policy(obs) for obs in observations])
+
+    sampled, again, other_seed = actions("sample", 3), actions("sample", 3), actions("sample", 4)
+    mean = actions("mean", 3)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    np.testing.assert_array_equal(sampled, again)
+    assert np.abs(sampled - other_seed).max() > 1e-4 and np.abs(sampled - mean).max() > 1e-4
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        z_mean, z_std = agent.wm.encode(torch.as_tensor(observations))
+        noise = torch.stack(
+            [torch.randn(1, z_mean.shape[1], generator=generator)[0] for _ in observations]
+        )
+        expected = agent.wm.pi(z_mean + z_std * noise).numpy()
+    np.testing.assert_allclose(sampled, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mean, agent.wm.pi(z_mean).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_eval_latent_flag_and_the_runs_own_setting(run_dir: Path, tmp_path: Path) -> None:
+    sampled = json.loads(invoke("eval", str(run_dir), "--latent", "sample", "--json").output)
+    assert sampled["latent"] == "sample"
+    assert json.loads(invoke("eval", str(run_dir), "--json").output)["latent"] == "mean"
+    sample_run = train_tiny_run(tmp_path / "sample-run", "eval.latent=sample")
+    report = json.loads(invoke("eval", str(sample_run), "--json").output)
+    assert report["latent"] == "sample"  # the run's eval.latent is the default
+
+    def training_rows(path: Path) -> list[dict]:
+        rows = read_jsonl(path / "metrics.jsonl")
+        timing = {"env_steps_per_sec", "updates_per_sec"}
+        return [{k: v for k, v in row.items() if k not in timing} for row in rows]
+
+    # sampling evaluation latents draws nothing from the training RNG: training is unchanged
+    assert training_rows(sample_run) == training_rows(run_dir)
+    result = invoke("eval", str(run_dir), "--latent", "median")
+    assert result.exit_code == 2 and "median" in result.output

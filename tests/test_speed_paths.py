@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from conftest import filled_replay, load_benchmark
 from torch import nn
@@ -204,27 +205,6 @@ def test_graph_updater_falls_back_to_eager_with_identical_numerics():
         assert torch.equal(value, eager_agent.wm.state_dict()[key])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a GPU")
-def test_cuda_graph_updates_match_eager_on_gpu():
-    graphed_agent, eager_agent = agent_pair()
-    graphed_agent = AlmAgent(OBS, ACT, graphed_agent.cfg, "cuda")
-    eager_agent = AlmAgent(OBS, ACT, graphed_agent.cfg, "cuda")
-    eager_agent.load_state_dict(graphed_agent.state_dict())
-    replay = filled_replay(OBS, ACT)
-    gpu_replay = ReplayBuffer(replay.capacity, OBS, ACT, replay.seq_len, "cuda")
-    gpu_replay.load_state_dict(replay.state_dict())
-    graph_updater = CudaGraphUpdater(graphed_agent, gpu_replay)
-    torch.manual_seed(5)
-    graph_metrics = [graph_updater.step(0.3) for _ in range(8)]
-    assert graph_updater.graphed
-    torch.manual_seed(5)
-    eager_updater = EagerUpdater(eager_agent, gpu_replay)
-    eager_metrics = [eager_updater.step(0.3) for _ in range(8)]
-    for got, want in zip(graph_metrics, eager_metrics, strict=True):
-        for key in want:
-            torch.testing.assert_close(got[key], want[key].float(), rtol=1e-4, atol=1e-5)
-
-
 @pytest.mark.slow
 def test_bench_command_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
@@ -294,3 +274,24 @@ def test_cpu_ceiling_makes_activations_free_and_restores_them():
         assert not torch.allclose(head(x), head_before)
     torch.testing.assert_close(head(x), head_before, rtol=0, atol=0)
     torch.testing.assert_close(twin(z, a), twin_before, rtol=0, atol=0)
+
+
+def test_under_bf16_autocast_the_hidden_layers_run_in_bf16_and_every_output_layer_in_fp32():
+    """bf16 learned far worse than fp32 with bf16 output layers (benchmarks/README.md): a
+    latent mean near 30 or a Q-value near 300 kept only 8 bits of mantissa."""
+    agent, _ = agent_pair(precision="bf16")
+    wm = agent.wm
+    z, a = torch.randn(4, 6), torch.randn(4, ACT)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = wm.encoder.net[:-1](torch.randn(4, OBS))
+        raw = wm.encoder.net[-1](hidden)
+        q = wm.critic(z, a)
+    assert hidden.dtype == torch.bfloat16 and raw.dtype == torch.float32
+    last = wm.encoder.net[-1]
+    torch.testing.assert_close(
+        raw, F.linear(hidden.float(), last.weight, last.bias), rtol=0, atol=0
+    )
+    # the twin critic's output layer: fp32 products of the bf16 hidden activations
+    assert q.dtype == torch.float32 and wm.critic.out.fp32
+    q_fp32 = wm.critic(z, a)
+    assert (q - q_fp32).abs().max() < 0.05 * q_fp32.abs().max() + 1e-3

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# The CUDA core's proof on a lent GPU machine, in one command (issue 17).
+#
+#   bash benchmarks/gpu_check.sh OUT_DIR [--cpu] [--deadline SECONDS] [--only STEPS]
+#        [--bench-envs ENVS] [--bench-precisions PRECISIONS] [--train-precision PRECISION]
+#
+# Steps, each logged to OUT_DIR/log.txt and none stopping the next:
+#   1. the CUDA tests (tests/test_cuda.py: graph replay = eager to 1e-5, capturable Adam,
+#      sampling on the device with no host sync, the eager fallback, a whole CUDA run);
+#   2. `alm bench --device cuda` in fp32 and bf16 at paper defaults, HalfCheetah-v5 and
+#      Humanoid-v5 dims (updates/s, env steps/s of the online loop, CUDA max allocated);
+#   3. HalfCheetah-v5 online at paper defaults for 20k env steps, seeds 1-3 side by side on
+#      the one GPU, evaluated on the reference's protocol (eval.latent=sample);
+#   4. as much of a 100k-step HalfCheetah-v5 run (seed 1) as the deadline leaves;
+#   profile (only when named in --only): benchmarks/gpu_profile.py in fp32 and bf16.
+# It writes at most 8 files: system.json, log.txt, tests.txt, bench.jsonl, fidelity.json,
+# long.json, summary.md (and profile.txt) (benchmarks/gpu_report.py builds the last three). Run dirs go to
+# a scratch folder, not OUT_DIR. Wheels in .whl (benchmarks/gpu_wheels.py) are installed
+# first when gymnasium is missing, as on the GPU machines.
+#
+# --cpu: the same steps at toy sizes on the CPU, in a minute or so (tests/test_gpu_check.py
+# runs it, so the script never rots). --deadline: seconds for the whole check (default 420).
+# --only: comma-separated steps of tests,bench,fidelity,long,profile (default the first four).
+# --bench-envs / --bench-precisions: comma lists (HalfCheetah-v5,Humanoid-v5 / fp32,tf32,bf16).
+# --train-precision: agent.precision of the training runs (default fp32).
+set -u
+OUT=${1:?usage: gpu_check.sh OUT_DIR [--cpu] [--deadline SECONDS]}
+shift
+MODE=cuda
+DEADLINE=420
+ONLY=tests,bench,fidelity,long
+BENCH_ENVS=HalfCheetah-v5,Humanoid-v5
+BENCH_PRECISIONS=fp32,tf32,bf16
+TRAIN_PRECISION=fp32
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cpu) MODE=cpu ;;
+    --deadline) DEADLINE=$2; shift ;;
+    --only) ONLY=$2; shift ;;
+    --bench-envs) BENCH_ENVS=$2; shift ;;
+    --bench-precisions) BENCH_PRECISIONS=$2; shift ;;
+    --train-precision) TRAIN_PRECISION=$2; shift ;;
+    *) echo "error: unknown option '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/alm-gpu-check.XXXXXX")
+LOG=$OUT/log.txt
+: >"$LOG"
+say() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$LOG"; }
+wanted() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+if ! $PYTHON -c "import gymnasium, mujoco, minari, omegaconf" 2>/dev/null; then
+  say "installing the carried wheels (.whl) into $SCRATCH/site"
+  $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --target "$SCRATCH/site" .whl/*.whl >>"$LOG" 2>&1 || { say "wheel install failed"; exit 1; }
+  export PYTHONPATH=$SCRATCH/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+if [ "$MODE" = cuda ]; then
+  DEVICE=cuda
+  AGENT=()
+  THREADS=4
+  BENCH_UPDATES=2000
+  FIDELITY_STEPS=20000; EVAL_EVERY=5000; EVAL_EPISODES=5
+  LONG_STEPS=100000; LONG_EVAL_EVERY=25000
+else
+  DEVICE=cpu
+  AGENT=(agent.batch_size=16 agent.hidden_dim=32 agent.model_hidden_dim=32 agent.latent_dim=8
+    agent.warmup_steps=200 agent.buffer_size=5000)
+  THREADS=1
+  BENCH_UPDATES=10
+  FIDELITY_STEPS=500; EVAL_EVERY=250; EVAL_EPISODES=1
+  LONG_STEPS=800; LONG_EVAL_EVERY=400
+fi
+
+say "mode $MODE, deadline ${DEADLINE}s, scratch $SCRATCH"
+$PYTHON - "$OUT/system.json" <<'PY' 2>>"$LOG"
+import json, platform, subprocess, sys
+from importlib.metadata import version
+import torch
+info = {
+    "python": platform.python_version(),
+    "torch": torch.__version__,
+    "cuda": torch.version.cuda,
+    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    "packages": {n: version(n) for n in ("gymnasium", "mujoco", "minari", "omegaconf", "numpy")},
+    "cpus": __import__("os").cpu_count(),
+}
+try:
+    info["nvidia_smi"] = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+        capture_output=True, text=True, timeout=20).stdout.strip()
+except (OSError, subprocess.SubprocessError):
+    info["nvidia_smi"] = None
+json.dump(info, open(sys.argv[1], "w"), indent=2)
+print(json.dumps(info))
+PY
+tee -a "$LOG" <"$OUT/system.json" >/dev/null
+
+if wanted profile; then
+  for precision in fp32 bf16; do
+    say "profile $precision"
+    timeout 90 $PYTHON benchmarks/gpu_profile.py --precision "$precision" >>"$OUT/profile.txt" 2>&1
+    say "profile exit $?: $(grep -m 1 '^precision' "$OUT/profile.txt" | tail -n 1)"
+  done
+fi
+
+if wanted tests; then
+say "1. CUDA tests"
+timeout 240 $PYTHON -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py >"$OUT/tests.txt" 2>&1
+say "tests exit $?: $(tail -n 1 "$OUT/tests.txt")"
+fi
+
+: >"$OUT/bench.jsonl"
+if wanted bench; then
+say "2. alm bench"
+for env in ${BENCH_ENVS//,/ }; do
+  for precision in ${BENCH_PRECISIONS//,/ }; do
+    timeout 90 $PYTHON -m cli bench --device "$DEVICE" --env "$env" --updates "$BENCH_UPDATES" \
+      --json "threads=$THREADS" "agent.precision=$precision" "${AGENT[@]}" \
+      >"$SCRATCH/bench.json" 2>>"$LOG"
+    status=$?
+    if [ $status -eq 0 ]; then
+      $PYTHON -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" \
+        "$SCRATCH/bench.json" >>"$OUT/bench.jsonl"
+    fi
+    say "bench $env $precision exit $status"
+  done
+done
+fi
+
+RUNS=$SCRATCH/runs
+TRAIN=(--quiet "device=$DEVICE" "threads=$THREADS" eval.latent=sample
+  "eval.episodes=$EVAL_EPISODES" checkpoint_every=1000000 "agent.precision=$TRAIN_PRECISION"
+  "${AGENT[@]}")
+if wanted fidelity; then
+LEFT=$((DEADLINE - SECONDS - 15))
+say "3. HalfCheetah-v5, ${FIDELITY_STEPS} env steps, seeds 1-3 side by side, ${LEFT}s left"
+pids=()
+for seed in 1 2 3; do
+  timeout "$LEFT" $PYTHON -m cli train-online --config online "${TRAIN[@]}" "seed=$seed" \
+    "steps=$FIDELITY_STEPS" "eval.every=$EVAL_EVERY" "run_dir=$RUNS/fidelity-s$seed" \
+    >"$SCRATCH/fidelity-s$seed.out" 2>&1 &
+  pids+=($!)
+done
+for i in 0 1 2; do
+  wait "${pids[$i]}"
+  say "seed $((i + 1)) exit $? (124: stopped at the deadline)"
+done
+fi
+
+LEFT=$((DEADLINE - SECONDS - 15))
+if wanted long && [ $LEFT -gt 10 ]; then
+  say "4. HalfCheetah-v5 toward ${LONG_STEPS} env steps, ${LEFT}s left"
+  timeout "$LEFT" $PYTHON -m cli train-online --config online "${TRAIN[@]}" seed=1 \
+    "steps=$LONG_STEPS" "eval.every=$LONG_EVAL_EVERY" "run_dir=$RUNS/long" \
+    >"$SCRATCH/long.out" 2>&1
+  say "long run exit $? (124: stopped at the deadline)"
+fi
+
+$PYTHON benchmarks/gpu_report.py "$OUT" "$RUNS" >>"$LOG" 2>&1
+say "report exit $?; done in ${SECONDS}s"
+rm -rf "$SCRATCH"
