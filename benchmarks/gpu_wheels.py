@@ -20,7 +20,6 @@ import sys
 from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
-import tomllib
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
@@ -64,8 +63,9 @@ def normalize(name: str) -> str:
 
 
 def project_requirements() -> list[Requirement]:
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return [Requirement(line) for line in data["project"]["dependencies"]]
+    """The installed project's own requirements (no extras)."""
+    lines = requires("alm-offline") or []
+    return [req for req in map(Requirement, lines) if req.marker is None]
 
 
 def missing_packages() -> dict[str, str]:
