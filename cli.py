@@ -325,7 +325,7 @@ def bench_command(device, env_id, updates, as_json, out, config, overrides) -> N
 @click.option("--best", is_flag=True, help="The run's best-evaluated checkpoint (best.pt).")
 @click.option(
     "--latent",
-    type=click.Choice(["mean", "sample"]),
+    type=click.Choice(["mean", "sample"]),  # config.EVAL_LATENTS (cli imports lazily)
     default=None,
     help="z the policy acts on: the encoder's mean or a sample (default: the run's eval.latent).",
 )

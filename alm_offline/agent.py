@@ -92,10 +92,11 @@ class AlmAgent:
             for name, params in self.groups.items()
         }
         self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
-        if cfg.precision == "tf32" and self.device.type == "cuda":
-            # fp32 matrix products on TF32 tensor cores (PyTorch's default before 1.12, so the
-            # reference's on Ampere GPUs); a process-wide switch: torch has no per-module one
-            torch.backends.cuda.matmul.allow_tf32 = True
+        if self.device.type == "cuda":
+            # tf32: fp32 matrix products on TF32 tensor cores (PyTorch's default before 1.12, so
+            # the reference's on Ampere GPUs). A process-wide switch (torch has no per-module
+            # one), so it is set either way: an fp32 agent made later does not inherit it.
+            torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
 
     # ------------------------------------------------------------------- acting
     @torch.no_grad()

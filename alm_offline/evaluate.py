@@ -11,6 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from .config import EVAL_LATENTS
 from .errors import AlmError
 from .rundir import read_summary
 from .scores import normalized_score, reference_scores
@@ -185,8 +186,8 @@ def evaluate_checkpoint(
     checkpoint, run_dir = resolve_checkpoint(path, which)
     agent, cfg, _ = load_agent(checkpoint, device)
     latent = latent or cfg.eval.latent
-    if latent not in ("mean", "sample"):
-        raise EvalError(f"--latent must be mean or sample, got '{latent}'")
+    if latent not in EVAL_LATENTS:
+        raise EvalError(f"--latent must be one of {', '.join(EVAL_LATENTS)}, got '{latent}'")
     env_id = env_id or cfg.env
     env = make_env(env_id, seed=seed, render_mode="rgb_array" if video_path else None)
     writer = None

@@ -131,3 +131,10 @@ def test_an_online_run_on_cuda_trains_evaluates_and_loads_on_the_cpu(tmp_path):
     agent, cfg, _ = load_agent(checkpoint_path(run_dir), "cpu")
     assert cfg.device == "cuda" and cfg.eval.latent == "sample"
     assert next(agent.wm.parameters()).device.type == "cpu"
+
+
+def test_tf32_is_set_by_each_agent_and_not_inherited_by_a_later_fp32_one():
+    AlmAgent(OBS, ACT, AgentConfig(hidden_dim=32, precision="tf32"), "cuda")
+    assert torch.backends.cuda.matmul.allow_tf32
+    AlmAgent(OBS, ACT, AgentConfig(hidden_dim=32), "cuda")
+    assert not torch.backends.cuda.matmul.allow_tf32
