@@ -40,7 +40,8 @@ def test_the_gpu_check_runs_end_to_end_in_cpu_mode(tmp_path):
         assert run["finished"] and [step for step, _ in run["evaluations"]] == [250, 500]
     long = json.loads((out / "long.json").read_text())
     assert long["finished"] and long["env_steps"] == 800 and long["env_steps_per_sec"] > 0
-    assert "6 skipped" in (out / "tests.txt").read_text()  # no GPU here: the CUDA tests skip
+    # no GPU here: every CUDA test skips, none fails
+    assert re.search(r"^\d+ skipped in ", (out / "tests.txt").read_text(), re.MULTILINE)
     summary = (out / "summary.md").read_text()
     assert "| Humanoid-v5 | bf16 | False |" in summary and "seed 3: 250:" in summary
     assert "report exit 0" in (out / "log.txt").read_text()
