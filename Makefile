@@ -1,7 +1,7 @@
 # Set-up and the two everyday commands. PYTHON may point at a venv's python.
 PYTHON ?= python3
 
-.PHONY: system install run test test-fast lint gpu-wheels gpu-check
+.PHONY: system install baselines-env run test test-fast lint gpu-wheels gpu-check
 
 # OSMesa: offscreen MuJoCo rendering on machines without a GPU (alm eval --video)
 system:
@@ -11,11 +11,20 @@ install: system
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
 	$(PYTHON) -m pip install -q -e ".[dev]"
 
+# d3rlpy (alm baseline) in its own venv: d3rlpy 2.8 pins gymnasium==1.0.0, and the core
+# install keeps the newest gymnasium; the suite runs the baselines (and the project under
+# gymnasium 1.0) through this venv's python
+BASELINES_VENV ?= .venv-baselines
+baselines-env: system
+	@test -x $(BASELINES_VENV)/bin/python || $(PYTHON) -m venv $(BASELINES_VENV)
+	@$(BASELINES_VENV)/bin/python -c "import torch" 2>/dev/null || $(BASELINES_VENV)/bin/pip install -q "torch==2.13.0"
+	$(BASELINES_VENV)/bin/pip install -q -e ".[baselines]"
+
 run: install
 	$(PYTHON) -m cli train-online --config quick
 
-test: install
-	$(PYTHON) -m pytest -q
+test: install baselines-env
+	ALM_BASELINES_PYTHON=$(BASELINES_VENV)/bin/python $(PYTHON) -m pytest -q
 
 # Everything but the tests marked slow (training runs, subprocesses, Ray, wheel builds)
 test-fast: install

@@ -83,6 +83,13 @@ DATASET_SOURCE = options(
     ),
     click.option("--download", is_flag=True, help="Download a Minari id missing locally."),
 )
+DATASET_OPTION = click.option(
+    "--dataset",
+    "dataset_spec",
+    default=None,
+    metavar="DATASET",
+    help="Minari id, Minari dataset folder or D4RL-layout .hdf5 (default: the bundled one).",
+)
 TRAIN = options(
     click.option("--config", "config", default=None, help="YAML file, or online|quick|offline."),
     click.option("--resume", default=None, metavar="RUN_DIR", help="Continue a run."),
@@ -135,13 +142,7 @@ def train_online_command(config, resume, overwrite, quiet, overrides) -> None:
 
 
 @alm.command("train-offline")
-@click.option(
-    "--dataset",
-    "dataset_spec",
-    default=None,
-    metavar="DATASET",
-    help="Minari id, Minari dataset folder or D4RL-layout .hdf5 (default: the bundled one).",
-)
+@DATASET_OPTION
 @REF_SCORES
 @click.option("--clip-actions", is_flag=True, help="Clip dataset actions into the env's box.")
 @TRAIN
@@ -151,13 +152,39 @@ def train_offline_command(
     """Train ALM offline on a fixed dataset (paper appendix A.7); steps counts updates."""
     from alm_offline.runs import start_offline
 
-    extra = [f"dataset={dataset_spec}"] if dataset_spec else []
-    extra += [f"eval.ref_min={ref_min}"] if ref_min is not None else []
-    extra += [f"eval.ref_max={ref_max}"] if ref_max is not None else []
-    extra += ["clip_actions=true"] if clip_actions else []
+    extra = _offline_overrides(dataset_spec, ref_min, ref_max, clip_actions)
     if resume is not None and extra:
         raise AlmError("--dataset/--ref-*/--clip-actions cannot change on --resume")
     _train(start_offline(config, (*overrides, *extra), resume=resume, overwrite=overwrite), quiet)
+
+
+def _offline_overrides(dataset_spec, ref_min, ref_max, clip_actions) -> list[str]:
+    """The offline options as KEY=VALUE overrides."""
+    extra = [f"dataset={dataset_spec}"] if dataset_spec else []
+    extra += [f"eval.ref_min={ref_min}"] if ref_min is not None else []
+    extra += [f"eval.ref_max={ref_max}"] if ref_max is not None else []
+    return extra + (["clip_actions=true"] if clip_actions else [])
+
+
+@alm.command("baseline")
+@click.argument("algo", type=click.Choice(["bc", "td3+bc", "iql", "cql"]))
+@DATASET_OPTION
+@REF_SCORES
+@click.option("--clip-actions", is_flag=True, help="Clip dataset actions into the env's box.")
+@click.option("--config", "config", default=None, help="YAML file, or offline (the default).")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in run_dir.")
+@click.option("--quiet", is_flag=True, help="No per-evaluation lines.")
+@click.argument("overrides", nargs=-1)
+def baseline_command(
+    algo, dataset_spec, ref_min, ref_max, clip_actions, config, overwrite, quiet, overrides
+) -> None:
+    """Train d3rlpy's ALGO (its D4RL settings) on a dataset, into a run dir like
+    train-offline's. OVERRIDES are KEY=VALUE (steps, seed, eval.every, eval.episodes, ...).
+    Needs the baselines extra: pip install 'alm-offline[baselines]'."""
+    from alm_offline.runs import start_offline
+
+    extra = [*_offline_overrides(dataset_spec, ref_min, ref_max, clip_actions), f"method={algo}"]
+    _train(start_offline(config, (*overrides, *extra), overwrite=overwrite), quiet)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -279,6 +306,71 @@ def dataset_list(folder: str | None) -> None:
     from alm_offline.datasets import describe_listing, list_datasets
 
     click.echo(describe_listing(list_datasets(folder)))
+
+
+@dataset.command("make-suite")
+@click.option(
+    "--envs",
+    default="HalfCheetah-v5,Hopper-v5,Walker2d-v5",
+    show_default=True,
+    help="Comma-separated gymnasium env ids.",
+)
+@click.option("--prefix", default="alm-suite", show_default=True, help="Minari id namespace.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Transitions of each random and medium dataset.",
+)
+@click.option(
+    "--train-steps",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Env steps of each behaviour (medium) policy's online training.",
+)
+@click.option(
+    "--config",
+    "behaviour_config",
+    default="behaviour",
+    show_default=True,
+    help="Config of the behaviour training run (YAML file or bundled name).",
+)
+@click.option(
+    "--work-dir",
+    default="suites/alm-suite",
+    show_default=True,
+    help="Where the behaviour runs and suite.json go.",
+)
+@seed_option("Seed of the random policy, the behaviour runs and the episodes.")
+@OVERWRITE
+@click.argument("overrides", nargs=-1)
+def dataset_make_suite(
+    envs, prefix, steps, train_steps, behaviour_config, work_dir, seed, overwrite, overrides
+) -> None:
+    """Make a D4RL-style suite per env (random, medium, medium-replay) as Minari datasets
+    PREFIX/FAMILY/KIND-v0 in the local store. OVERRIDES (KEY=VALUE) go to the behaviour
+    training runs (e.g. threads=1)."""
+    from alm_offline.datasets.suite import make_suite
+
+    env_ids = [env.strip() for env in envs.split(",") if env.strip()]
+    if not env_ids:
+        raise AlmError("--envs names no env")
+    record = make_suite(
+        env_ids,
+        prefix=prefix,
+        steps=steps,
+        train_steps=train_steps,
+        behaviour_config=behaviour_config,
+        behaviour_overrides=overrides,
+        work_dir=work_dir,
+        seed=seed,
+        overwrite=overwrite,
+        log=click.echo,
+    )
+    made = [row["id"] for row in record["datasets"] if row["id"].startswith(f"{prefix}/")]
+    click.echo(f"{len(made)} datasets in {prefix}/; their record: {work_dir}/suite.json")
 
 
 # ------------------------------------------------------------------ running an agent
@@ -441,9 +533,25 @@ def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_js
 
 # ------------------------------------------------------------------------------ sweep
 @alm.command("sweep")
-@click.option("--config", "config", required=True, help="YAML file, or online|quick|offline.")
-@click.option("--envs", required=True, help="Comma-separated env ids, e.g. Hopper-v5,Walker2d-v5.")
+@click.option("--config", "config", default=None, help="YAML file, or a bundled config name.")
+@click.option("--envs", default=None, help="Online: comma-separated env ids, e.g. Hopper-v5.")
+@click.option(
+    "--datasets", default=None, help="Offline: comma-separated Minari ids, folders or .hdf5."
+)
+@click.option(
+    "--methods",
+    default="alm",
+    show_default=True,
+    help="Offline: comma-separated methods among alm, bc, td3+bc, iql, cql.",
+)
 @click.option("--seeds", required=True, help="Comma-separated integer seeds, e.g. 1,2,3.")
+@click.option(
+    "--python",
+    "python",
+    default=None,
+    help="Offline: the interpreter that runs the trials (a venv with d3rlpy for baselines) "
+    "[default: this one].",
+)
 @click.option(
     "--address",
     default=None,
@@ -457,20 +565,31 @@ def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_js
 @click.option("--overwrite", is_flag=True, help="Replace a sweep (and its runs) already in --out.")
 @click.argument("overrides", nargs=-1)
 def sweep_command(
-    config, envs, seeds, address, gpus_per_trial, cpus_per_trial, out, name, overwrite, overrides
+    config,
+    envs,
+    datasets,
+    methods,
+    seeds,
+    python,
+    address,
+    gpus_per_trial,
+    cpus_per_trial,
+    out,
+    name,
+    overwrite,
+    overrides,
 ) -> None:
-    """Train every env x seed as a Ray task; write a Table-1-style summary and curves.
+    """Train a grid as Ray tasks and write a results table and curves: online, every env x
+    seed (--envs, Table-1 style); offline, every dataset x method x seed (--datasets, D4RL
+    style, offline ALM beside d3rlpy's baselines).
 
     OVERRIDES are KEY=VALUE applied to every trial. Exits 1 when some trial failed.
     """
-    from alm_offline.sweep import parse_grid, run_sweep
+    from alm_offline.sweep import SweepError, parse_grid, run_sweep
 
-    env_ids, seed_list = parse_grid(envs, seeds)
-    result = run_sweep(
-        config,
-        env_ids,
-        seed_list,
-        overrides,
+    if (envs is None) == (datasets is None):
+        raise SweepError("give --envs (an online sweep) or --datasets (an offline one)")
+    common = dict(
         address=address,
         gpus_per_trial=gpus_per_trial,
         cpus_per_trial=cpus_per_trial,
@@ -479,6 +598,19 @@ def sweep_command(
         overwrite=overwrite,
         report=click.echo,
     )
+    if datasets is not None:
+        from alm_offline.offline_sweep import parse_methods, run_offline_sweep
+
+        dataset_list, seed_list = parse_grid(datasets, seeds, "--datasets")
+        method_list = parse_methods(methods)
+        result = run_offline_sweep(
+            config, dataset_list, method_list, seed_list, overrides, python=python, **common
+        )
+    else:
+        if config is None:
+            raise SweepError("an online sweep needs --config")
+        env_ids, seed_list = parse_grid(envs, seeds)
+        result = run_sweep(config, env_ids, seed_list, overrides, **common)
     click.echo("")
     click.echo(result.table, nl=False)
     for note in result.notes:

@@ -83,6 +83,7 @@ class AlmAgent:
             linear_classifier=cfg.classifier == "linear",
             decoder=cfg.encoder_objective == "reconstruction",
             learn_policy_std=cfg.entropy_bonus > 0,
+            standardize_obs=cfg.obs_norm,
         ).to(self.device)
         if cfg.compile:
             self.wm.compile_networks()
@@ -97,6 +98,13 @@ class AlmAgent:
             # the reference's on Ampere GPUs). A process-wide switch (torch has no per-module
             # one), so it is set either way: an fp32 agent made later does not inherit it.
             torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
+
+    def set_observation_stats(self, observations: torch.Tensor | np.ndarray) -> None:
+        """With ``obs_norm``: standardise inputs by the mean and std over observations
+        (N, D) from here on; without it, nothing."""
+        if self.cfg.obs_norm:
+            obs = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
+            self.wm.set_observation_stats(obs.mean(0), obs.std(0))
 
     # ------------------------------------------------------------------- acting
     @torch.no_grad()

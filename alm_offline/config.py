@@ -46,6 +46,9 @@ class AgentConfig:
     expl_std_end: float = 0.1  # exploration std after expl_std_steps updates
     expl_std_steps: int = 100_000  # updates over which the std decays linearly
     stddev_clip: float = 0.3  # clip of the policy noise inside updates
+    # standardise observations (per dim) with the data's mean and std, set at the first update
+    # from the warm-up data (online) or the dataset (offline); off in the paper
+    obs_norm: bool = False
     bc_coef: float = 0.0  # weight of the behaviour-cloning term (offline, App. A.7)
     precision: str = "fp32"  # fp32; tf32 (CUDA matmuls on TF32 cores); bf16 (autocast networks)
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
@@ -89,6 +92,7 @@ class RunConfig:
         "HalfCheetah-v5"  # gymnasium id, or T-Ant-v5 / T-Humanoid-v5 ("" offline: the dataset's)
     )
     dataset: str | None = None  # offline: .hdf5 file, Minari folder or id (None: the bundled one)
+    method: str = "alm"  # alm; offline also d3rlpy's bc, td3+bc, iql, cql (alm baseline ALGO)
     clip_actions: bool = False  # offline: clip dataset actions into [-1, 1] instead of failing
     seed: int = 1  # seeds torch, numpy, the envs and the replay sampling
     device: str = "auto"  # cpu, cuda, cuda:N, or auto (cuda when available)
@@ -102,9 +106,11 @@ class RunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-BUNDLED_CONFIGS = ("online", "quick", "offline")
+BUNDLED_CONFIGS = ("online", "quick", "offline", "behaviour", "offline-locomotion")
 PRECISIONS = ("fp32", "tf32", "bf16")
 EVAL_LATENTS = ("mean", "sample")
+BASELINE_METHODS = ("bc", "td3+bc", "iql", "cql")  # d3rlpy's, with its D4RL settings
+METHODS = ("alm", *BASELINE_METHODS)
 CHOICES = {
     "precision": PRECISIONS,
     "actor_loss": ("svg", "td3"),
@@ -270,6 +276,8 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"agent.{key} must be one of {', '.join(allowed)}, got '{value}'")
     if a.buffer_size < a.seq_len + 2:
         raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got '{cfg.method}'")
     e = cfg.eval
     if e.latent not in EVAL_LATENTS:
         raise ConfigError(f"eval.latent must be one of {', '.join(EVAL_LATENTS)}, got '{e.latent}'")

@@ -51,6 +51,26 @@ def evaluate(
     return returns
 
 
+def eval_row(
+    where: dict[str, int], returns: np.ndarray, refs: tuple[float, float] | None
+) -> dict[str, Any]:
+    """An eval.jsonl row: ``where`` (the step) + return statistics of ``returns`` (episodes,)
+    and, with ``refs`` (min, max), normalised scores."""
+    row: dict[str, Any] = {
+        **where,
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "return_min": float(returns.min()),
+        "return_max": float(returns.max()),
+        "returns": [float(r) for r in returns],
+    }
+    if refs is not None:
+        scores = normalized_score(returns, *refs)
+        row["normalized_score_mean"] = float(scores.mean())
+        row["normalized_score_std"] = float(scores.std())
+    return row
+
+
 # ----------------------------------------------------------------------------- alm eval
 class EvalError(AlmError):
     """Bad input to ``evaluate_checkpoint`` (one-line message)."""

@@ -19,6 +19,7 @@ from torch import nn
 MEAN_SCALE = 30.0
 STD_MIN = 0.1
 STD_MAX = 10.0
+OBS_STD_FLOOR = 1e-3  # a constant observation dim is centred, not blown up
 ACTION_EPS = 1e-6
 IDENTITY_STD = 0.1  # fixed std of the identity encoder (MnM-like ablation): z ~ N(s, 0.1^2)
 POLICY_LOG_STD = (-5.0, 0.0)  # range of a learned policy log-std (entropy-bonus ablation)
@@ -240,6 +241,8 @@ class WorldModel(nn.Module):
     keyword switches build the paper's ablations (defaults: the main method):
     ``identity_encoder`` (z = s, so Z = D), ``linear_classifier``, ``decoder`` (for the
     reconstruction-trained encoder) and ``learn_policy_std`` (entropy bonus).
+    ``standardize_obs``: both encoders see (obs - mean) / std, with the data's statistics
+    set once by ``set_observation_stats`` (buffers, saved with the weights).
     """
 
     def __init__(
@@ -254,8 +257,13 @@ class WorldModel(nn.Module):
         linear_classifier: bool = False,
         decoder: bool = False,
         learn_policy_std: bool = False,
+        standardize_obs: bool = False,
     ) -> None:
         super().__init__()
+        self.standardize_obs = standardize_obs
+        if standardize_obs:
+            self.register_buffer("obs_mean", torch.zeros(obs_dim))
+            self.register_buffer("obs_std", torch.ones(obs_dim))
         if identity_encoder:
             latent_dim = obs_dim
             self.encoder: nn.Module = IdentityEncoder()
@@ -276,11 +284,19 @@ class WorldModel(nn.Module):
         for target in (self.encoder_target, self.critic_target):
             target.requires_grad_(False)
 
+    def set_observation_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The per-dim mean and std (D,) that ``standardize_obs`` divides by (in place)."""
+        self.obs_mean.copy_(mean)
+        self.obs_std.copy_(std.clamp_min(OBS_STD_FLOOR))
+
+    def _input(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_mean) / self.obs_std if self.standardize_obs else obs
+
     def encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(obs)
+        return self.encoder(self._input(obs))
 
     def encode_target(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder_target(obs)
+        return self.encoder_target(self._input(obs))
 
     def next(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(z, a)

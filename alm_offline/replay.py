@@ -278,6 +278,10 @@ class ReplayBuffer:
             terminated=self.terminated[idx],
         )
 
+    def observations(self) -> torch.Tensor:
+        """(size, D) the stored observations (a view; slot order, not time order)."""
+        return self.obs[: self.size]
+
     def can_sample(self) -> bool:
         return len(self.sequence_starts) > 0 and len(self.transition_starts) > 0
 

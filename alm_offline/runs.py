@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .agent import resolve_device
+from .baselines import check_baseline_data, import_d3rlpy, train_baseline
 from .config import ConfigError, RunConfig, load_config
 from .datasets.convert import bundled_dataset_path, load_dataset
 from .datasets.episodes import DatasetError, EpisodeDataset
@@ -49,6 +50,8 @@ def start_online(
         cfg = resumed_config(resume, config, overrides)
         return RunStart("online", cfg, Path(resume), True, RunDirLock(Path(resume)))
     cfg = load_config(config, overrides)
+    if cfg.method != "alm":
+        raise ConfigError(f"method={cfg.method} is an offline baseline: alm baseline {cfg.method}")
     check_backends(cfg.logger)
     describe_env(cfg.env)
     run_dir, lock = _new_run_dir(cfg, "", overwrite)
@@ -69,19 +72,29 @@ def start_offline(
     """
     if resume is not None:
         cfg = resumed_config(resume, config, overrides)
+        if cfg.method != "alm":
+            raise RunDirError(f"'{resume}' is a d3rlpy {cfg.method} run, which cannot resume")
         dataset = load_offline_dataset(cfg)
         return RunStart("offline", cfg, Path(resume), True, RunDirLock(Path(resume)), dataset)
     cfg = load_config(config or "offline", overrides)
+    if cfg.method != "alm":
+        import_d3rlpy()  # its install named before any data is read
     dataset = load_offline_dataset(cfg)
+    if cfg.method != "alm":
+        check_baseline_data(cfg.method, dataset)
     cfg = replace(cfg, env=dataset.env_id, dataset=cfg.dataset or str(bundled_dataset_path()))
     check_backends(cfg.logger)
-    run_dir, lock = _new_run_dir(cfg, "offline-", overwrite)
+    prefix = "offline-" if cfg.method == "alm" else f"{cfg.method.replace('+', '')}-"
+    run_dir, lock = _new_run_dir(cfg, prefix, overwrite)
     return RunStart("offline", cfg, run_dir, False, lock, dataset)
 
 
 def train(start: RunStart, *, quiet: bool = False) -> dict[str, Any]:
     """Train ``start`` to ``cfg.steps``; returns the summary written to its run dir."""
     with start.lock:
+        if start.mode == "offline" and start.cfg.method != "alm":
+            device = resolve_device(start.cfg.device)
+            return train_baseline(start.cfg, start.run_dir, start.dataset, device, quiet=quiet)
         if start.mode == "offline":
             return train_offline(
                 start.cfg, start.run_dir, start.dataset, resume=start.resume, quiet=quiet

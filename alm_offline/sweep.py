@@ -150,7 +150,28 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise SweepError(f"'{out}' already holds a sweep; use --overwrite to replace it")
 
 
-def _import_ray():
+def prepare_out_and_cluster(
+    out: Path, overwrite: bool, address: str | None, cpus_per_trial: float, gpus_per_trial: float
+) -> None:
+    """Check the sweep folder and that the cluster (or this machine) can hold a trial, then
+    create the folder; ``SweepError`` (one line) otherwise."""
+    _check_out(out, overwrite)
+    if address is None:
+        cpus, gpus = _local_resources()
+        if cpus_per_trial > cpus or gpus_per_trial > gpus:
+            raise SweepError(
+                f"a trial asks for {cpus_per_trial} CPUs and {gpus_per_trial} GPUs; "
+                f"this machine has {cpus} CPUs and {gpus} GPUs"
+            )
+    else:
+        check_address(address)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepError(f"cannot create --out '{out}': {exc.strerror}") from None
+
+
+def import_ray():
     try:
         import ray
     except ImportError:
@@ -158,8 +179,8 @@ def _import_ray():
     return ray
 
 
-def parse_grid(envs: str, seeds: str) -> tuple[list[str], list[int]]:
-    """``--envs`` and ``--seeds`` as comma-separated text -> (env ids, integer seeds)."""
+def parse_grid(envs: str, seeds: str, option: str = "--envs") -> tuple[list[str], list[int]]:
+    """``--envs`` (or ``option``) and ``--seeds`` as comma-separated text -> (names, seeds)."""
 
     def items(text: str, option: str) -> list[str]:
         parts = [part.strip() for part in text.split(",")]
@@ -167,7 +188,7 @@ def parse_grid(envs: str, seeds: str) -> tuple[list[str], list[int]]:
             raise SweepError(f"{option} must be a comma-separated list, got '{text}'")
         return parts
 
-    env_ids = items(envs, "--envs")
+    env_ids = items(envs, option)
     try:
         return env_ids, [int(seed) for seed in items(seeds, "--seeds")]
     except ValueError:
@@ -249,14 +270,21 @@ def results_table(
 
 def results_csv(trials: Sequence[dict[str, Any]]) -> str:
     """One CSV row per trial (``CSV_COLUMNS``); empty cells where a failed trial has no value."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
+    rows = []
     for t in trials:
         summary = t.get("summary") or {}
         row = {key: summary.get(key) for key in CSV_COLUMNS[3:7]}
         row.update(env=t["env"], seed=t["seed"], status=t["status"], run_dir=t["run_dir"])
-        row["error"] = t.get("error")
+        rows.append({**row, "error": t.get("error")})
+    return csv_text(rows, CSV_COLUMNS)
+
+
+def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` as CSV with ``columns``; None becomes an empty cell."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return buffer.getvalue()
 
@@ -300,26 +328,13 @@ def run_sweep(
     """
     say = report or (lambda line: None)
     _check_grid(envs, seeds, cpus_per_trial, gpus_per_trial)
-    ray = _import_ray()
+    ray = import_ray()
     name = _sweep_name(name, config)
     out = (out if out is not None else default_out(name)).absolute()
     cfgs = trial_configs(config, overrides, envs, seeds, out, cpus_per_trial)
     for env in envs:
         describe_env(env)
-    _check_out(out, overwrite)
-    if address is None:
-        cpus, gpus = _local_resources()
-        if cpus_per_trial > cpus or gpus_per_trial > gpus:
-            raise SweepError(
-                f"a trial asks for {cpus_per_trial} CPUs and {gpus_per_trial} GPUs; "
-                f"this machine has {cpus} CPUs and {gpus} GPUs"
-            )
-    else:
-        check_address(address)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SweepError(f"cannot create --out '{out}': {exc.strerror}") from None
+    prepare_out_and_cluster(out, overwrite, address, cpus_per_trial, gpus_per_trial)
 
     record: dict[str, Any] = {
         "name": name,
@@ -337,11 +352,85 @@ def run_sweep(
         ],
     }
 
+    say(f"sweep {name}: {len(cfgs)} trials on Ray ({address or 'local'}), out {out}")
+    run_grid(
+        ray,
+        address,
+        out,
+        record,
+        run_trial,
+        [(to_dict(c), overwrite) for c in cfgs],
+        lambda i, exc: failed_row(cfgs[i].env, cfgs[i].seed, cfgs[i].run_dir, exc),
+        lambda row: say(_describe(row)),
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+    )
+    return _write_results(out, record, name)
+
+
+def run_grid(
+    ray: Any,
+    address: str | None,
+    out: Path,
+    record: dict[str, Any],
+    function: Callable[..., dict[str, Any]],
+    arguments: Sequence[tuple],
+    failed_row: Callable[[int, BaseException], dict[str, Any]],
+    describe: Callable[[dict[str, Any]], None],
+    *,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+) -> None:
+    """``run_on_ray`` with ``record`` (its ``trials`` in grid order) kept in
+    ``out/sweep.json``: written before, after each finished trial (so an interrupted sweep
+    still shows what finished) and at the end, with the sweep's status."""
+
     def save_record() -> None:
         write_text_atomic(out / SWEEP_FILE, json.dumps(record, indent=2) + "\n")
 
+    def finished(i: int, row: dict[str, Any], done: int) -> None:
+        record["trials"][i] = row
+        describe({**row, "progress": f"[{done}/{len(arguments)}]"})
+        save_record()
+
+    save_record()
+    try:
+        run_on_ray(
+            ray,
+            address,
+            function,
+            arguments,
+            failed_row,
+            finished,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+        )
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        save_record()
+        raise
+    record["status"] = "finished"
+    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    save_record()
+
+
+def run_on_ray(
+    ray: Any,
+    address: str | None,
+    function: Callable[..., dict[str, Any]],
+    arguments: Sequence[tuple],
+    failed_row: Callable[[int, BaseException], dict[str, Any]],
+    finished: Callable[[int, dict[str, Any], int], None],
+    *,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+) -> None:
+    """Start or join Ray, run ``function(*arguments[i])`` for every i as a task, and give each
+    finished row to ``finished(i, row, done)``; a task that died (crashed worker,
+    ``RayTaskError``, lost object) becomes ``failed_row(i, exc)`` instead of an exception."""
     try:
         if address is None:
+            cpus, gpus = _local_resources()
             ray.init(
                 num_cpus=cpus,
                 num_gpus=gpus,
@@ -355,56 +444,37 @@ def run_sweep(
         ray.shutdown()
         raise SweepError(f"cannot start Ray ({address or 'local'}): {_first_line(exc)}") from None
     try:
-        save_record()
-        task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(
-            run_trial
-        )
-        pending = {task.remote(to_dict(c), overwrite): i for i, c in enumerate(cfgs)}
-        say(f"sweep {name}: {len(cfgs)} trials on Ray ({address or 'local'}), out {out}")
+        task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(function)
+        pending = {task.remote(*args): i for i, args in enumerate(arguments)}
         done = 0
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    i = pending.pop(ref)
-                    row = collect_trial(ray, ref, cfgs[i])
-                    record["trials"][i] = row
-                    done += 1
-                    say(f"[{done}/{len(cfgs)}] {_describe(row)}")
-                    save_record()
-        except KeyboardInterrupt:
-            record["status"] = "interrupted"
-            save_record()
-            raise
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except Exception as exc:
+                    cause = getattr(exc, "cause", None)
+                    row = failed_row(i, cause if isinstance(cause, BaseException) else exc)
+                done += 1
+                finished(i, row, done)
     finally:
         ray.shutdown()
 
-    record["status"] = "finished"
-    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    save_record()
-    return _write_results(out, record, name)
 
-
-def collect_trial(ray: Any, ref: Any, cfg: RunConfig) -> dict[str, Any]:
-    """The row of finished task ``ref`` (trial ``cfg``); a task that died (crashed worker,
-    ``RayTaskError``, lost object) becomes a failed row instead of an exception."""
-    try:
-        return ray.get(ref)
-    except Exception as exc:
-        cause = getattr(exc, "cause", None)
-        error = _first_line(cause if isinstance(cause, BaseException) else exc)
-        return {
-            "env": cfg.env,
-            "seed": cfg.seed,
-            "run_dir": cfg.run_dir,
-            "status": "failed",
-            "summary": None,
-            "error": error,
-        }
+def failed_row(env: str, seed: int, run_dir: str | None, exc: BaseException) -> dict[str, Any]:
+    return {
+        "env": env,
+        "seed": seed,
+        "run_dir": run_dir,
+        "status": "failed",
+        "summary": None,
+        "error": _first_line(exc),
+    }
 
 
 def _describe(row: dict[str, Any]) -> str:
-    where = f"{row['env']} s{row['seed']}"
+    where = f"{row.get('progress', '')} {row['env']} s{row['seed']}".strip()
     if row["status"] != "ok":
         return f"{where}: failed: {row['error']}"
     s = row["summary"]
@@ -417,11 +487,21 @@ def _describe(row: dict[str, Any]) -> str:
 
 
 def _write_results(out: Path, record: dict[str, Any], name: str) -> SweepResult:
-    from .plotting import PAPER_TABLE1, plot_learning_curves
+    from .plotting import PAPER_TABLE1
 
     trials = record["trials"]
     table = results_table(trials, record["envs"], name, PAPER_TABLE1)
-    write_text_atomic(out / "results.csv", results_csv(trials))
+    return write_results(out, trials, table, results_csv(trials))
+
+
+def write_results(
+    out: Path, trials: list[dict[str, Any]], table: str, csv_text: str
+) -> SweepResult:
+    """Write ``results.md`` (``table``), ``results.csv`` and the curves of the trials that
+    succeeded (``curves.png``; a plot that fails is a note, never a lost table)."""
+    from .plotting import plot_learning_curves
+
+    write_text_atomic(out / "results.csv", csv_text)
     write_text_atomic(out / "results.md", table)
     notes: list[str] = []
     curves = None
@@ -441,10 +521,16 @@ __all__ = [
     "SweepError",
     "SweepResult",
     "check_address",
-    "collect_trial",
+    "csv_text",
+    "failed_row",
+    "import_ray",
+    "prepare_out_and_cluster",
     "results_csv",
     "results_table",
+    "run_grid",
+    "run_on_ray",
     "run_sweep",
     "run_trial",
     "trial_configs",
+    "write_results",
 ]

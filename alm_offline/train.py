@@ -76,6 +76,8 @@ def train_online(
             obs = next_obs
 
             if counters.env_steps > warmup and replay.can_sample():
+                if counters.updates == 0:  # obs_norm: the warm-up data's statistics
+                    agent.set_observation_stats(replay.observations())
                 run.update(updater, exploration_std(cfg.agent, counters.updates))
                 if counters.updates % cfg.log_every == 0:
                     log()
@@ -132,7 +134,10 @@ def train_offline(
     if resume and run.restore()["extra"].get("dataset_fingerprint") != fingerprint:
         raise CheckpointError(f"the dataset of '{run_dir}' changed since the checkpoint")
     counters = run.counters
+    if counters.updates == 0:  # obs_norm: the dataset's statistics (a resume restores them)
+        run.agent.set_observation_stats(dataset.observations)
     updater = make_updater(run.agent, replay)
+    updates_at_start, started = counters.updates, time.perf_counter()
 
     with run.session(resume, counters.updates, f"offline {dataset.env_id}", quiet) as bar:
         while counters.updates < cfg.steps:
@@ -148,6 +153,7 @@ def train_offline(
                 last = counters.last_eval.get("return_mean")
                 bar.advance(counters.updates, "" if last is None else f"eval {last:.1f}")
         run.log(updates=counters.updates)
+    training_seconds = time.perf_counter() - started - run.eval_seconds
     run.checkpoint(extra={"dataset_fingerprint": fingerprint})
     last = counters.last_eval
     return run.finish(
@@ -160,4 +166,5 @@ def train_offline(
         normalized_score_std=last.get("normalized_score_std"),
         ref_min_score=refs[0],
         ref_max_score=refs[1],
+        updates_per_sec=(counters.updates - updates_at_start) / max(training_seconds, 1e-9),
     )

@@ -23,13 +23,12 @@ from .agent import AlmAgent, resolve_device
 from .checkpoint import checkpoint_path, read_resume_checkpoint, restore, save_checkpoint
 from .config import RunConfig
 from .envs import make_env
-from .evaluate import evaluate
+from .evaluate import eval_row, evaluate
 from .loggers import RunLogger, make_run_logger
 from .metrics import MetricsWindow, NonFiniteError
 from .progress import ProgressDisplay
 from .replay import ReplayBuffer
 from .rundir import write_summary
-from .scores import normalized_score
 from .threads import ThreadPolicy
 from .updater import EagerUpdater
 
@@ -77,6 +76,7 @@ class TrainingRun:
         self.logger: RunLogger | None = None
         self._session_start = time.perf_counter()
         self._wall_before = 0.0
+        self.eval_seconds = 0.0  # this session's time in evaluations
 
     def new_replay(self, capacity: int) -> ReplayBuffer:
         """An empty replay of the agent's dims and sequence length, on its device."""
@@ -125,30 +125,21 @@ class TrainingRun:
         """Deterministic returns over ``eval.episodes`` fixed-seed episodes, logged."""
         if self.cfg.eval.episodes <= 0:
             return
+        started = time.perf_counter()
         returns = evaluate(
             self.agent.eval_policy(self.cfg.eval.latent, self.cfg.seed),
             self.eval_env,
             self.cfg.eval.episodes,
             self.cfg.seed,
         )
-        row = {
-            **where,
-            "return_mean": float(returns.mean()),
-            "return_std": float(returns.std()),
-            "return_min": float(returns.min()),
-            "return_max": float(returns.max()),
-            "returns": [float(r) for r in returns],
-        }
-        if self.refs is not None:
-            scores = normalized_score(returns, *self.refs)
-            row["normalized_score_mean"] = float(scores.mean())
-            row["normalized_score_std"] = float(scores.std())
+        row = eval_row(where, returns, self.refs)
         self.counters.last_eval = row
         self.counters.evaluations.append([where[self.step_key], row["return_mean"]])
         self.logger.evaluation(row)
         if row["return_mean"] > self.counters.best_eval.get("return_mean", -math.inf):
             self.counters.best_eval = row
             self._save(checkpoint_path(self.run_dir, "best"))
+        self.eval_seconds += time.perf_counter() - started
 
     def checkpoint(self, **state: Any) -> None:
         """Save everything a resume needs (``state``: replay, env_rng, extra)."""

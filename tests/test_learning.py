@@ -34,10 +34,11 @@ def test_quick_config_learns_inverted_pendulum(tmp_path):
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["env_steps"] == 8000
+    assert summary["env_steps"] == 6000
     assert summary["eval_return_mean"] > MARGIN_OVER_RANDOM * random_return
     assert summary["eval_return_mean"] > zero_return + 10
-    # the kept checkpoint balances far longer than doing nothing (1000 = solved)
-    assert summary["best_eval_return_mean"] > 10 * zero_return
+    # seed 1 solves the task (1000 = the pole held for the whole episode; a single thread
+    # makes the run the same on every machine of this kind)
+    assert summary["best_eval_return_mean"] >= 950
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     assert "evaluations " in result.output and "next: alm eval" in result.output

@@ -17,8 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import assert_one_line_error
 
-from alm_offline.config import load_config
-from alm_offline.sweep import SweepError, check_address, collect_trial, results_table
+from alm_offline.sweep import SweepError, check_address, failed_row, results_table, run_on_ray
 from cli import alm
 
 ray = pytest.importorskip("ray")
@@ -49,10 +48,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_sweep_runs_every_trial(tmp_path):
     out = tmp_path / "sw"
-    start = time.perf_counter()
     result = sweep(tmp_path, out, "--seeds", "1,2", "--name", "tiny")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert time.perf_counter() - start < 120
     summaries = {}
     for seed in (1, 2):
         run_dir = out / ENV / f"s{seed}"
@@ -105,15 +102,18 @@ def test_failed_trial_keeps_the_others(tmp_path):
 
 @pytest.mark.slow
 def test_crashed_worker_is_a_failed_row():
-    cfg = load_config("quick", ("seed=7", "run_dir=/nowhere/s7"))
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        crash = ray.remote(max_retries=0)(lambda: os._exit(3))  # pickled by value for the worker
-        ref = crash.remote()
-        ray.wait([ref])
-        row = collect_trial(ray, ref, cfg)
-    finally:
-        ray.shutdown()
+    rows = {}
+    run_on_ray(
+        ray,
+        None,
+        lambda: os._exit(3),  # pickled by value for the worker
+        [()],
+        lambda i, exc: failed_row(ENV, 7, "/nowhere/s7", exc),
+        lambda i, row, done: rows.update({i: row}),
+        cpus_per_trial=1,
+        gpus_per_trial=0,
+    )
+    row = rows[0]
     assert (row["env"], row["seed"], row["run_dir"]) == (ENV, 7, "/nowhere/s7")
     assert (row["status"], row["summary"]) == ("failed", None)
     assert row["error"].startswith("WorkerCrashedError: ") and "\n" not in row["error"]

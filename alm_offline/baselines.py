@@ -1,0 +1,250 @@
+"""Offline baselines from d3rlpy: BC, TD3+BC, IQL and CQL with d3rlpy's own D4RL settings.
+
+``train_baseline`` trains one of them on an ``EpisodeDataset`` and writes the same run dir as
+``alm train-offline`` (config.yaml, eval.jsonl, metrics.jsonl, summary.json), evaluated with
+the same seeded protocol (``evaluate``: episode i from ``seed + 10000 + i``, deterministic
+actions), so plots, sweeps and tables treat offline ALM and the baselines alike. d3rlpy is
+an optional extra: without it, ``BaselineError`` names the install.
+
+The settings are those of d3rlpy's ``reproductions/offline/*.py`` (TD3+BC: alpha 2.5,
+observation standardisation; IQL: expectile 0.7, temperature 3, return-based reward scale
+x1000, cosine actor schedule over the run; CQL: 3x256 networks, conservative weight 5 (10 on
+``*medium-v0``), fixed alpha); BC, which has no reproduction there, uses ``BCConfig``'s
+defaults. The learner sees actions in the agent's [-1, 1] box, as ALM does, and acts in the
+env through the same ``RescaleAction`` wrapper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .datasets.episodes import EpisodeDataset
+from .envs import make_env
+from .errors import AlmError
+from .evaluate import eval_row, evaluate
+from .loggers import make_run_logger
+from .rundir import write_summary
+from .threads import ThreadPolicy
+
+D3RLPY_MISSING = "alm baseline needs d3rlpy: pip install 'alm-offline[baselines]'"
+
+
+class BaselineError(AlmError):
+    """A baseline that cannot run as asked (one-line message)."""
+
+
+def import_d3rlpy() -> Any:
+    """The d3rlpy module, or ``BaselineError`` naming the install when it is missing."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # the old gym's NumPy 2 notice
+            d3rlpy = importlib.import_module("d3rlpy")
+    except ImportError:
+        raise BaselineError(D3RLPY_MISSING) from None
+    structlog = importlib.import_module("structlog")  # d3rlpy's logger: warnings and up only
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    return d3rlpy
+
+
+def algo_config(method: str, d3rlpy: Any, steps: int, dataset_name: str) -> Any:
+    """d3rlpy's config object for ``method`` with its D4RL reproduction settings."""
+    if method == "bc":
+        return d3rlpy.algos.BCConfig()
+    if method == "td3+bc":
+        return d3rlpy.algos.TD3PlusBCConfig(
+            actor_learning_rate=3e-4,
+            critic_learning_rate=3e-4,
+            batch_size=256,
+            target_smoothing_sigma=0.2,
+            target_smoothing_clip=0.5,
+            alpha=2.5,
+            update_actor_interval=2,
+            observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
+        )
+    if method == "iql":
+        schedule = d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=steps)
+        return d3rlpy.algos.IQLConfig(
+            actor_learning_rate=3e-4,
+            critic_learning_rate=3e-4,
+            actor_optim_factory=d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=schedule),
+            batch_size=256,
+            weight_temp=3.0,
+            max_weight=100.0,
+            expectile=0.7,
+            reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0),
+        )
+    if method == "cql":
+        encoder = d3rlpy.models.encoders.VectorEncoderFactory([256, 256, 256])
+        return d3rlpy.algos.CQLConfig(
+            actor_learning_rate=1e-4,
+            critic_learning_rate=3e-4,
+            temp_learning_rate=1e-4,
+            actor_encoder_factory=encoder,
+            critic_encoder_factory=encoder,
+            batch_size=256,
+            n_action_samples=10,
+            alpha_learning_rate=0.0,
+            conservative_weight=10.0 if "medium-v0" in dataset_name else 5.0,
+        )
+    raise BaselineError(f"unknown baseline '{method}' (bc, td3+bc, iql, cql)")
+
+
+def to_mdp_dataset(dataset: EpisodeDataset, d3rlpy: Any) -> Any:
+    """The dataset as a d3rlpy ``MDPDataset`` that keeps every transition.
+
+    An MDPDataset takes each row's next observation from the following row and drops the
+    last row of an episode that ends in a timeout, so a truncated episode of T steps is given
+    T + 1 rows: its final observation with a zero action and reward, flagged timeout. A
+    terminated episode keeps its T rows, the last flagged terminal (terminal wins over a
+    timeout on the same step).
+    """
+    observations, actions, rewards, terminals, timeouts = [], [], [], [], []
+    agent_actions = dataset.agent_actions()
+    for start, ep in zip(dataset.step_starts(), dataset.iter_episodes(), strict=True):
+        length = len(ep["rewards"])
+        acts = agent_actions[start : start + length]
+        ends_terminal = bool(ep["terminations"][-1])
+        rows = length if ends_terminal else length + 1
+        observations.append(ep["observations"][:rows])
+        actions.append(np.concatenate([acts, np.zeros((rows - length, acts.shape[1]))]))
+        rewards.append(np.concatenate([ep["rewards"], np.zeros(rows - length)]))
+        flags = np.zeros(rows, dtype=np.float32)
+        flags[-1] = 1.0
+        terminals.append(flags if ends_terminal else np.zeros(rows, dtype=np.float32))
+        timeouts.append(np.zeros(rows, dtype=np.float32) if ends_terminal else flags)
+    return d3rlpy.dataset.MDPDataset(
+        observations=np.concatenate(observations).astype(np.float32),
+        actions=np.concatenate(actions).astype(np.float32),
+        rewards=np.concatenate(rewards).astype(np.float32),
+        terminals=np.concatenate(terminals),
+        timeouts=np.concatenate(timeouts),
+        action_space=d3rlpy.ActionSpace.CONTINUOUS,
+        action_size=dataset.action_dim,
+    )
+
+
+def check_baseline_data(method: str, dataset: EpisodeDataset) -> None:
+    """``BaselineError`` for data a baseline cannot learn from (IQL's reward scale divides
+    by the spread of episode returns)."""
+    returns = dataset.episode_returns()
+    if method == "iql" and float(returns.max() - returns.min()) == 0.0:
+        raise BaselineError(
+            f"iql scales rewards by the spread of episode returns, and every episode of this "
+            f"dataset returns {returns[0]:g}"
+        )
+
+
+def _d3rlpy_device(device: torch.device) -> str | bool:
+    return f"cuda:{device.index or 0}" if device.type == "cuda" else False
+
+
+def train_baseline(
+    cfg: RunConfig,
+    run_dir: Path,
+    dataset: EpisodeDataset,
+    device: torch.device,
+    *,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train d3rlpy's ``cfg.method`` for ``cfg.steps`` updates on ``dataset``, evaluating
+    every ``eval.every`` updates; returns the summary written to ``run_dir``."""
+    d3rlpy = import_d3rlpy()
+    check_baseline_data(cfg.method, dataset)
+    threads = ThreadPolicy(cfg.threads)
+    d3rlpy.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    mdp = to_mdp_dataset(dataset, d3rlpy)
+    algo = algo_config(cfg.method, d3rlpy, cfg.steps, cfg.dataset or "").create(
+        device=_d3rlpy_device(device)
+    )
+    eval_env = make_env(dataset.env_id, seed=cfg.seed + 1)
+    refs = (dataset.ref_min_score, dataset.ref_max_score)
+    known_refs = None if None in refs else refs
+    evaluations: list[list[float]] = []
+    last_eval: dict[str, Any] = {}
+    best_eval: dict[str, Any] = {}
+    eval_seconds = 0.0
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return algo.predict(obs[None].astype(np.float32))[0]
+
+    with make_run_logger(cfg, run_dir) as logger:
+
+        def on_step(_algo: Any, _epoch: int, step: int) -> None:
+            nonlocal last_eval, best_eval, eval_seconds
+            if step % cfg.eval.every and step != cfg.steps:
+                return
+            started = time.perf_counter()
+            returns = evaluate(act, eval_env, cfg.eval.episodes, cfg.seed)
+            row = eval_row({"updates": step}, returns, known_refs)
+            logger.evaluation(row)
+            evaluations.append([step, row["return_mean"]])
+            last_eval = row
+            if row["return_mean"] > best_eval.get("return_mean", -math.inf):
+                best_eval = row
+            eval_seconds += time.perf_counter() - started
+            if not quiet:
+                print(f"{cfg.method} update {step}: eval {row['return_mean']:.1f}", flush=True)
+
+        per_epoch = math.gcd(cfg.steps, cfg.log_every)
+        started = time.perf_counter()
+        for epoch, metrics in algo.fitter(
+            mdp,
+            n_steps=cfg.steps,
+            n_steps_per_epoch=per_epoch,
+            logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+            show_progress=False,
+            save_interval=cfg.steps,
+            callback=on_step,
+        ):
+            threads.adjust()
+            logger.metrics({"updates": epoch * per_epoch, **_plain_metrics(metrics)})
+        wall = time.perf_counter() - started
+    eval_env.close()
+    checkpoint = run_dir / "checkpoints" / "d3rlpy.d3"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    algo.save(str(checkpoint))
+    summary = {
+        "env": dataset.env_id,
+        "mode": "offline",
+        "method": cfg.method,
+        "dataset": cfg.dataset,
+        "dataset_return_mean": float(dataset.episode_returns().mean()),
+        "env_steps": 0,
+        "normalized_score_mean": last_eval.get("normalized_score_mean"),
+        "normalized_score_std": last_eval.get("normalized_score_std"),
+        "ref_min_score": refs[0],
+        "ref_max_score": refs[1],
+        "updates": cfg.steps,
+        "eval_return_mean": last_eval.get("return_mean"),
+        "eval_return_std": last_eval.get("return_std"),
+        "best_eval_return_mean": best_eval.get("return_mean"),
+        "best_eval_at": best_eval.get("updates"),
+        "best_checkpoint": None,
+        "checkpoint": str(checkpoint),
+        "evaluations": evaluations,
+        "step_key": "updates",
+        "wall_seconds": wall,
+        "updates_per_sec": cfg.steps / max(wall - eval_seconds, 1e-9),
+        "device": str(device),
+        "run_dir": str(run_dir),
+        "d3rlpy_version": d3rlpy.__version__,
+        "d3rlpy_config": algo.config.serialize(),
+    }
+    write_summary(run_dir, summary)
+    return summary
+
+
+def _plain_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """d3rlpy's epoch metrics (losses, timings) as floats, its keys under ``d3rlpy/``."""
+    return {f"d3rlpy/{key}": float(value) for key, value in metrics.items()}

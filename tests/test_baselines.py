@@ -1,0 +1,281 @@
+"""alm baseline: d3rlpy's offline algorithms in alm's run dirs, through a real d3rlpy.
+
+d3rlpy 2.8 pins gymnasium==1.0.0, so it lives in its own venv (``make baselines-env``,
+``.venv-baselines``); these tests drive that venv's python as a subprocess, which also runs
+the project under gymnasium 1.0 while the suite itself runs under the newest gymnasium.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from alm_offline.datasets.action_box import ActionBox
+from alm_offline.datasets.episodes import EpisodeDataset
+from alm_offline.datasets.hdf5 import write_hdf5
+
+BOX = ActionBox.of_env("InvertedPendulum-v5")
+REPO = Path(__file__).resolve().parents[1]
+BASELINE_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+@pytest.fixture(scope="module")
+def baselines_python() -> str:
+    """The python of the venv that has d3rlpy (make baselines-env)."""
+    path = os.environ.get("ALM_BASELINES_PYTHON") or str(REPO / ".venv-baselines/bin/python")
+    if not Path(path).is_file():
+        pytest.fail(f"no d3rlpy venv at {path}: run make baselines-env (make test does)")
+    return path
+
+
+def run_in(python: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [python, *args], capture_output=True, text=True, cwd=cwd, env=BASELINE_ENV, timeout=600
+    )
+
+
+def test_without_d3rlpy_the_command_names_the_install(tmp_path):
+    """This suite's own env has no d3rlpy: one line, exit 1, nothing written."""
+    assert subprocess.run([sys.executable, "-c", "import d3rlpy"], capture_output=True).returncode
+    result = run_in(
+        sys.executable, "-m", "cli", "baseline", "td3+bc", f"run_dir={tmp_path}/run", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    expected = "error: alm baseline needs d3rlpy: pip install 'alm-offline[baselines]'"
+    assert result.stderr.strip() == expected
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_venv_resolves_d3rlpy_with_gymnasium_1_0(baselines_python, tmp_path):
+    out = run_in(
+        baselines_python,
+        "-c",
+        "import importlib.metadata as m; print(m.version('d3rlpy'), m.version('gymnasium'))",
+        cwd=tmp_path,
+    ).stdout.split()
+    assert out[0].startswith("2.") and out[1] == "1.0.0"
+
+
+CONVERSION = """
+import json, sys
+from alm_offline.baselines import import_d3rlpy, to_mdp_dataset
+from alm_offline.datasets import load_dataset
+data = load_dataset(sys.argv[1])
+mdp = to_mdp_dataset(data, import_d3rlpy())
+eps = mdp.episodes
+print(json.dumps({
+    "transitions": int(sum(e.transition_count for e in eps)),
+    "episodes": len(eps),
+    "terminated": [bool(e.terminated) for e in eps],
+    "last_next_obs": [
+        __import__("d3rlpy").dataset.BasicTransitionPicker()(e, e.transition_count - 1)
+        .next_observation.tolist() for e in eps],
+}))
+"""
+
+
+@pytest.mark.slow
+def test_the_mdp_dataset_keeps_every_transition(baselines_python, tmp_path):
+    """A terminated episode keeps its T steps; a truncated one its T steps too (d3rlpy would
+    drop its last), the last with the episode's final observation as next observation."""
+    rng = np.random.default_rng(0)
+    lengths = [5, 7]
+    episodes = []
+    for i, length in enumerate(lengths):
+        episodes.append(
+            {
+                "observations": rng.normal(size=(length + 1, 4)).astype(np.float32),
+                "actions": rng.uniform(-1, 1, size=(length, 1)).astype(np.float32),
+                "rewards": np.ones(length, dtype=np.float32),
+                "terminations": np.arange(length) == length - 1 if i == 0 else np.zeros(length),
+                "truncations": np.zeros(length) if i == 0 else np.arange(length) == length - 1,
+            }
+        )
+    data = EpisodeDataset.from_episodes(episodes, env_id="InvertedPendulum-v5", action_box=BOX)
+    write_hdf5(data, tmp_path / "tiny.hdf5")
+    result = run_in(baselines_python, "-c", CONVERSION, str(tmp_path / "tiny.hdf5"), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["transitions"] == sum(lengths)
+    assert got["episodes"] == 2
+    assert got["terminated"] == [True, False]
+    assert np.allclose(got["last_next_obs"][1], episodes[1]["observations"][-1])
+
+
+@pytest.fixture(scope="module")
+def baseline_runs(baselines_python, tmp_path_factory) -> dict[str, Path]:
+    """bc, td3+bc, iql and cql on the bundled InvertedPendulum-v5 dataset, a few updates."""
+    root = tmp_path_factory.mktemp("baselines")
+    runs = {}
+    for algo, steps in (("bc", 200), ("td3+bc", 200), ("iql", 100), ("cql", 20)):
+        run_dir = root / algo.replace("+", "")
+        every = steps // 2
+        result = run_in(
+            baselines_python,
+            "-m",
+            "cli",
+            "baseline",
+            algo,
+            f"steps={steps}",
+            f"eval.every={every}",
+            f"log_every={every}",
+            "eval.episodes=2",
+            "threads=1",
+            f"run_dir={run_dir}",
+            cwd=root,
+        )
+        assert result.returncode == 0, (algo, result.stderr[-2000:])
+        assert "Gym has been unmaintained" not in result.stderr
+        assert "run dir:" in result.stdout
+        runs[algo] = run_dir
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["bc", "td3+bc", "iql", "cql"])
+def test_a_baseline_writes_an_alm_run_dir(baseline_runs, algo):
+    run_dir = baseline_runs[algo]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    steps = summary["updates"]
+    assert summary["method"] == algo and summary["mode"] == "offline"
+    assert summary["env"] == "InvertedPendulum-v5"
+    assert summary["d3rlpy_version"].startswith("2.")
+    assert [at for at, _ in summary["evaluations"]] == [steps // 2, steps]
+    assert summary["updates_per_sec"] > 0
+    rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert [r["updates"] for r in rows] == [steps // 2, steps]
+    assert all(len(r["returns"]) == 2 and r["return_mean"] > 0 for r in rows)
+    assert summary["eval_return_mean"] == rows[-1]["return_mean"]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["method"] == algo
+    assert (run_dir / "checkpoints" / "d3rlpy.d3").stat().st_size > 1000
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["updates"] for m in metrics] == [steps // 2, steps]
+
+
+@pytest.mark.slow
+def test_baselines_evaluate_with_alm_s_protocol(baseline_runs, baselines_python):
+    """The same seeded episodes as ALM's evaluation: a d3rlpy run's checkpoint, reloaded and
+    evaluated by alm_offline.evaluate, gives its eval.jsonl returns back."""
+    run_dir = baseline_runs["td3+bc"]
+    script = (
+        "import sys, json, numpy as np, d3rlpy\n"
+        "from alm_offline.envs import make_env\n"
+        "from alm_offline.evaluate import evaluate\n"
+        "algo = d3rlpy.load_learnable(sys.argv[1])\n"
+        "env = make_env('InvertedPendulum-v5', seed=2)\n"
+        "r = evaluate(lambda o: algo.predict(o[None])[0], env, 2, 1)\n"
+        "print(json.dumps(r.tolist()))\n"
+    )
+    result = run_in(
+        baselines_python, "-c", script, str(run_dir / "checkpoints/d3rlpy.d3"), cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == last["returns"]
+
+
+@pytest.mark.slow
+def test_iql_refuses_data_whose_episodes_all_return_the_same(baselines_python, tmp_path):
+    episodes = [
+        {
+            "observations": np.zeros((11, 4), dtype=np.float32),
+            "actions": np.zeros((10, 1), dtype=np.float32),
+            "rewards": np.ones(10, dtype=np.float32),
+            "terminations": np.arange(10) == 9,
+            "truncations": np.zeros(10),
+        }
+    ] * 3
+    write_hdf5(
+        EpisodeDataset.from_episodes(episodes, env_id="InvertedPendulum-v5", action_box=BOX),
+        tmp_path / "same.hdf5",
+    )
+    result = run_in(
+        baselines_python,
+        "-m",
+        "cli",
+        "baseline",
+        "iql",
+        "--dataset",
+        str(tmp_path / "same.hdf5"),
+        f"run_dir={tmp_path}/run",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: iql scales rewards")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_project_runs_under_gymnasium_1_0(baselines_python, tmp_path):
+    """The core commands in the d3rlpy venv: collect a dataset, read it, train offline ALM."""
+    data = tmp_path / "random.hdf5"
+    steps = [
+        ("dataset", "collect", "--env", "Hopper-v5", "--steps", "300", "--out", str(data)),
+        ("dataset", "info", str(data), "--json"),
+        (
+            "train-offline",
+            "--dataset",
+            str(data),
+            "--quiet",
+            "steps=20",
+            "eval.every=20",
+            "eval.episodes=1",
+            "threads=1",
+            f"run_dir={tmp_path}/alm",
+        ),
+    ]
+    outputs = []
+    for args in steps:
+        result = run_in(baselines_python, "-m", "cli", *args, cwd=tmp_path)
+        assert result.returncode == 0, (args, result.stderr[-2000:])
+        outputs.append(result.stdout)
+    assert json.loads(outputs[1])["steps"] == 300
+    summary = json.loads((tmp_path / "alm" / "summary.json").read_text())
+    assert summary["updates"] == 20 and summary["env"] == "Hopper-v5"
+
+
+@pytest.mark.slow
+def test_an_offline_sweep_puts_alm_and_baselines_in_one_table(baselines_python, tmp_path):
+    """A real local Ray sweep: 2 datasets x (alm, bc, td3+bc) x 1 seed, trials run by the
+    d3rlpy venv's python; results.md has a row per method and a column per dataset."""
+    pytest.importorskip("ray")  # a dev dependency of the suite's own env
+    bundled = REPO / "datasets/bundled/inverted_pendulum-alm-v0.hdf5"
+    second = tmp_path / "second.hdf5"
+    result = run_in(
+        sys.executable, "-m", "cli", "dataset", "convert", str(bundled), str(second), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "sw"
+    command = [
+        "-m", "cli", "sweep", "--datasets", f"{bundled},{second}", "--methods",
+        "alm,bc,td3+bc", "--seeds", "1", "--python", baselines_python, "--out", str(out),
+        "--config", "offline", "steps=40", "eval.every=20", "log_every=20", "eval.episodes=1",
+    ]  # fmt: skip
+    result = run_in(sys.executable, *command, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((out / "sweep.json").read_text())
+    assert [(t["method"], t["status"]) for t in record["trials"]] == [
+        ("alm", "ok"), ("bc", "ok"), ("td3+bc", "ok")
+    ] * 2  # fmt: skip
+    table = (out / "results.md").read_text().splitlines()
+    assert table[0].startswith("| Method | inverted_pendulum-alm-v0.hdf5 | second.hdf5 |")
+    assert [line.split(" | ")[0] for line in table[2:]] == [
+        "| offline ALM", "| BC (d3rlpy)", "| TD3+BC (d3rlpy)"
+    ]  # fmt: skip
+    for t in record["trials"]:
+        cell = f"{t['summary']['eval_return_mean']:.1f} ± 0.0"
+        name = {"alm": "offline ALM", "bc": "BC (d3rlpy)", "td3+bc": "TD3+BC (d3rlpy)"}
+        assert any(line.startswith(f"| {name[t['method']]} |") and cell in line for line in table)
+        assert t["summary"]["updates"] == 40 and t["summary"]["updates_per_sec"] > 0
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 6 and {r["method"] for r in rows} == {"alm", "bc", "td3+bc"}
+    assert (out / "curves.png").stat().st_size > 1000

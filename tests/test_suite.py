@@ -1,0 +1,109 @@
+"""alm dataset make-suite: random, medium and medium-replay Minari datasets per env."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import minari
+import numpy as np
+import pytest
+from conftest import TINY_OVERRIDES
+
+from alm_offline.datasets.episodes import DatasetError
+from alm_offline.datasets.suite import merge_record, replay_dataset, suite_id
+from alm_offline.replay import ReplayBuffer
+
+
+def test_suite_ids_follow_minari_s_namespaces():
+    assert suite_id("alm-suite", "HalfCheetah-v5", "medium") == "alm-suite/halfcheetah/medium-v0"
+    assert suite_id("x", "Walker2d-v5", "medium-replay") == "x/walker2d/medium-replay-v0"
+
+
+def test_suite_records_of_two_runs_merge(tmp_path):
+    """Two make-suite runs (say one per env, side by side) share one suite.json."""
+    path = tmp_path / "suite.json"
+    first = {"prefix": "p", "seed": 0, "datasets": [{"id": "p/a/random-v0", "steps": 1}],
+             "behaviour": {"A-v5": {"seconds": 1}}}  # fmt: skip
+    second = {"prefix": "p", "seed": 0, "datasets": [{"id": "p/b/random-v0", "steps": 2}],
+              "behaviour": {"B-v5": {"seconds": 2}}}  # fmt: skip
+    merge_record(path, first)
+    merge_record(path, second)
+    again = {**first, "datasets": [{"id": "p/a/random-v0", "steps": 3}]}
+    merged = merge_record(path, again)
+    assert json.loads(path.read_text()) == merged
+    assert merged["datasets"] == [
+        {"id": "p/a/random-v0", "steps": 3}, {"id": "p/b/random-v0", "steps": 2}
+    ]  # fmt: skip
+    assert set(merged["behaviour"]) == {"A-v5", "B-v5"}
+
+
+def _fill(replay: ReplayBuffer, rng, episodes: list[tuple[int, bool]]) -> list[np.ndarray]:
+    """Episodes of (length, terminated) through the online API; returns their obs arrays."""
+    written = []
+    for length, terminated in episodes:
+        obs = rng.normal(size=(length + 1, 3)).astype(np.float32)
+        replay.start_episode(obs[0])
+        for t in range(length):
+            action = np.full(2, t / 10, dtype=np.float32)
+            replay.add(action, float(t), terminated and t == length - 1, obs[t + 1])
+        written.append(obs)
+    return written
+
+
+def test_a_replay_reads_back_as_its_episodes_in_order():
+    rng = np.random.default_rng(0)
+    replay = ReplayBuffer(100, 3, 2, seq_len=1)
+    shape = [(4, True), (6, False), (3, True), (5, False)]  # the last: cut by the run's end
+    written = _fill(replay, rng, shape)
+    data = replay_dataset(replay.state_dict(), "InvertedPendulum-v5")
+    assert data.episode_lengths.tolist() == [4, 6, 3, 5]
+    assert np.array_equal(data.observations, np.concatenate(written))
+    assert data.rewards.tolist() == [float(t) for length, _ in shape for t in range(length)]
+    ends = np.cumsum(data.episode_lengths) - 1
+    assert data.terminations[ends].tolist() == [True, False, True, False]
+    assert data.truncations[ends].tolist() == [False, True, False, True]
+    assert data.terminations.sum() == 2 and data.truncations.sum() == 2
+    assert np.allclose(data.agent_actions()[:4, 0], [0.0, 0.1, 0.2, 0.3])
+
+
+def test_a_wrapped_replay_is_refused():
+    replay = ReplayBuffer(10, 3, 2, seq_len=1)
+    _fill(replay, np.random.default_rng(0), [(6, True), (6, True)])
+    with pytest.raises(DatasetError, match="larger than the run's steps"):
+        replay_dataset(replay.state_dict(), "InvertedPendulum-v5")
+
+
+@pytest.mark.slow
+def test_make_suite_writes_three_minari_datasets_that_minari_reads(tmp_path, minari_store):
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith(("env=", "steps=", "agent.buffer"))]
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "cli", "dataset", "make-suite",
+            "--envs", "Hopper-v5", "--prefix", "t", "--steps", "1500",
+            "--train-steps", "400", "--config", "quick", "--work-dir", str(tmp_path / "w"),
+            *tiny,
+        ],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "w" / "suite.json").read_text())
+    rows = {row["id"]: row for row in record["datasets"]}
+    assert list(rows) == ["t/hopper/random-v0", "t/hopper/medium-v0", "t/hopper/medium-replay-v0"]
+    for dataset_id, row in rows.items():
+        data = minari.load_dataset(dataset_id)
+        assert data.total_steps == row["steps"]
+        assert data.total_episodes == row["episodes"]
+        returns = [float(ep.rewards.sum()) for ep in data.iterate_episodes()]
+        assert np.isclose(np.mean(returns), row["return_mean"], rtol=1e-5)
+        assert 0 < row["normalized_score_mean"] < 100  # D4RL's hopper reference scores
+    assert rows["t/hopper/random-v0"]["steps"] == 1500
+    assert rows["t/hopper/medium-v0"]["steps"] == 1500
+    assert rows["t/hopper/medium-replay-v0"]["steps"] == 400  # the whole training run
+    behaviour = record["behaviour"]["Hopper-v5"]
+    assert [at for at, _ in behaviour["evaluations"]][-1] == 400
+    # the replay's episodes are the training run's, whose warm-up is uniform random actions
+    replay = minari.load_dataset("t/hopper/medium-replay-v0")
+    first = next(iter(replay.iterate_episodes()))
+    assert np.all(np.abs(first.actions) <= 1.0) and first.actions.std() > 0.3
