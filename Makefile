@@ -24,7 +24,7 @@ run: install
 	$(PYTHON) -m cli train-online --config quick
 
 test: install baselines-env
-	ALM_BASELINES_PYTHON=$(BASELINES_VENV)/bin/python $(PYTHON) -m pytest -q
+	ALM_BASELINES_PYTHON=$(abspath $(BASELINES_VENV))/bin/python $(PYTHON) -m pytest -q
 
 # Everything but the tests marked slow (training runs, subprocesses, Ray, wheel builds)
 test-fast: install

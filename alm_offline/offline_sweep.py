@@ -219,6 +219,7 @@ def run_offline_sweep(
     python = python or sys.executable
     if not Path(python).is_file():
         raise SweepError(f"--python '{python}' is not a file")
+    python = os.path.abspath(python)  # trials may start elsewhere; a venv's symlink is kept
     _check_trials(config, overrides, datasets, methods)
     ray = import_ray()
     name = name or (Path(config).stem if config else "offline")

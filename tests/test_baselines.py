@@ -33,7 +33,8 @@ def baselines_python() -> str:
     path = os.environ.get("ALM_BASELINES_PYTHON") or str(REPO / ".venv-baselines/bin/python")
     if not Path(path).is_file():
         pytest.fail(f"no d3rlpy venv at {path}: run make baselines-env (make test does)")
-    return path
+    return os.path.abspath(path)  # the tests run it from other folders; not resolve(): a
+    # venv's python is a symlink to the base interpreter, and following it leaves the venv
 
 
 def run_in(python: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
