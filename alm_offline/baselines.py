@@ -156,10 +156,10 @@ def train_baseline(
     *,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Train d3rlpy's ``cfg.method`` for ``cfg.steps`` updates on ``dataset``, evaluating
+    """Train d3rlpy's ``cfg.method`` for ``cfg.steps`` updates on ``dataset`` (checked by
+    ``check_baseline_data`` before the run dir was made: ``runs.start_offline``), evaluating
     every ``eval.every`` updates; returns the summary written to ``run_dir``."""
     d3rlpy = import_d3rlpy()
-    check_baseline_data(cfg.method, dataset)
     threads = ThreadPolicy(cfg.threads)
     d3rlpy.seed(cfg.seed)
     torch.manual_seed(cfg.seed)

@@ -38,6 +38,7 @@ from .sweep import (
     import_ray,
     prepare_out_and_cluster,
     run_grid,
+    score_cell,
     trial_threads,
     write_results,
 )
@@ -153,13 +154,7 @@ def offline_results_table(
                 for t in rows
                 if t["status"] == "ok" and _score(t["summary"]) is not None
             ]
-            if not values:
-                cells.append("failed")
-                continue
-            cell = f"{np.mean(values):.1f} ± {np.std(values):.1f}"
-            if len(values) != len(rows):
-                cell += f" ({len(values)}/{len(rows)})"
-            cells.append(cell)
+            cells.append(score_cell(values, len(rows)))
         ok = [t["summary"] for t in trials if t["method"] == method and t["status"] == "ok"]
         speed = [s["updates_per_sec"] for s in ok if s.get("updates_per_sec")]
         wall = [s["wall_seconds"] for s in ok]

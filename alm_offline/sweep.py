@@ -233,7 +233,9 @@ def run_trial(cfg_dict: dict[str, Any], overwrite: bool) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- tables
-def _cell(values: list[float], total: int) -> str:
+def score_cell(values: list[float], total: int) -> str:
+    """``mean ± std`` (population std) of ``values``, with ``(k/n seeds)`` when some of the
+    ``total`` trials gave none; ``failed`` when none did."""
     if not values:
         return "failed"
     cell = f"{np.mean(values):.1f} ± {np.std(values):.1f}"
@@ -256,7 +258,7 @@ def results_table(
             for t in rows
             if t["status"] == "ok" and t["summary"].get("eval_return_mean") is not None
         ]
-        ours.append(_cell(values, len(rows)))
+        ours.append(score_cell(values, len(rows)))
     lines = [
         "| Method | " + " | ".join(envs) + " |",
         "|---|" + "---|" * len(envs),
@@ -531,6 +533,7 @@ __all__ = [
     "run_on_ray",
     "run_sweep",
     "run_trial",
+    "score_cell",
     "trial_configs",
     "write_results",
 ]

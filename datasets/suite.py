@@ -83,18 +83,13 @@ def replay_dataset(replay: dict[str, Any], env_id: str) -> EpisodeDataset:
 
 
 def dataset_stats(dataset: EpisodeDataset) -> dict[str, Any]:
-    """Size and return statistics of a dataset (a row of the suite's table)."""
-    returns = dataset.episode_returns()
-    stats = {
-        "steps": dataset.num_steps,
-        "episodes": dataset.num_episodes,
-        "return_mean": float(returns.mean()),
-        "return_std": float(returns.std()),
-        "return_min": float(returns.min()),
-        "return_max": float(returns.max()),
-    }
-    if dataset.ref_min_score is not None:
-        stats["normalized_score_mean"] = float(dataset.normalized_score(returns).mean())
+    """Size and return statistics of a dataset (a row of the suite's table), from
+    ``EpisodeDataset.summary``."""
+    summary = dataset.summary()
+    stats = {"steps": summary["steps"], "episodes": summary["episodes"]}
+    stats.update({f"return_{key}": value for key, value in summary["returns"].items()})
+    if summary["normalized_return_mean"] is not None:
+        stats["normalized_score_mean"] = summary["normalized_return_mean"]
     return stats
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import TINY_OVERRIDES
 
+from alm_offline.datasets.convert import save_dataset
 from alm_offline.datasets.episodes import DatasetError
 from alm_offline.datasets.suite import merge_record, replay_dataset, suite_id
 from alm_offline.replay import ReplayBuffer
@@ -39,14 +40,21 @@ def test_suite_records_of_two_runs_merge(tmp_path):
     assert set(merged["behaviour"]) == {"A-v5", "B-v5"}
 
 
-def _fill(replay: ReplayBuffer, rng, episodes: list[tuple[int, bool]]) -> list[np.ndarray]:
-    """Episodes of (length, terminated) through the online API; returns their obs arrays."""
+def _fill(
+    replay: ReplayBuffer,
+    rng,
+    episodes: list[tuple[int, bool]],
+    obs_dim: int = 3,
+    action_dim: int = 2,
+) -> list[np.ndarray]:
+    """Episodes of (length, terminated) through the online API, action t/10 at step t;
+    returns their obs arrays."""
     written = []
     for length, terminated in episodes:
-        obs = rng.normal(size=(length + 1, 3)).astype(np.float32)
+        obs = rng.normal(size=(length + 1, obs_dim)).astype(np.float32)
         replay.start_episode(obs[0])
         for t in range(length):
-            action = np.full(2, t / 10, dtype=np.float32)
+            action = np.full(action_dim, t / 10, dtype=np.float32)
             replay.add(action, float(t), terminated and t == length - 1, obs[t + 1])
         written.append(obs)
     return written
@@ -66,6 +74,21 @@ def test_a_replay_reads_back_as_its_episodes_in_order():
     assert data.truncations[ends].tolist() == [False, True, False, True]
     assert data.terminations.sum() == 2 and data.truncations.sum() == 2
     assert np.allclose(data.agent_actions()[:4, 0], [0.0, 0.1, 0.2, 0.3])
+
+
+def test_a_replay_is_written_in_env_units_that_minari_reads(minari_store):
+    """The replay holds agent actions in [-1, 1]; the medium-replay dataset stores them in
+    InvertedPendulum-v5's own [-3, 3], and Minari's own loader reads them so."""
+    replay = ReplayBuffer(100, 4, 1, seq_len=1)
+    _fill(replay, np.random.default_rng(1), [(5, True), (4, False)], obs_dim=4, action_dim=1)
+    data = replay_dataset(replay.state_dict(), "InvertedPendulum-v5")
+    save_dataset(data, "t/pendulum/medium-replay-v0", "minari")
+    back = minari.load_dataset("t/pendulum/medium-replay-v0")
+    episodes = list(back.iterate_episodes())
+    assert [len(ep.actions) for ep in episodes] == [5, 4]
+    assert np.allclose(episodes[0].actions[:, 0], 3 * np.arange(5) / 10)
+    assert [bool(ep.terminations[-1]) for ep in episodes] == [True, False]
+    assert [bool(ep.truncations[-1]) for ep in episodes] == [False, True]
 
 
 def test_a_wrapped_replay_is_refused():
