@@ -261,6 +261,7 @@ class AlmAgent:
                 lambda_=cfg.lambda_,
                 classifier_coef=cfg.classifier_coef,
                 entropy_bonus=cfg.entropy_bonus,
+                action_penalty=cfg.action_penalty,
             )
         actor_total = actor.loss
         if cfg.bc_coef > 0:

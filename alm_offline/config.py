@@ -58,6 +58,7 @@ class AgentConfig:
     value_in_encoder_loss: bool = True  # Q(z_K) term in the encoder/model bound (Sec. 5.3)
     actor_loss: str = "svg"  # svg: K-step imagined lambda-returns; td3: -Q(z, pi(z)) (Fig. 5c)
     entropy_bonus: float = 0.0  # alpha of a SAC entropy bonus; > 0 learns the policy std (Tab. 5)
+    action_penalty: float = 0.0  # weight of mean(pi(z)^2) along the rollout in the policy loss
     log_reward_shift: float = 0.0  # a of App. A.8: r -> a (log(r + a) - log a); 0 = off (Fig. 12)
     classifier: str = "mlp"  # mlp, or linear (Fig. 16)
     encoder: str = "mlp"  # mlp, or identity: z = s, an MnM-like state-space model (Fig. 13)
@@ -258,6 +259,7 @@ def validate(cfg: RunConfig) -> None:
         "agent.bc_coef": a.bc_coef,
         "agent.kl_coef": a.kl_coef,
         "agent.entropy_bonus": a.entropy_bonus,
+        "agent.action_penalty": a.action_penalty,
         "agent.log_reward_shift": a.log_reward_shift,
     }
     for key, value in non_negative.items():

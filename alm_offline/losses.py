@@ -284,6 +284,7 @@ def actor_svg_loss(
     lambda_: float,
     classifier_coef: float,
     entropy_bonus: float = 0.0,
+    action_penalty: float = 0.0,
 ) -> ActorTerms:
     """-mean_t g^t R^lambda_t over a K-step imagined rollout from z (B, Z) with the policy.
 
@@ -292,11 +293,13 @@ def actor_svg_loss(
     latents, the classifier's z_{t+1} and the critic's actions are detached, so gradients
     reach the actions through the reward, the classifier and the model's rsample (SVG).
     ``classifier_coef`` = 0 removes the classifier term (Sec. 5.3); ``entropy_bonus`` alpha
-    > 0 adds alpha H(pi(.|z_t)) to every step's reward (SAC-style ablation, Table 5).
+    > 0 adds alpha H(pi(.|z_t)) to every step's reward (SAC-style ablation, Table 5);
+    ``action_penalty`` > 0 adds its weight times the mean of pi(z_t)^2 over the rollout.
     """
-    latents, actions, entropies = [z], [], []
+    latents, actions, entropies, means = [z], [], [], []
     for _ in range(horizon):
         mean, a_std = wm.policy(z.detach(), std)
+        means.append(mean)
         a = sample_action(mean, a_std, stddev_clip)
         if entropy_bonus > 0:
             entropies.append(policy_entropy(a_std))
@@ -320,6 +323,8 @@ def actor_svg_loss(
     returns = lambda_returns(step_reward, next_value, gamma, lambda_)
     weights = gamma ** torch.arange(horizon, device=z.device, dtype=returns.dtype)
     loss = -(weights.unsqueeze(-1) * returns).mean()
+    if action_penalty > 0:
+        loss = loss + action_penalty * torch.stack(means).pow(2).mean()
     return ActorTerms(
         loss=loss,
         imagined_reward=reward.detach().mean(),
