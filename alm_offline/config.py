@@ -278,6 +278,8 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"agent.{key} must be one of {', '.join(allowed)}, got '{value}'")
     if a.buffer_size < a.seq_len + 2:
         raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
+    if a.action_penalty > 0 and a.actor_loss != "svg":
+        raise ConfigError("agent.action_penalty applies to the svg actor loss, not actor_loss=td3")
     if cfg.method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got '{cfg.method}'")
     e = cfg.eval

@@ -114,7 +114,7 @@ def main() -> None:
         row = rollout(agent, env, cfg.seed + EVAL_SEED_OFFSET + i, visited)
         print("  " + "  ".join(f"{k} {v:.3g}" for k, v in row.items()))
     if cfg.env.startswith("InvertedPendulum"):
-        force_scale = float(gym.make(cfg.env).action_space.high[0])
+        force_scale = float(env.unwrapped.action_space.high[0])  # the env's newtons
         fit = policy_gains(visited, force_scale)
         print(f"  policy gains (N): {gains_text(fit[:4])}")
         print(f"    offset {fit[4]:+.3f} N")

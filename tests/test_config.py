@@ -55,6 +55,7 @@ def test_yaml_then_dotlist_overrides(tmp_path):
         (["agent.gamma=1.5"], "agent.gamma"),
         (["agent.bc_coef=-1"], "agent.bc_coef must be >= 0"),
         (["agent.action_penalty=-0.5"], "agent.action_penalty must be >= 0"),
+        (["agent.action_penalty=1", "agent.actor_loss=td3"], "applies to the svg actor loss"),
         (["device=tpu"], "device"),
         (["eval.latent=median"], "eval.latent must be one of mean, sample"),
         (["agent.precision=fp16"], "agent.precision must be one of fp32, tf32, bf16"),
