@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from alm_offline.config import ConfigError, RunConfig, bundled_config_path, load_config, to_dict
+from alm_offline.config import (
+    BUNDLED_CONFIGS,
+    ConfigError,
+    RunConfig,
+    bundled_config_path,
+    load_config,
+    to_dict,
+)
 
 
 def test_defaults_are_table_3_and_online_yaml_matches():
@@ -30,6 +37,21 @@ def test_defaults_are_table_3_and_online_yaml_matches():
     assert cfg.env == "HalfCheetah-v5"
     assert to_dict(load_config("online")) == to_dict(RunConfig())
     assert bundled_config_path("quick").is_file()
+
+
+@pytest.mark.parametrize("name", BUNDLED_CONFIGS)
+def test_every_bundled_config_loads_by_name(name):
+    cfg = load_config(name)
+    assert cfg.steps > 0 and cfg.agent.lr > 0
+
+
+def test_offline_locomotion_is_the_config_of_the_readme_table():
+    """The values the README's "Offline locomotion" figures were measured with."""
+    a = load_config("offline-locomotion").agent
+    assert (a.bc_coef, a.lr, a.batch_size, a.seq_len, a.obs_norm) == (10000.0, 1e-3, 128, 3, True)
+    assert (a.hidden_dim, a.model_hidden_dim, a.latent_dim) == (128, 256, 50)
+    cfg = load_config("offline-locomotion")
+    assert (cfg.steps, cfg.eval.every, cfg.eval.episodes, cfg.threads) == (3000, 1000, 5, 1)
 
 
 def test_yaml_then_dotlist_overrides(tmp_path):
