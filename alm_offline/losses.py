@@ -299,7 +299,8 @@ def actor_svg_loss(
     latents, actions, entropies, means = [z], [], [], []
     for _ in range(horizon):
         mean, a_std = wm.policy(z.detach(), std)
-        means.append(mean)
+        if action_penalty > 0:
+            means.append(mean)
         a = sample_action(mean, a_std, stddev_clip)
         if entropy_bonus > 0:
             entropies.append(policy_entropy(a_std))
