@@ -387,11 +387,22 @@ def dataset_make_suite(
 @JSON
 @click.option("--out", default=None, help="Also write the JSON result to this file.")
 @click.option("--config", "config", default=None, help="YAML file (default: paper defaults).")
+@click.option(
+    "--compare-fused",
+    is_flag=True,
+    help="Measure the eager update, then the fused one (agent.compile), in this one run.",
+)
+@click.option(
+    "--profile", is_flag=True, help="Also print ops (CPU) or kernels (CUDA) per update, top ops."
+)
 @click.argument("overrides", nargs=-1)
-def bench_command(device, env_id, updates, as_json, out, config, overrides) -> None:
+def bench_command(
+    device, env_id, updates, as_json, out, config, compare_fused, profile, overrides
+) -> None:
     """Updates/s, FLOPs/update, matmul throughput, env steps/s and memory of ALM here.
 
-    OVERRIDES are KEY=VALUE agent settings, e.g. agent.precision=bf16 threads=2.
+    OVERRIDES are KEY=VALUE agent settings, e.g. agent.precision=bf16 threads=2; the update
+    is fused with agent.compile=on (or --compare-fused), eager otherwise.
     """
     from alm_offline.bench import format_result, run_bench
     from alm_offline.config import load_config
@@ -400,7 +411,7 @@ def bench_command(device, env_id, updates, as_json, out, config, overrides) -> N
 
     cfg = load_config(config, (f"env={env_id}", f"device={device}", *overrides))
     describe_env(cfg.env)
-    result = run_bench(cfg, updates=updates)
+    result = run_bench(cfg, updates=updates, compare_fused=compare_fused, profile=profile)
     text = json.dumps(result.as_dict(), indent=2)
     click.echo(text if as_json else format_result(result))
     if out is not None:

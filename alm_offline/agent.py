@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .config import AgentConfig, ConfigError
+from .fused import FusedUpdate, clip_and_adam_step
 from .losses import (
     actor_svg_loss,
     actor_td3_loss,
@@ -65,10 +66,22 @@ def adam_implementation(device: torch.device) -> dict[str, bool]:
 
 
 class AlmAgent:
-    """ALM(K) on a ``WorldModel``, with one Adam optimiser per parameter group."""
+    """ALM(K) on a ``WorldModel``, with one Adam optimiser per parameter group.
+
+    ``fused``: run updates as one compiled graph (``fused.py``); None takes
+    ``cfg.compile == "on"`` (training runs decide ``auto`` with ``fusion_decision``).
+    ``fused_backend`` is torch.compile's backend for it (the suite traces with aot_eager).
+    """
 
     def __init__(
-        self, obs_dim: int, action_dim: int, cfg: AgentConfig, device: torch.device | str = "cpu"
+        self,
+        obs_dim: int,
+        action_dim: int,
+        cfg: AgentConfig,
+        device: torch.device | str = "cpu",
+        *,
+        fused: bool | None = None,
+        fused_backend: str = "inductor",
     ) -> None:
         self.cfg = cfg
         self.obs_dim, self.action_dim = obs_dim, action_dim
@@ -85,8 +98,6 @@ class AlmAgent:
             learn_policy_std=cfg.entropy_bonus > 0,
             standardize_obs=cfg.obs_norm,
         ).to(self.device)
-        if cfg.compile:
-            self.wm.compile_networks()
         self.groups = self.wm.parameter_groups()
         self.optimizers = {
             name: torch.optim.Adam(params, lr=cfg.lr, **adam_implementation(self.device))
@@ -98,6 +109,9 @@ class AlmAgent:
             # the reference's on Ampere GPUs). A process-wide switch (torch has no per-module
             # one), so it is set either way: an fp32 agent made later does not inherit it.
             torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
+        if fused is None:
+            fused = cfg.compile == "on"
+        self.fused_update = FusedUpdate(self._update_in_precision, fused_backend) if fused else None
 
     def set_observation_stats(self, observations: torch.Tensor | np.ndarray) -> None:
         """With ``obs_norm``: standardise inputs by the mean and std over observations
@@ -155,9 +169,13 @@ class AlmAgent:
 
     # ----------------------------------------------------------------- learning
     def _apply(self, name: str, loss: torch.Tensor) -> torch.Tensor:
-        """Gradient step of one group on ``loss``; returns the pre-clip gradient norm."""
+        """Gradient step of one group on ``loss``; returns the pre-clip gradient norm.
+        Traced by the fused update, the clip and the Adam step are tensor ops in its graph;
+        eagerly, ``clip_grad_norm_`` and the optimiser's own kernel."""
         params = self.groups[name]
         grads = torch.autograd.grad(loss, params)
+        if torch.compiler.is_compiling():
+            return clip_and_adam_step(params, grads, self.optimizers[name], self.cfg.max_grad_norm)
         for param, grad in zip(params, grads, strict=True):
             param.grad = grad
         norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm, foreach=True)
@@ -169,12 +187,29 @@ class AlmAgent:
     ) -> Metrics:
         """One update of every group. seq: K-step sequences; batch: transitions (B each).
 
-        ``std`` may be a 0-d device tensor (CUDA graphs read it in place). With
-        ``precision=bf16`` the networks run under bf16 autocast; their outputs, the losses
-        and the optimiser state stay fp32. Autocast's weight-cast cache is off: it would
-        keep the bf16 copy of a weight made before that weight's optimiser step, so the
-        later losses of the same update (reward, critic, actor) would see stale networks.
-        Casting anew costs nothing measurable (``alm bench``, bf16).
+        ``std`` may be a 0-d device tensor (CUDA graphs read it in place). With a fused
+        update, every update after the first (which creates Adam's state) runs compiled.
+        """
+        if seq.action.shape[0] != self.cfg.seq_len:
+            raise ValueError(
+                f"sequences of {seq.action.shape[0]} steps, the agent's seq_len is "
+                f"{self.cfg.seq_len}"
+            )
+        fused = self.fused_update
+        if fused is None or not all(opt.state for opt in self.optimizers.values()):
+            return self._update_in_precision(seq, batch, std)
+        return fused(seq, batch, torch.as_tensor(std, dtype=torch.float32, device=self.device))
+
+    def _update_in_precision(
+        self, seq: SequenceBatch, batch: TransitionBatch, std: float | torch.Tensor
+    ) -> Metrics:
+        """``_update`` under the configured precision.
+
+        With ``precision=bf16`` the networks run under bf16 autocast; their outputs, the
+        losses and the optimiser state stay fp32. Autocast's weight-cast cache is off: it
+        would keep the bf16 copy of a weight made before that weight's optimiser step, so
+        the later losses of the same update (reward, critic, actor) would see stale
+        networks. Casting anew costs nothing measurable (``alm bench``, bf16).
         """
         with torch.autocast(
             self.device.type,
@@ -188,10 +223,6 @@ class AlmAgent:
         self, seq: SequenceBatch, batch: TransitionBatch, std: float | torch.Tensor
     ) -> Metrics:
         cfg, wm = self.cfg, self.wm
-        if seq.action.shape[0] != cfg.seq_len:
-            raise ValueError(
-                f"sequences of {seq.action.shape[0]} steps, the agent's seq_len is {cfg.seq_len}"
-            )
 
         # 1. encoder + model on the bound (Eq. 7), plus BC along its latents when offline
         bound = model_bound_loss(

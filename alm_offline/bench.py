@@ -12,7 +12,12 @@ Everything is measured in one process, in one run:
   with our own count;
 * ``env_steps_per_sec``: the online loop (act + env step + store + update);
 * peak host RSS and, on CUDA, peak allocated device memory; the replay's size per 1M
-  transitions of the env (each observation stored once).
+  transitions of the env (each observation stored once);
+* ``fused`` (``agent.compile=on``, or ``compare_fused``: eager and fused agents measured one
+  after the other in the same process, on the same replay): the fused update's figures and
+  its compile time (``compile_seconds``, the first fused call), and ``fused_speedup``;
+* ``profile``: ATen ops (CPU) or CUDA kernels per update, and the top ops by time
+  (``profile_update``).
 """
 
 from __future__ import annotations
@@ -64,6 +69,12 @@ class BenchResult:
     peak_rss_mib: float
     cuda_max_allocated_mib: float | None
     replay_gib_per_million: float  # replay memory for 1M transitions of this env
+    fused: bool = False
+    compile_seconds: float | None = None  # the first fused call: trace + compile + update
+    compile_cache: str | None = None  # Inductor's FX-graph cache: hit or miss
+    eager_updates_per_sec: float | None = None  # compare_fused: the eager agent's, same run
+    fused_speedup: float | None = None  # compare_fused: fused / eager updates per second
+    profile: dict[str, Any] | None = None  # profile_update's summary
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +161,60 @@ def rate(step: Callable[[], object], device: torch.device, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+@dataclass
+class UpdateProfile:
+    """``profile_update``'s summary: ``ops_per_update`` counts ATen ops on the CPU (inside a
+    fused update only those Inductor calls out to, such as matrix products and random
+    draws) or kernels on CUDA; ``top`` rows are (name, calls per update, ms per update)."""
+
+    device: str
+    ops_per_update: float
+    ms_per_update: float
+    top: list[tuple[str, float, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        unit = "kernels" if self.device == "cuda" else "ATen ops"
+        lines = [
+            f"{self.ops_per_update:.0f} {unit}/update, {self.ms_per_update:.2f} ms of them per "
+            "update; top by self time (calls/update, ms/update):"
+        ]
+        lines += [f"  {ms:8.3f} ms  {calls:7.1f}  {name}" for name, calls, ms in self.top]
+        return "\n".join(lines)
+
+
+def profile_update(
+    step: Callable[[], object], device: torch.device, updates: int = 10, top: int = 15
+) -> UpdateProfile:
+    """``torch.profiler`` over ``updates`` calls of ``step`` (already warmed up)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    on_cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    synchronize(device)
+    with profile(activities=activities) as prof:
+        for _ in range(updates):
+            step()
+        synchronize(device)
+    if on_cuda:
+        events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+        self_us = [e.self_device_time_total for e in events]
+    else:
+        events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+        self_us = [e.self_cpu_time_total for e in events]
+    order = sorted(range(len(events)), key=lambda i: -self_us[i])[:top]
+    return UpdateProfile(
+        device=device.type,
+        ops_per_update=sum(e.count for e in events) / updates,
+        ms_per_update=sum(self_us) / 1000 / updates,
+        top=[
+            (events[i].key, events[i].count / updates, self_us[i] / 1000 / updates) for i in order
+        ],
+    )
+
+
 def run_bench(
     cfg: RunConfig,
     *,
@@ -157,15 +222,15 @@ def run_bench(
     windows: int = 5,
     loop_steps: int | None = None,
     fill_steps: int = 5000,
+    compare_fused: bool = False,
+    profile: bool = False,
 ) -> BenchResult:
     """Measure ``cfg``'s agent on ``cfg.env`` (see the module docstring)."""
     ThreadPolicy(cfg.threads)
-    torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     spec = describe_env(cfg.env)
-    agent = AlmAgent(spec.obs_dim, spec.action_dim, cfg.agent, device)
     replay = ReplayBuffer(
         max(cfg.agent.buffer_size, fill_steps + 2000),
         spec.obs_dim,
@@ -174,23 +239,22 @@ def run_bench(
         device,
     )
     fill_with_env(replay, cfg.env, fill_steps, cfg.seed)
-    updater = make_updater(agent, replay)
-    std = torch.tensor(0.5, device=device)
-
-    def step() -> object:
-        return updater.step(std)
-
-    for _ in range(3):  # warm-up (and the CUDA graph capture, when graphed)
-        step()
-    with FlopCounterMode(display=False) as counter:
-        agent.update(*updater.sample(), std)  # counted eagerly: graphs hide their ops
-    flops = float(counter.get_total_flops())
-
-    per_window = max(updates // windows, 1)
-    rates = [rate(step, device, per_window) for _ in range(windows)]
+    eager_rate = None
+    if compare_fused:
+        eager_windows = measure_updates(cfg, spec, replay, device, False, updates, windows)[1]
+        eager_rate = statistics.median(eager_windows)
+    fused = compare_fused or cfg.agent.compile == "on"
+    agent, rates, updater, flops = measure_updates(
+        cfg, spec, replay, device, fused, updates, windows
+    )
     ups = statistics.median(rates)
+    std = torch.tensor(0.5, device=device)
+    report = None if agent.fused_update is None else agent.fused_update.report
+    profiled = None
+    if profile:
+        profiled = profile_update(lambda: updater.step(std), device).as_dict()
     matmul = matmul_gflops(device)
-
+    per_window = max(updates // windows, 1)
     loop_rate = online_loop_rate(
         agent, updater, replay, cfg.env, loop_steps or per_window, cfg.seed, std
     )
@@ -219,7 +283,37 @@ def run_bench(
         replay_gib_per_million=ReplayBuffer.bytes_per_slot(spec.obs_dim, spec.action_dim)
         * 10**6
         / 2**30,
+        fused=fused,
+        compile_seconds=None if report is None else report.seconds,
+        compile_cache=None if report is None else report.cache,
+        eager_updates_per_sec=eager_rate,
+        fused_speedup=None if eager_rate is None else ups / eager_rate,
+        profile=profiled,
     )
+
+
+def measure_updates(
+    cfg: RunConfig,
+    spec: Any,
+    replay: ReplayBuffer,
+    device: torch.device,
+    fused: bool,
+    updates: int,
+    windows: int,
+) -> tuple[AlmAgent, list[float], EagerUpdater, float]:
+    """A new agent (seeded by ``cfg.seed``) on ``replay``: (agent, updates/s of each timed
+    window, its updater, FLOPs of one update counted eagerly)."""
+    torch.manual_seed(cfg.seed)
+    agent = AlmAgent(spec.obs_dim, spec.action_dim, cfg.agent, device, fused=fused)
+    updater = make_updater(agent, replay)
+    std = torch.tensor(0.5, device=device)
+    for _ in range(3):  # warm-up: Adam's state, the fused compile, the CUDA graph capture
+        updater.step(std)
+    with FlopCounterMode(display=False) as counter:
+        agent._update_in_precision(*updater.sample(), std)  # eagerly: graphs hide their ops
+    per_window = max(updates // windows, 1)
+    rates = [rate(lambda: updater.step(std), device, per_window) for _ in range(windows)]
+    return agent, rates, updater, float(counter.get_total_flops())
 
 
 def online_loop_rate(
@@ -258,7 +352,8 @@ def format_result(result: BenchResult) -> str:
         [
             f"env {result.env}  device {result.device} ({result.device_name})  "
             f"torch {result.torch_version}  threads {result.threads}",
-            f"precision {result.precision}  graphed {result.graphed}  batch {result.batch_size}",
+            f"precision {result.precision}  graphed {result.graphed}  fused {result.fused}  "
+            f"batch {result.batch_size}",
             f"updates/s        {result.updates_per_sec:.2f}  (windows: {windows})",
             f"FLOP/update      {result.flops_per_update / 1e9:.1f} G counted here, "
             f"{REFERENCE_GFLOP_PER_UPDATE} G reference",
@@ -268,5 +363,24 @@ def format_result(result: BenchResult) -> str:
             f"env steps/s      {result.env_steps_per_sec:.2f}  (act + step + store + update)",
             f"memory           {mem}",
             f"replay           {result.replay_gib_per_million:.2f} GiB per 1M transitions",
+            *_fused_lines(result),
         ]
     )
+
+
+def _fused_lines(result: BenchResult) -> list[str]:
+    lines = []
+    if result.fused:
+        compiled = ""
+        if result.compile_seconds is not None:
+            compiled = f", compiled in {result.compile_seconds:.1f} s"
+            compiled += f" (Inductor cache {result.compile_cache})"
+        lines.append(f"fused update     yes{compiled}")
+    if result.fused_speedup is not None:
+        lines.append(
+            f"eager            {result.eager_updates_per_sec:.2f} updates/s in the same run; "
+            f"fused {result.fused_speedup:.2f}x"
+        )
+    if result.profile is not None:
+        lines.append(UpdateProfile(**result.profile).format())
+    return lines

@@ -52,7 +52,8 @@ class AgentConfig:
     bc_coef: float = 0.0  # weight of the behaviour-cloning term (offline, App. A.7)
     precision: str = "fp32"  # fp32; tf32 (CUDA matmuls on TF32 cores); bf16 (autocast networks)
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
-    compile: bool = False  # torch.compile each network (fused elementwise kernels; slow start)
+    # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates), on, off
+    compile: str = "auto"
     # ablations of the paper (defaults = the main method; see README "Ablations")
     kl_coef: float = 1.0  # weight of the KL term in the encoder/model bound (Sec. 5.3: 0 = no KL)
     value_in_encoder_loss: bool = True  # Q(z_K) term in the encoder/model bound (Sec. 5.3)
@@ -109,6 +110,7 @@ class RunConfig:
 
 BUNDLED_CONFIGS = ("online", "quick", "offline", "behaviour", "offline-locomotion")
 PRECISIONS = ("fp32", "tf32", "bf16")
+COMPILE_MODES = ("auto", "on", "off")  # agent.compile (the fused update, fused.py)
 EVAL_LATENTS = ("mean", "sample")
 BASELINE_METHODS = ("bc", "td3+bc", "iql", "cql")  # d3rlpy's, with its D4RL settings
 METHODS = ("alm", *BASELINE_METHODS)
@@ -222,6 +224,13 @@ def refuse_resolvers(raw: Any, source: str, key: str = "") -> None:
         )
 
 
+def normalise_compile_mode(value: str) -> str:
+    """``agent.compile`` as one of ``COMPILE_MODES``: booleans (``true``/``false``, as YAML
+    and older configs write them) mean ``on``/``off``."""
+    lowered = str(value).strip().lower()
+    return {"true": "on", "false": "off"}.get(lowered, lowered)
+
+
 def validate(cfg: RunConfig) -> None:
     """Fail fast on values that type checking cannot catch."""
     a = cfg.agent
@@ -272,6 +281,12 @@ def validate(cfg: RunConfig) -> None:
     }.items():
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {value}")
+    a.compile = normalise_compile_mode(a.compile)
+    if a.compile not in COMPILE_MODES:
+        raise ConfigError(
+            f"agent.compile must be one of {', '.join(COMPILE_MODES)} (or true/false), "
+            f"got '{a.compile}'"
+        )
     for key, allowed in CHOICES.items():
         value = getattr(a, key)
         if value not in allowed:

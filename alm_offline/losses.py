@@ -119,6 +119,9 @@ def model_bound_loss(
         per_sample = per_sample + errors.sum(0)
         recon = errors.detach().mean()
     latents = []
+    # z_K is drawn only when Q(z_K) uses it: a draw nothing uses would be dropped from a
+    # compiled update's graph, and the fused and eager updates would part RNG streams
+    with_value = aligned and include_value
     for t in range(steps):
         latents.append(z)
         next_mean, next_std = wm.next(z, action[t])
@@ -129,9 +132,10 @@ def model_bound_loss(
             reward = wm.reward(z, action[t]).squeeze(-1)
             per_sample = per_sample - reward
             reward_sum = reward_sum + reward.detach().mean()
-        z = rsample(next_mean, next_std)
+        if t + 1 < steps or with_value:
+            z = rsample(next_mean, next_std)
     value = zeros
-    if aligned and include_value:
+    if with_value:
         with torch.no_grad():
             final_action = sample_action(*wm.policy(z, std), stddev_clip)
         q_final = wm.q(z, final_action).min(0).values.squeeze(-1)

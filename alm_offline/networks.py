@@ -329,21 +329,6 @@ class WorldModel(nn.Module):
         assert self.decoder is not None, "built without a decoder"
         return self.decoder(z)
 
-    def compile_networks(self) -> None:
-        """``torch.compile`` every network in place (state-dict keys unchanged)."""
-        for network in (
-            self.encoder,
-            self.encoder_target,
-            self.model,
-            self.reward_head,
-            self.classifier,
-            self.critic,
-            self.critic_target,
-            self.actor,
-            *([] if self.decoder is None else [self.decoder]),
-        ):
-            network.compile()
-
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """The four groups with their own optimiser (targets excluded)."""
         decoder = [] if self.decoder is None else list(self.decoder.parameters())

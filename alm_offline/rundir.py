@@ -172,6 +172,11 @@ def describe_summary(summary: dict[str, Any]) -> str:
             f"{summary['best_eval_return_mean']:.1f} (at {summary['best_eval_at']}"
             + (")" if baseline else ", checkpoints/best.pt)")
         )
+    if summary.get("compile_seconds") is not None:
+        lines.append(
+            f"fused update: compiled in {summary['compile_seconds']:.0f} s "
+            f"(Inductor cache {summary['compile_cache']})"
+        )
     lines.append(f"run dir: {run_dir}")
     plot = f"alm plot {run_dir} --out {run_dir}/curves.png"
     if baseline:

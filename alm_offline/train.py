@@ -35,7 +35,12 @@ def train_online(
     env = make_env(cfg.env, seed=cfg.seed)
     spec = env_spec(env)
     run = TrainingRun(
-        cfg, run_dir, (spec.obs_dim, spec.action_dim), eval_env_id=cfg.env, step_key="env_step"
+        cfg,
+        run_dir,
+        (spec.obs_dim, spec.action_dim),
+        eval_env_id=cfg.env,
+        step_key="env_step",
+        planned_updates=max(cfg.steps - cfg.agent.warmup_steps, 0),
     )
     replay = run.new_replay(cfg.agent.buffer_size)
     np_rng, agent = run.np_rng, run.agent
@@ -120,6 +125,7 @@ def train_offline(
         eval_env_id=dataset.env_id,
         step_key="updates",
         refs=refs,
+        planned_updates=cfg.steps,
     )
     replay = run.new_replay(len(dataset.observations))
     replay.load_episodes(*dataset.replay_arrays())

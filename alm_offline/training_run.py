@@ -24,6 +24,7 @@ from .checkpoint import checkpoint_path, read_resume_checkpoint, restore, save_c
 from .config import RunConfig
 from .envs import make_env
 from .evaluate import eval_row, evaluate
+from .fused import fusion_decision
 from .loggers import RunLogger, make_run_logger
 from .metrics import MetricsWindow, NonFiniteError
 from .progress import ProgressDisplay
@@ -50,7 +51,9 @@ class TrainingRun:
     """One run's shared machinery; the loops drive it (see the module docstring).
 
     ``step_key`` names the x-axis of the logs (``env_step`` online, ``updates`` offline);
-    ``refs`` are the (min, max) reference returns that add normalised scores to evaluations.
+    ``refs`` are the (min, max) reference returns that add normalised scores to evaluations;
+    ``planned_updates`` (the whole run's, so a resume decides as the first session did)
+    settles ``agent.compile=auto``.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class TrainingRun:
         eval_env_id: str,
         step_key: str,
         refs: tuple[float | None, float | None] = (None, None),
+        planned_updates: int,
     ) -> None:
         self.threads = ThreadPolicy(cfg.threads)
         self.cfg, self.run_dir, self.step_key = cfg, run_dir, step_key
@@ -69,7 +73,10 @@ class TrainingRun:
         torch.manual_seed(cfg.seed)
         self.np_rng = np.random.default_rng(cfg.seed)
         self.eval_env = make_env(eval_env_id, seed=cfg.seed + 1)
-        self.agent = AlmAgent(*dims, cfg.agent, self.device)
+        self.fused, self.fusion_reason = fusion_decision(
+            cfg.agent.compile, planned_updates, self.device
+        )
+        self.agent = AlmAgent(*dims, cfg.agent, self.device, fused=self.fused)
         self.refs = refs if None not in refs else None
         self.counters = Counters()
         self.window = MetricsWindow()
@@ -173,7 +180,18 @@ class TrainingRun:
             "step_key": self.step_key,
             "wall_seconds": self.counters.wall_seconds,
             "device": str(self.device),
+            "fused_update": self.fused,
+            "fused_update_reason": self.fusion_reason,
+            **self._compile_fields(),
             "run_dir": str(self.run_dir),
         }
         write_summary(self.run_dir, summary)
         return summary
+
+    def _compile_fields(self) -> dict[str, Any]:
+        """This session's compile of the fused update (time, Inductor cache), if it ran."""
+        fused = self.agent.fused_update
+        report = None if fused is None else fused.report
+        if report is None:
+            return {}
+        return {"compile_seconds": round(report.seconds, 2), "compile_cache": report.cache}

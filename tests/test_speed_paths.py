@@ -207,6 +207,8 @@ def test_graph_updater_falls_back_to_eager_with_identical_numerics():
 
 @pytest.mark.slow
 def test_bench_command_reports_every_figure(tmp_path):
+    """Eager and fused in one run (--compare-fused), at test_fused's tiny sizes (whose
+    compiled graph Inductor's cache may already hold), with the profile."""
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(
         alm,
@@ -221,10 +223,12 @@ def test_bench_command_reports_every_figure(tmp_path):
             "--json",
             "--out",
             str(out),
+            "--compare-fused",
+            "--profile",
             "threads=1",
-            "agent.batch_size=32",
+            "agent.batch_size=16",
             "agent.hidden_dim=32",
-            "agent.model_hidden_dim=64",
+            "agent.model_hidden_dim=32",
             "agent.latent_dim=8",
         ],
     )
@@ -232,16 +236,27 @@ def test_bench_command_reports_every_figure(tmp_path):
     report = json.loads(out.read_text())
     assert json.loads(result.output) == report
     assert report["env"] == "InvertedPendulum-v5" and report["device"] == "cpu"
-    assert report["threads"] == 1 and report["batch_size"] == 32
+    assert report["threads"] == 1 and report["batch_size"] == 16
     assert len(report["updates_per_sec_windows"]) == 5
     assert report["updates_per_sec"] > 0 and report["env_steps_per_sec"] > 0
     assert report["matmul_gflops"] > 1.0
-    # two 64-wide model layers alone: 2 * 32 * 64 * 64 FLOP per forward call
-    assert report["flops_per_update"] > 2 * 32 * 64 * 64
+    # two 32-wide model layers alone: 2 * 16 * 32 * 32 FLOP per forward call
+    assert report["flops_per_update"] > 2 * 16 * 32 * 32
     assert report["efficiency_own_count"] == pytest.approx(
         report["flops_per_update"] * report["updates_per_sec"] / 1e9 / report["matmul_gflops"]
     )
     assert report["peak_rss_mib"] > 50 and report["cuda_max_allocated_mib"] is None
+    assert report["fused"] and report["compile_seconds"] > 0
+    assert report["compile_cache"] in ("hit", "miss")
+    assert report["fused_speedup"] == pytest.approx(
+        report["updates_per_sec"] / report["eager_updates_per_sec"]
+    )
+    profile = report["profile"]
+    assert profile["device"] == "cpu" and profile["ops_per_update"] > 10
+    names = [row[0] for row in profile["top"]]
+    assert any(name in ("aten::mm", "aten::addmm", "aten::bmm") for name in names), names
+    # a fused update leaves Inductor's fused loops out of ATen: far fewer ops than eager's
+    assert profile["ops_per_update"] < 2000
 
 
 def test_bench_rejects_bad_input():
