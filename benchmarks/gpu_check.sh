@@ -9,6 +9,9 @@
 #      sampling on the device with no host sync, the eager fallback, a whole CUDA run);
 #   2. `alm bench --device cuda` in fp32 and bf16 at paper defaults, HalfCheetah-v5 and
 #      Humanoid-v5 dims (updates/s, env steps/s of the online loop, CUDA max allocated);
+#   fused (issue 25): `alm bench --compare-fused --profile` at paper defaults, HalfCheetah-v5
+#      dims, in each of --fused-precisions: eager and fused (graphed) updates/s in one run,
+#      the compile time, kernels per update of the fused update (rows of bench.jsonl);
 #   3. HalfCheetah-v5 online at paper defaults for 20k env steps, seeds 1-3 side by side on
 #      the one GPU, evaluated on the reference's protocol (eval.latent=sample);
 #   4. as much of a 100k-step HalfCheetah-v5 run (seed 1) as the deadline leaves;
@@ -20,7 +23,8 @@
 #
 # --cpu: the same steps at toy sizes on the CPU, in a minute or so (tests/test_gpu_check.py
 # runs it, so the script never rots). --deadline: seconds for the whole check (default 420).
-# --only: comma-separated steps of tests,bench,fidelity,long,profile (default the first four).
+# --only: comma-separated steps of tests,bench,fused,fidelity,long,profile (default all but
+# profile). --fused-precisions: comma list (default fp32,bf16).
 # --bench-envs / --bench-precisions: comma lists (HalfCheetah-v5,Humanoid-v5 / fp32,tf32,bf16).
 # --train-precision: agent.precision of the training runs (default fp32).
 set -u
@@ -28,7 +32,8 @@ OUT=${1:?usage: gpu_check.sh OUT_DIR [--cpu] [--deadline SECONDS]}
 shift
 MODE=cuda
 DEADLINE=420
-ONLY=tests,bench,fidelity,long
+ONLY=tests,bench,fused,fidelity,long
+FUSED_PRECISIONS=fp32,bf16
 BENCH_ENVS=HalfCheetah-v5,Humanoid-v5
 BENCH_PRECISIONS=fp32,tf32,bf16
 TRAIN_PRECISION=fp32
@@ -40,6 +45,7 @@ while [ $# -gt 0 ]; do
     --bench-envs) BENCH_ENVS=$2; shift ;;
     --bench-precisions) BENCH_PRECISIONS=$2; shift ;;
     --train-precision) TRAIN_PRECISION=$2; shift ;;
+    --fused-precisions) FUSED_PRECISIONS=$2; shift ;;
     *) echo "error: unknown option '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -67,6 +73,7 @@ if [ "$MODE" = cuda ]; then
   AGENT=()
   THREADS=4
   BENCH_UPDATES=2000
+  FUSED_TIMEOUT=300
   FIDELITY_STEPS=20000; EVAL_EVERY=5000; EVAL_EPISODES=5
   LONG_STEPS=100000; LONG_EVAL_EVERY=25000
 else
@@ -75,6 +82,7 @@ else
     agent.warmup_steps=200 agent.buffer_size=5000)
   THREADS=1
   BENCH_UPDATES=10
+  FUSED_TIMEOUT=240
   FIDELITY_STEPS=500; EVAL_EVERY=250; EVAL_EPISODES=1
   LONG_STEPS=800; LONG_EVAL_EVERY=400
 fi
@@ -118,20 +126,35 @@ say "tests exit $?: $(tail -n 1 "$OUT/tests.txt")"
 fi
 
 : >"$OUT/bench.jsonl"
+# bench_row SECONDS LABEL ARGS...: one `alm bench --json` on this check's device, threads and
+# agent sizes, its result appended to bench.jsonl as one line
+bench_row() {
+  local limit=$1 label=$2 status
+  shift 2
+  timeout "$limit" $PYTHON -m cli bench --device "$DEVICE" --updates "$BENCH_UPDATES" --json \
+    "threads=$THREADS" "${AGENT[@]}" "$@" >"$SCRATCH/bench.json" 2>>"$LOG"
+  status=$?
+  if [ $status -eq 0 ]; then
+    $PYTHON -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" \
+      "$SCRATCH/bench.json" >>"$OUT/bench.jsonl"
+  fi
+  say "$label exit $status"
+}
+
 if wanted bench; then
 say "2. alm bench"
 for env in ${BENCH_ENVS//,/ }; do
   for precision in ${BENCH_PRECISIONS//,/ }; do
-    timeout 90 $PYTHON -m cli bench --device "$DEVICE" --env "$env" --updates "$BENCH_UPDATES" \
-      --json "threads=$THREADS" "agent.precision=$precision" "${AGENT[@]}" \
-      >"$SCRATCH/bench.json" 2>>"$LOG"
-    status=$?
-    if [ $status -eq 0 ]; then
-      $PYTHON -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" \
-        "$SCRATCH/bench.json" >>"$OUT/bench.jsonl"
-    fi
-    say "bench $env $precision exit $status"
+    bench_row 90 "bench $env $precision" --env "$env" "agent.precision=$precision"
   done
+done
+fi
+
+if wanted fused; then
+say "fused update (eager, then fused, in one alm bench)"
+for precision in ${FUSED_PRECISIONS//,/ }; do
+  bench_row "$FUSED_TIMEOUT" "fused $precision" --env HalfCheetah-v5 --compare-fused --profile \
+    "agent.precision=$precision"
 done
 fi
 

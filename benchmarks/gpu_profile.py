@@ -1,9 +1,11 @@
 """Where one ALM update's GPU time goes, at paper defaults (HalfCheetah-v5 dims).
 
-    python benchmarks/gpu_profile.py [--precision fp32|tf32|bf16] [--updates 20]
+    python benchmarks/gpu_profile.py [--precision fp32|tf32|bf16] [--updates 20] [--fused]
 
 Prints: kernels launched per eager update, CUDA time per update summed over kernels, wall
 time per eager update and per graph replay (CUDA events), and the top kernels by CUDA time.
+``--fused``: the same for the fused update (``agent.compile=on``, Inductor's Triton kernels),
+kernels before (eager) and after (fused) on one line each.
 Needs a GPU; the replay holds random data (no env), since only the timings matter here.
 """
 
@@ -52,27 +54,36 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--updates", type=int, default=20)
+    parser.add_argument("--fused", action="store_true", help="the fused update's kernels too")
     args = parser.parse_args()
-    cfg = AgentConfig(precision=args.precision)
-    agent = AlmAgent(OBS, ACT, cfg, "cuda")
+    for fused in (False, True) if args.fused else (False,):
+        profile_one(args.precision, args.updates, fused)
+
+
+def profile_one(precision: str, updates: int, fused: bool) -> None:
+    """Kernels, kernel time, eager and graph-replay time of one update (see the docstring)."""
+    cfg = AgentConfig(precision=precision)
+    torch.manual_seed(0)
+    agent = AlmAgent(OBS, ACT, cfg, "cuda", fused=fused)
     replay = random_replay(cfg, "cuda")
     eager = EagerUpdater(agent, replay)
     for _ in range(3):
         eager.step(0.3)
-    eager_ms = per_update_ms(lambda: eager.step(0.3), args.updates)
+    eager_ms = per_update_ms(lambda: eager.step(0.3), updates)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(args.updates):
+        for _ in range(updates):
             eager.step(0.3)
         torch.cuda.synchronize()
     events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
-    kernels = sum(e.count for e in events) / args.updates
-    cuda_ms = sum(e.self_device_time_total for e in events) / 1000 / args.updates
+    kernels = sum(e.count for e in events) / updates
+    cuda_ms = sum(e.self_device_time_total for e in events) / 1000 / updates
     graphed = CudaGraphUpdater(agent, replay)
     for _ in range(5):
         graphed.step(0.3)
-    graph_ms = per_update_ms(lambda: graphed.step(0.3), args.updates * 5)
+    graph_ms = per_update_ms(lambda: graphed.step(0.3), updates * 5)
     print(
-        f"precision {args.precision}: {kernels:.0f} kernels/update, {cuda_ms:.2f} ms kernel time, "
+        f"precision {precision}{' fused' if fused else ''}: {kernels:.0f} kernels/update, "
+        f"{cuda_ms:.2f} ms kernel time, "
         f"eager {eager_ms:.2f} ms ({1000 / eager_ms:.0f}/s), graph {graph_ms:.2f} ms "
         f"({1000 / graph_ms:.0f}/s, graphed {graphed.graphed})"
     )

@@ -87,15 +87,21 @@ def main(out: Path, runs: Path) -> None:
         f"CUDA tests: {tests[-1] if tests else 'not run'}",
         "",
         *profile_lines(out),
-        "| env | precision | graphed | updates/s | env steps/s (loop) | CUDA max alloc MiB |",
-        "|---|---|---|---|---|---|",
+        "| env | precision | graphed | fused | updates/s | env steps/s (loop) "
+        "| CUDA max alloc MiB | eager updates/s, same run | kernels/update | compile s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in bench:
         alloc = row.get("cuda_max_allocated_mib")
+        eager, compiled = row.get("eager_updates_per_sec"), row.get("compile_seconds")
+        kernels = (row.get("profile") or {}).get("ops_per_update")
         lines.append(
-            f"| {row['env']} | {row['precision']} | {row['graphed']} | "
-            f"{row['updates_per_sec']:.0f} | {row['env_steps_per_sec']:.0f} | "
-            f"{'-' if alloc is None else f'{alloc:.0f}'} |"
+            f"| {row['env']} | {row['precision']} | {row['graphed']} | {row.get('fused', False)} "
+            f"| {row['updates_per_sec']:.0f} | {row['env_steps_per_sec']:.0f} | "
+            f"{'-' if alloc is None else f'{alloc:.0f}'} | "
+            f"{'-' if eager is None else f'{eager:.0f}'} | "
+            f"{'-' if kernels is None else f'{kernels:.0f}'} | "
+            f"{'-' if compiled is None else f'{compiled:.0f}'} |"
         )
     lines += ["", "HalfCheetah-v5 fidelity runs (eval.latent=sample):", ""]
     for seed, fig in seeds.items():

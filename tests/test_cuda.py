@@ -138,3 +138,27 @@ def test_tf32_is_set_by_each_agent_and_not_inherited_by_a_later_fp32_one():
     assert torch.backends.cuda.matmul.allow_tf32
     AlmAgent(OBS, ACT, AgentConfig(hidden_dim=32), "cuda")
     assert not torch.backends.cuda.matmul.allow_tf32
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_fused_update_inside_the_cuda_graph_equals_eager(precision):
+    """agent.compile=on on CUDA: the first update eager, the next two compiled (Inductor's
+    Triton kernels) on the warm-up stream, then the compiled update captured in the graph."""
+    cfg = AgentConfig(
+        hidden_dim=32, model_hidden_dim=48, latent_dim=6, batch_size=16, precision=precision
+    )
+    torch.manual_seed(0)
+    eager_agent = AlmAgent(OBS, ACT, cfg, "cuda", fused=False)
+    fused_agent = AlmAgent(OBS, ACT, cfg, "cuda", fused=True)
+    fused_agent.load_state_dict(eager_agent.state_dict())
+    replay = cuda_replay()
+    graph_updater = make_updater(fused_agent, replay)
+    fused_metrics = run_updates(graph_updater)
+    assert graph_updater.graphed and fused_agent.fused_update.report is not None
+    eager_metrics = run_updates(EagerUpdater(eager_agent, replay))
+    tol = {"fp32": {"rtol": 1e-4, "atol": 1e-5}, "bf16": {"rtol": 1e-2, "atol": 1e-2}}[precision]
+    for got, want in zip(fused_metrics, eager_metrics, strict=True):
+        for key in want:
+            torch.testing.assert_close(got[key], want[key].float(), **tol)
+    for key, value in fused_agent.wm.state_dict().items():
+        torch.testing.assert_close(value, eager_agent.wm.state_dict()[key], **tol)

@@ -20,9 +20,9 @@ OUT_FILES = {"system.json", "log.txt", "tests.txt", "bench.jsonl", "fidelity.jso
 @pytest.mark.slow
 def test_the_gpu_check_runs_end_to_end_in_cpu_mode(tmp_path):
     out = tmp_path / "out"
-    command = ["bash", "benchmarks/gpu_check.sh", str(out), "--cpu", "--deadline", "200"]
+    command = ["bash", "benchmarks/gpu_check.sh", str(out), "--cpu", "--deadline", "300"]
     command += ["--bench-precisions", "fp32,bf16"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stdout + done.stderr
     files = {path.name for path in out.iterdir()}
     assert files == OUT_FILES | {"summary.md"} and len(files) <= 8  # the device call's limit
@@ -32,8 +32,14 @@ def test_the_gpu_check_runs_end_to_end_in_cpu_mode(tmp_path):
         ("HalfCheetah-v5", "bf16"),
         ("Humanoid-v5", "fp32"),
         ("Humanoid-v5", "bf16"),
+        ("HalfCheetah-v5", "fp32"),  # the fused step: eager then fused in one bench
+        ("HalfCheetah-v5", "bf16"),
     ]
     assert all(row["updates_per_sec"] > 0 and row["device"] == "cpu" for row in bench)
+    assert [row["fused"] for row in bench] == [False] * 4 + [True] * 2
+    for row in bench[4:]:
+        assert row["eager_updates_per_sec"] > 0 and row["compile_seconds"] > 0
+        assert row["profile"]["ops_per_update"] > 0
     fidelity = json.loads((out / "fidelity.json").read_text())
     for seed in ("1", "2", "3"):
         run = fidelity["seeds"][seed]
@@ -43,7 +49,8 @@ def test_the_gpu_check_runs_end_to_end_in_cpu_mode(tmp_path):
     # no GPU here: every CUDA test skips, none fails
     assert re.search(r"^\d+ skipped in ", (out / "tests.txt").read_text(), re.MULTILINE)
     summary = (out / "summary.md").read_text()
-    assert "| Humanoid-v5 | bf16 | False |" in summary and "seed 3: 250:" in summary
+    assert "| Humanoid-v5 | bf16 | False | False |" in summary and "seed 3: 250:" in summary
+    assert "| HalfCheetah-v5 | bf16 | False | True |" in summary
     assert "report exit 0" in (out / "log.txt").read_text()
 
 
