@@ -111,7 +111,7 @@ class AlmAgent:
             torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
         if fused is None:
             fused = cfg.compile == "on"
-        self.fused_update = FusedUpdate(self._update_in_precision, fused_backend) if fused else None
+        self.fused_update = FusedUpdate(self.eager_update, fused_backend) if fused else None
 
     def set_observation_stats(self, observations: torch.Tensor | np.ndarray) -> None:
         """With ``obs_norm``: standardise inputs by the mean and std over observations
@@ -197,13 +197,14 @@ class AlmAgent:
             )
         fused = self.fused_update
         if fused is None or not all(opt.state for opt in self.optimizers.values()):
-            return self._update_in_precision(seq, batch, std)
+            return self.eager_update(seq, batch, std)
         return fused(seq, batch, torch.as_tensor(std, dtype=torch.float32, device=self.device))
 
-    def _update_in_precision(
+    def eager_update(
         self, seq: SequenceBatch, batch: TransitionBatch, std: float | torch.Tensor
     ) -> Metrics:
-        """``_update`` under the configured precision.
+        """The update op by op, under the configured precision (what the fused update
+        compiles; ``update`` runs it directly when the update is not fused).
 
         With ``precision=bf16`` the networks run under bf16 autocast; their outputs, the
         losses and the optimiser state stay fp32. Autocast's weight-cast cache is off: it

@@ -310,7 +310,7 @@ def measure_updates(
     for _ in range(3):  # warm-up: Adam's state, the fused compile, the CUDA graph capture
         updater.step(std)
     with FlopCounterMode(display=False) as counter:
-        agent._update_in_precision(*updater.sample(), std)  # eagerly: graphs hide their ops
+        agent.eager_update(*updater.sample(), std)  # eagerly: graphs hide their ops
     per_window = max(updates // windows, 1)
     rates = [rate(lambda: updater.step(std), device, per_window) for _ in range(windows)]
     return agent, rates, updater, float(counter.get_total_flops())
