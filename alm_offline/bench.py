@@ -9,7 +9,8 @@ Everything is measured in one process, in one run:
 * ``matmul_gflops``: fp32 (512 x 1024) @ (1024 x 1024) throughput on the same device and
   threads; ``efficiency`` = (reference FLOPs per update x updates/s) / matmul throughput,
   with the reference implementation's 42.1 GFLOP for HalfCheetah dims, and the same ratio
-  with our own count;
+  with our own count; ``matmul_floor_updates_per_sec``: that throughput over our count, the
+  rate of an update made of nothing but its matrix products (no update path can pass it);
 * ``env_steps_per_sec``: the online loop (act + env step + store + update);
 * peak host RSS and, on CUDA, peak allocated device memory; the replay's size per 1M
   transitions of the env (each observation stored once);
@@ -65,6 +66,7 @@ class BenchResult:
     achieved_gflops: float
     efficiency: float
     efficiency_own_count: float
+    matmul_floor_updates_per_sec: float  # an update of nothing but its products at matmul speed
     env_steps_per_sec: float
     peak_rss_mib: float
     cuda_max_allocated_mib: float | None
@@ -275,6 +277,7 @@ def run_bench(
         achieved_gflops=reference_gflops,
         efficiency=reference_gflops / matmul,
         efficiency_own_count=flops * ups / 1e9 / matmul,
+        matmul_floor_updates_per_sec=matmul * 1e9 / flops,
         env_steps_per_sec=loop_rate,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         cuda_max_allocated_mib=(
@@ -359,7 +362,8 @@ def format_result(result: BenchResult) -> str:
             f"{REFERENCE_GFLOP_PER_UPDATE} G reference",
             f"matmul fp32      {result.matmul_gflops:.1f} GFLOP/s (512x1024 @ 1024x1024)",
             f"efficiency       {result.efficiency:.2f} (reference count), "
-            f"{result.efficiency_own_count:.2f} (own count)",
+            f"{result.efficiency_own_count:.2f} (own count); matmul floor "
+            f"{result.matmul_floor_updates_per_sec:.2f} updates/s",
             f"env steps/s      {result.env_steps_per_sec:.2f}  (act + step + store + update)",
             f"memory           {mem}",
             f"replay           {result.replay_gib_per_million:.2f} GiB per 1M transitions",

@@ -60,9 +60,6 @@ def main() -> None:
             cfg, updates=args.paper_updates if paper else args.updates, compare_fused=True
         ).as_dict()
         result["row"] = name
-        result["matmul_floor_updates_per_sec"] = (
-            result["matmul_gflops"] * 1e9 / result["flops_per_update"]
-        )
         if name == "paper fp32":
             fp32_eager = result["eager_updates_per_sec"]
         if cfg.agent.precision == "bf16":  # the same floor at bf16 matmul speed
