@@ -28,12 +28,16 @@ until the fused path has been measured on a GPU.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch._dynamo.exc import TorchDynamoException
 from torch._dynamo.utils import counters as dynamo_counters
+
+from .errors import AlmWarning
 
 AUTO_MIN_UPDATES = 10_000
 CLIP_EPS = 1e-6  # clip_grad_norm_'s: coef = max_norm / (total_norm + 1e-6)
@@ -112,17 +116,39 @@ class FusedUpdate:
     """``update_fn(seq, batch, std)`` compiled whole; ``std`` is passed as a 0-d tensor, so
     the exploration schedule never triggers a recompile. ``backend``: ``inductor``, or
     ``aot_eager`` (trace + AOTAutograd without code generation: what the suite uses to
-    check that every ablation traces as one graph)."""
+    check that every ablation traces as one graph).
+
+    If compiling fails (no C++ compiler for Inductor, say), it says so once as an
+    ``AlmWarning`` and runs ``update_fn`` eagerly from then on (``failed``): a compile
+    fails before any of the update has run, so that update is not applied twice."""
 
     def __init__(self, update_fn: Callable[..., Any], backend: str = "inductor") -> None:
         options = {"fallback_random": True} if backend == "inductor" else None
         self.backend = backend
+        self._eager = update_fn
         self._compiled = torch.compile(
             update_fn, fullgraph=True, dynamic=False, backend=backend, options=options
         )
         self.report: CompileReport | None = None
+        self.failed = False
 
     def __call__(self, *args: Any) -> Any:
+        if self.failed:
+            return self._eager(*args)
+        try:
+            return self._call_compiled(*args)
+        except TorchDynamoException as exc:
+            self.failed = True
+            lines = str(exc).strip().splitlines()
+            reason = lines[0] if lines else type(exc).__name__
+            warnings.warn(
+                f"the fused update could not be compiled, updating eagerly ({reason})",
+                AlmWarning,
+                stacklevel=3,
+            )
+            return self._eager(*args)
+
+    def _call_compiled(self, *args: Any) -> Any:
         with torch._dynamo.config.patch(
             trace_autograd_ops=True, recompile_limit=AGENTS_PER_PROCESS
         ):

@@ -179,3 +179,25 @@ def test_auto_keeps_a_short_run_eager(tmp_path):
     summary = json.loads((train_tiny_run(tmp_path / "run") / "summary.json").read_text())
     assert summary["fused_update"] is False and "compile_seconds" not in summary
     assert str(AUTO_MIN_UPDATES) in summary["fused_update_reason"]
+
+
+@pytest.mark.slow
+def test_a_failed_compile_warns_once_and_updates_eagerly(tmp_path, monkeypatch):
+    """No working C++ compiler for Inductor: one AlmWarning, then eager updates that equal
+    an eager agent's (the failing update was not applied twice)."""
+    import torch._inductor.config as inductor_config
+
+    from alm_offline.errors import AlmWarning
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))
+    eager, fused = eager_and_fused("inductor", latent_dim=7)  # a graph no cache holds
+    replay = filled_replay(OBS, ACT)
+    with pytest.warns(AlmWarning, match="could not be compiled, updating eagerly") as caught:
+        fused_rows = run_updates(fused, replay, 4)
+    assert len([w for w in caught if issubclass(w.category, AlmWarning)]) == 1
+    assert fused.fused_update.failed and fused.fused_update.report is None
+    eager_rows = run_updates(eager, replay, 4)
+    for eager_row, fused_row in zip(eager_rows, fused_rows, strict=True):
+        for key, value in eager_row.items():
+            torch.testing.assert_close(fused_row[key], value, rtol=1e-6, atol=1e-7, msg=key)
