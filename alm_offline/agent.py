@@ -196,9 +196,23 @@ class AlmAgent:
                 f"{self.cfg.seq_len}"
             )
         fused = self.fused_update
-        if fused is None or not all(opt.state for opt in self.optimizers.values()):
+        if fused is None or not self._has_adam_state():
             return self.eager_update(seq, batch, std)
         return fused(seq, batch, torch.as_tensor(std, dtype=torch.float32, device=self.device))
+
+    def _has_adam_state(self) -> bool:
+        return all(opt.state for opt in self.optimizers.values())
+
+    @property
+    def compiles_next_update(self) -> bool:
+        """Whether the next ``update`` is the fused update's first call, which compiles it."""
+        fused = self.fused_update
+        return (
+            fused is not None
+            and fused.report is None
+            and not fused.failed
+            and self._has_adam_state()
+        )
 
     def eager_update(
         self, seq: SequenceBatch, batch: TransitionBatch, std: float | torch.Tensor

@@ -37,6 +37,11 @@ class ProgressDisplay:
             fields = {} if info is None else {"info": info}
             self._progress.update(self._task, completed=completed, **fields)
 
+    def note(self, info: str) -> None:
+        """Replace the info text alone (shown while something long runs, such as a compile)."""
+        if self._progress is not None:
+            self._progress.update(self._task, info=info)
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,

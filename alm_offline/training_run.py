@@ -81,6 +81,7 @@ class TrainingRun:
         self.counters = Counters()
         self.window = MetricsWindow()
         self.logger: RunLogger | None = None
+        self.display: ProgressDisplay | None = None
         self._session_start = time.perf_counter()
         self._wall_before = 0.0
         self.eval_seconds = 0.0  # this session's time in evaluations
@@ -112,12 +113,18 @@ class TrainingRun:
         enabled = None if not quiet else False
         try:
             with self.logger, ProgressDisplay(self.cfg.steps, done, label, enabled) as bar:
+                self.display = bar
                 yield bar
         except NonFiniteError as exc:
             raise NonFiniteError(f"{exc} (run dir {self.run_dir})") from None
 
     def update(self, updater: EagerUpdater, std: float) -> None:
-        """One agent update; its metrics join the window, which is logged every ``log_every``."""
+        """One agent update; its metrics join the window, which is logged every ``log_every``.
+        Before the update that compiles the fused update, the progress display says so."""
+        if self.display is not None and self.agent.compiles_next_update:
+            self.display.note(
+                "compiling the fused update (seconds from Inductor's cache, up to a minute without)"
+            )
         self.window.add(self.counters.updates, updater.step(std))
         self.counters.updates += 1
 

@@ -122,9 +122,12 @@ def test_every_ablation_traces_as_one_graph_and_matches_eager(name):
 def test_first_update_is_eager_and_later_ones_compiled():
     _, fused = eager_and_fused("aot_eager")
     replay = filled_replay(OBS, ACT)
+    assert not fused.compiles_next_update
     run_updates(fused, replay, 1)
     assert fused.fused_update.report is None  # Adam's state did not exist yet
+    assert fused.compiles_next_update
     run_updates(fused, replay, 1)
+    assert not fused.compiles_next_update
     assert fused.fused_update.report is not None and fused.fused_update.report.cache == "none"
 
 
