@@ -2,7 +2,7 @@
 
 Eager PyTorch runs one update of the small configs as about 4,600 ATen ops (quick config),
 most of them 2-50 us elementwise, copy and view ops around the matrix products.
-``compile_update`` hands the agent's whole update to ``torch.compile`` with ``fullgraph``:
+``FusedUpdate`` hands the agent's whole update to ``torch.compile`` with ``fullgraph``:
 the five losses, their backward passes (``torch.autograd.grad``, traced into the graph),
 gradient clipping, the four Adam steps and the Polyak updates become one Inductor graph,
 whose elementwise work is fused into a few loops around the matrix products (C++ with
@@ -14,10 +14,11 @@ Adam are ``torch.nn.utils.clip_grad_norm_``'s and ``torch.optim.Adam``'s maths w
 tensor ops (``clip_and_adam_step``) on the optimisers' own state, so checkpoints are the
 same either way. The first update of an agent runs eagerly: it creates Adam's state.
 
-Compile time and cache: the first compiled call traces and compiles (35-60 s on a 2-core
-CPU, cold); Inductor's FX-graph and AOTAutograd caches (on by default, in
-``TORCHINDUCTOR_CACHE_DIR`` or ``/tmp/torchinductor_$USER``) make a later run of the same
-config compile in a few seconds. ``CompileReport`` says which it was.
+Compile time and cache: the first compiled call traces and compiles (about 30-55 s on a
+2-core CPU with an empty cache, whatever the network sizes); Inductor's FX-graph and
+AOTAutograd caches (on by default, in ``TORCHINDUCTOR_CACHE_DIR`` or
+``/tmp/torchinductor_$USER``) make a later run of the same config compile in 5-10 s.
+``CompileReport`` says which it was.
 
 When (``fusion_decision``): ``on`` always fuses, ``off`` never; ``auto`` (the default)
 fuses a CPU run of at least ``AUTO_MIN_UPDATES`` updates, where a cold compile is repaid at
@@ -107,9 +108,6 @@ class CompileReport:
 
     seconds: float
     cache: str  # "hit", "miss" or "none" (a backend without Inductor's cache)
-
-    def describe(self) -> str:
-        return f"fused update compiled in {self.seconds:.1f} s (Inductor cache: {self.cache})"
 
 
 class FusedUpdate:
