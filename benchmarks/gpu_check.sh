@@ -24,8 +24,9 @@
 # --cpu: the same steps at toy sizes on the CPU, in a minute or so (tests/test_gpu_check.py
 # runs it, so the script never rots). --deadline: seconds for the whole check (default 420).
 # --only: comma-separated steps of tests,bench,fused,fidelity,long,profile (default all but
-# profile). --fused-precisions: comma list (default fp32 on CUDA, where each precision's cold
-# Triton compile costs minutes of the device call; fp32,bf16 with --cpu).
+# profile). --fused-precisions: comma list (default fp32: on CUDA each precision's cold
+# Triton compile costs minutes of the device call, and with --cpu a cold Inductor compile
+# half a minute of the suite).
 # --bench-envs / --bench-precisions: comma lists (HalfCheetah-v5,Humanoid-v5 / fp32,tf32,bf16).
 # --train-precision: agent.precision of the training runs (default fp32).
 set -u
@@ -34,7 +35,7 @@ shift
 MODE=cuda
 DEADLINE=420
 ONLY=tests,bench,fused,fidelity,long
-FUSED_PRECISIONS=
+FUSED_PRECISIONS=fp32
 BENCH_ENVS=HalfCheetah-v5,Humanoid-v5
 BENCH_PRECISIONS=fp32,tf32,bf16
 TRAIN_PRECISION=fp32
@@ -75,7 +76,6 @@ if [ "$MODE" = cuda ]; then
   THREADS=4
   BENCH_UPDATES=2000
   FUSED_TIMEOUT=300
-  FUSED_PRECISIONS=${FUSED_PRECISIONS:-fp32}
   FIDELITY_STEPS=20000; EVAL_EVERY=5000; EVAL_EPISODES=5
   LONG_STEPS=100000; LONG_EVAL_EVERY=25000
 else
@@ -85,7 +85,6 @@ else
   THREADS=1
   BENCH_UPDATES=10
   FUSED_TIMEOUT=240
-  FUSED_PRECISIONS=${FUSED_PRECISIONS:-fp32,bf16}
   FIDELITY_STEPS=500; EVAL_EVERY=250; EVAL_EPISODES=1
   LONG_STEPS=800; LONG_EVAL_EVERY=400
 fi

@@ -33,10 +33,9 @@ def test_the_gpu_check_runs_end_to_end_in_cpu_mode(tmp_path):
         ("Humanoid-v5", "fp32"),
         ("Humanoid-v5", "bf16"),
         ("HalfCheetah-v5", "fp32"),  # the fused step: eager then fused in one bench
-        ("HalfCheetah-v5", "bf16"),
     ]
     assert all(row["updates_per_sec"] > 0 and row["device"] == "cpu" for row in bench)
-    assert [row["fused"] for row in bench] == [False] * 4 + [True] * 2
+    assert [row["fused"] for row in bench] == [False] * 4 + [True]
     for row in bench[4:]:
         assert row["eager_updates_per_sec"] > 0 and row["compile_seconds"] > 0
         assert row["profile"]["ops_per_update"] > 0
@@ -50,7 +49,7 @@ def test_the_gpu_check_runs_end_to_end_in_cpu_mode(tmp_path):
     assert re.search(r"^\d+ skipped in ", (out / "tests.txt").read_text(), re.MULTILINE)
     summary = (out / "summary.md").read_text()
     assert "| Humanoid-v5 | bf16 | False | False |" in summary and "seed 3: 250:" in summary
-    assert "| HalfCheetah-v5 | bf16 | False | True |" in summary
+    assert "| HalfCheetah-v5 | fp32 | False | True |" in summary
     assert "report exit 0" in (out / "log.txt").read_text()
 
 
