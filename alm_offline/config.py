@@ -54,7 +54,7 @@ class AgentConfig:
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
     # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates), on, off
     compile: str = "auto"
-    # ablations of the paper (defaults = the main method; see README "Ablations")
+    # ablations of the paper (defaults = the main method; see docs/agents-and-analyses.md)
     kl_coef: float = 1.0  # weight of the KL term in the encoder/model bound (Sec. 5.3: 0 = no KL)
     value_in_encoder_loss: bool = True  # Q(z_K) term in the encoder/model bound (Sec. 5.3)
     actor_loss: str = "svg"  # svg: K-step imagined lambda-returns; td3: -Q(z, pi(z)) (Fig. 5c)

@@ -1,6 +1,6 @@
 """Behaviour-cloning baseline: an MLP policy regressed on a dataset's actions, evaluated.
 
-The comparison point for offline ALM on the same data (README, "Offline training"):
+The comparison point for offline ALM on the same data (docs/offline.md):
 
     python benchmarks/bc_baseline.py DATASET [--env ENV] [--updates 3000] [--episodes 5]
 

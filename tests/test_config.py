@@ -48,7 +48,7 @@ def test_every_bundled_config_loads_by_name(name):
 
 
 def test_offline_locomotion_is_the_config_of_the_readme_table():
-    """The values the README's "Offline locomotion" figures were measured with."""
+    """The values docs/offline-locomotion.md's figures were measured with."""
     a = load_config("offline-locomotion").agent
     assert (a.bc_coef, a.lr, a.batch_size, a.seq_len, a.obs_norm) == (10000.0, 1e-3, 128, 3, True)
     assert (a.hidden_dim, a.model_hidden_dim, a.latent_dim) == (128, 256, 50)

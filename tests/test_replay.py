@@ -119,5 +119,5 @@ def test_memory_is_one_observation_per_slot():
     per_slot = ReplayBuffer.bytes_per_slot(348, 17)
     assert replay.nbytes() == 1000 * per_slot
     assert 4 * 348 < per_slot < 4 * 348 * 1.15  # observations dominate; never stored twice
-    # 1M Humanoid-v5 transitions: about 1.5 GB (see README, "Speed")
+    # 1M Humanoid-v5 transitions: about 1.5 GB (see docs/speed.md)
     assert 1.45e9 < 10**6 * per_slot < 1.55e9
