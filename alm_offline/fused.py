@@ -77,6 +77,9 @@ def clip_and_adam_step(
     The same maths as ``clip_grad_norm_`` + ``Adam.step`` (no weight decay, amsgrad or
     maximize): m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
     p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    Written out because neither ``Adam.step`` (it breaks the graph on purpose) nor torch's
+    functional ``torch.optim.adam.adam`` (Dynamo stops on it with an AttributeError in torch
+    2.13) traces into a full graph.
     """
     norms = torch._foreach_norm(list(grads), 2.0)
     total = torch.linalg.vector_norm(torch.stack(norms), 2.0)

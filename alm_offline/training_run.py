@@ -73,10 +73,8 @@ class TrainingRun:
         torch.manual_seed(cfg.seed)
         self.np_rng = np.random.default_rng(cfg.seed)
         self.eval_env = make_env(eval_env_id, seed=cfg.seed + 1)
-        self.fused, self.fusion_reason = fusion_decision(
-            cfg.agent.compile, planned_updates, self.device
-        )
-        self.agent = AlmAgent(*dims, cfg.agent, self.device, fused=self.fused)
+        fused, self.fusion_reason = fusion_decision(cfg.agent.compile, planned_updates, self.device)
+        self.agent = AlmAgent(*dims, cfg.agent, self.device, fused=fused)
         self.refs = refs if None not in refs else None
         self.counters = Counters()
         self.window = MetricsWindow()
@@ -187,7 +185,7 @@ class TrainingRun:
             "step_key": self.step_key,
             "wall_seconds": self.counters.wall_seconds,
             "device": str(self.device),
-            "fused_update": self.fused,
+            "fused_update": self.agent.fused_update is not None,
             "fused_update_reason": self.fusion_reason,
             **self._compile_fields(),
             "run_dir": str(self.run_dir),

@@ -15,7 +15,8 @@
 #   3. HalfCheetah-v5 online at paper defaults for 20k env steps, seeds 1-3 side by side on
 #      the one GPU, evaluated on the reference's protocol (eval.latent=sample);
 #   4. as much of a 100k-step HalfCheetah-v5 run (seed 1) as the deadline leaves;
-#   profile (only when named in --only): benchmarks/gpu_profile.py in fp32 and bf16.
+#   profile (only when named in --only): benchmarks/gpu_profile.py --fused in fp32 and bf16
+#      (kernels per update eager and fused).
 # It writes at most 8 files: system.json, log.txt, tests.txt, bench.jsonl, fidelity.json,
 # long.json, summary.md (and profile.txt) (benchmarks/gpu_report.py builds the last three). Run dirs go to
 # a scratch folder, not OUT_DIR. Wheels in .whl (benchmarks/gpu_wheels.py) are installed
@@ -116,7 +117,7 @@ tee -a "$LOG" <"$OUT/system.json" >/dev/null
 if wanted profile; then
   for precision in fp32 bf16; do
     say "profile $precision"
-    timeout 90 $PYTHON benchmarks/gpu_profile.py --precision "$precision" >>"$OUT/profile.txt" 2>&1
+    timeout 240 $PYTHON benchmarks/gpu_profile.py --fused --precision "$precision" >>"$OUT/profile.txt" 2>&1
     say "profile exit $?: $(grep -m 1 '^precision' "$OUT/profile.txt" | tail -n 1)"
   done
 fi

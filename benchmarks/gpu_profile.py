@@ -84,7 +84,8 @@ def profile_one(precision: str, updates: int, fused: bool) -> None:
     print(
         f"precision {precision}{' fused' if fused else ''}: {kernels:.0f} kernels/update, "
         f"{cuda_ms:.2f} ms kernel time, "
-        f"eager {eager_ms:.2f} ms ({1000 / eager_ms:.0f}/s), graph {graph_ms:.2f} ms "
+        f"{'fused, ' if fused else 'eager, '}no graph {eager_ms:.2f} ms "
+        f"({1000 / eager_ms:.0f}/s), graph {graph_ms:.2f} ms "
         f"({1000 / graph_ms:.0f}/s, graphed {graphed.graphed})"
     )
     print(
