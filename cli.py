@@ -118,8 +118,8 @@ def seed_option(help: str = "Seed of the first episode.") -> Callable:
 
 def _train(start, quiet: bool) -> None:
     """Train a started run; Ctrl-C says how to resume it."""
-    from alm_offline.rundir import describe_summary
-    from alm_offline.runs import train
+    from alm_offline.training.rundir import describe_summary
+    from alm_offline.training.start import train
 
     try:
         summary = train(start, quiet=quiet)
@@ -136,7 +136,7 @@ def _train(start, quiet: bool) -> None:
 @TRAIN
 def train_online_command(config, resume, overwrite, quiet, overrides) -> None:
     """Train ALM online on a gymnasium env. OVERRIDES are KEY=VALUE (e.g. env=Hopper-v5)."""
-    from alm_offline.runs import start_online
+    from alm_offline.training.start import start_online
 
     _train(start_online(config, overrides, resume=resume, overwrite=overwrite), quiet)
 
@@ -150,7 +150,7 @@ def train_offline_command(
     dataset_spec, ref_min, ref_max, clip_actions, config, resume, overwrite, quiet, overrides
 ) -> None:
     """Train ALM offline on a fixed dataset (paper appendix A.7); steps counts updates."""
-    from alm_offline.runs import start_offline
+    from alm_offline.training.start import start_offline
 
     extra = _offline_overrides(dataset_spec, ref_min, ref_max, clip_actions)
     if resume is not None and extra:
@@ -181,7 +181,7 @@ def baseline_command(
     """Train d3rlpy's ALGO (its D4RL settings) on a dataset, into a run dir like
     train-offline's. OVERRIDES are KEY=VALUE (steps, seed, eval.every, eval.episodes, ...).
     Needs the baselines extra: pip install 'alm-offline[baselines]'."""
-    from alm_offline.runs import start_offline
+    from alm_offline.training.start import start_offline
 
     extra = [*_offline_overrides(dataset_spec, ref_min, ref_max, clip_actions), f"method={algo}"]
     _train(start_offline(config, (*overrides, *extra), overwrite=overwrite), quiet)
@@ -404,10 +404,10 @@ def bench_command(
     OVERRIDES are KEY=VALUE agent settings, e.g. agent.precision=bf16 threads=2; the update
     is fused with agent.compile=on (or --compare-fused), eager otherwise.
     """
-    from alm_offline.bench import format_result, run_bench
     from alm_offline.config import load_config
-    from alm_offline.envs import describe_env
-    from alm_offline.rundir import write_text_atomic
+    from alm_offline.tools.bench import format_result, run_bench
+    from alm_offline.training.envs import describe_env
+    from alm_offline.training.rundir import write_text_atomic
 
     cfg = load_config(config, (f"env={env_id}", f"device={device}", *overrides))
     describe_env(cfg.env)
@@ -435,7 +435,7 @@ def bench_command(
 @JSON
 def eval_command(target, episodes, seed, env_id, video, device, best, latent, as_json) -> None:
     """Deterministic evaluation of a run's latest checkpoint (or of a checkpoint file)."""
-    from alm_offline.evaluate import evaluate_checkpoint
+    from alm_offline.tools.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(
         target,
@@ -462,7 +462,7 @@ def eval_command(target, episodes, seed, env_id, video, device, best, latent, as
 @click.option("--paper", is_flag=True, help="Overlay the paper's published ALM(3) curve.")
 def plot_command(run_dirs: tuple[str, ...], out: str, metric: str, paper: bool) -> None:
     """Learning curves of RUN_DIRs (or of the run dirs below folders): mean +- std over seeds."""
-    from alm_offline.plotting import plot_runs
+    from alm_offline.tools.plotting import plot_runs
 
     click.echo(plot_runs([Path(run) for run in run_dirs], Path(out), metric, paper))
 
@@ -512,7 +512,7 @@ def analyze_bias_command(
     episodes, min_states, max_start_steps, source, seed, out_dir, device, as_json
 ) -> None:
     """Bias of the K-step bound against Monte-Carlo returns at visited states (Fig. 8)."""
-    from alm_offline.analysis import analyze_bias
+    from alm_offline.tools.analysis import analyze_bias
 
     _print_analysis(
         analyze_bias(
@@ -535,7 +535,7 @@ def analyze_bias_command(
 @ANALYZE
 def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_json) -> None:
     """Latent model unrolled along a real trajectory vs the encoder's latents (Fig. 7)."""
-    from alm_offline.analysis import analyze_rollout
+    from alm_offline.tools.analysis import analyze_rollout
 
     _print_analysis(
         analyze_rollout(source, out_dir, device=device, horizon=horizon, seed=seed, start=start)
@@ -596,7 +596,7 @@ def sweep_command(
 
     OVERRIDES are KEY=VALUE applied to every trial. Exits 1 when some trial failed.
     """
-    from alm_offline.sweep import SweepError, parse_grid, run_sweep
+    from alm_offline.tools.sweep import SweepError, parse_grid, run_sweep
 
     if (envs is None) == (datasets is None):
         raise SweepError("give --envs (an online sweep) or --datasets (an offline one)")
@@ -610,7 +610,7 @@ def sweep_command(
         report=click.echo,
     )
     if datasets is not None:
-        from alm_offline.offline_sweep import parse_methods, run_offline_sweep
+        from alm_offline.tools.offline_sweep import parse_methods, run_offline_sweep
 
         dataset_list, seed_list = parse_grid(datasets, seeds, "--datasets")
         method_list = parse_methods(methods)

@@ -15,10 +15,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import AlmError
+from alm_offline.errors import AlmError
 
 
 class ConfigError(AlmError):
@@ -121,6 +122,19 @@ CHOICES = {
     "encoder": ("mlp", "identity"),
     "encoder_objective": ("alm", "reconstruction"),
 }
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device '{name}' is not a torch device (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' asked for, but torch sees no CUDA device")
+    return device
 
 
 def bundled_config_path(name: str) -> Path:

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from alm_offline.bench import matmul_gflops, run_bench
 from alm_offline.config import load_config
-from alm_offline.networks import EnsembleLayerNorm, TwinCritic
+from alm_offline.core.networks import EnsembleLayerNorm, TwinCritic
+from alm_offline.tools.bench import matmul_gflops, run_bench
 
 
 def _affine_only(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ def _critic_without_activations(self: TwinCritic, z: torch.Tensor, a: torch.Tens
 
 @contextmanager
 def free_activations() -> Iterator[None]:
-    """Within the block every network of ``alm_offline.networks`` skips tanh, ELU and the
+    """Within the block every network of ``alm_offline.core.networks`` skips tanh, ELU and the
     LayerNorm normalisation (parameters kept, so every optimiser group still has grads)."""
     patched = [
         (nn.Tanh, "forward", lambda self, x: x),

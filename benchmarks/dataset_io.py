@@ -21,8 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from alm_offline.core.replay import ReplayBuffer
 from alm_offline.datasets import load_dataset, read_minari_folder, write_minari
-from alm_offline.replay import ReplayBuffer
 
 OBS_DIM, ACTION_DIM = 17, 6
 TARGETS = {"load": 10.0, "to_minari": 60.0}

@@ -21,10 +21,10 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alm_offline.agent import AlmAgent
 from alm_offline.config import AgentConfig
-from alm_offline.replay import ReplayBuffer
-from alm_offline.updater import CudaGraphUpdater, EagerUpdater
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.replay import ReplayBuffer
+from alm_offline.core.updater import CudaGraphUpdater, EagerUpdater
 
 OBS, ACT = 17, 6  # HalfCheetah-v5
 

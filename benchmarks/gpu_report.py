@@ -18,7 +18,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alm_offline.loggers import read_jsonl  # noqa: E402
+from alm_offline.training.loggers import read_jsonl  # noqa: E402
 
 
 def run_figures(run_dir: Path) -> dict[str, Any]:

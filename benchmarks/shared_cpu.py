@@ -4,7 +4,7 @@
 
 For each config (paper defaults, and the quick config of ``make run``) and each thread
 setting (``threads=2``, the old fixed choice on this 2-core machine, and ``threads=0``, auto:
-the free cores, alm_offline/threads.py) it runs ``alm bench`` once alone and once while a
+the free cores, alm_offline/training/threads.py) it runs ``alm bench`` once alone and once while a
 competitor (a 2-thread torch process multiplying 256x256 matrices, default OpenMP wait
 policy) runs, and prints updates/s, env steps/s of the online loop and loaded/alone.
 Take it on an otherwise idle machine.

@@ -8,8 +8,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from alm_offline.envs import describe_env, make_env
 from alm_offline.scores import reference_scores
+from alm_offline.training.envs import describe_env, make_env
 
 from .action_box import ActionBox
 from .episodes import DatasetError, EpisodeDataset
@@ -44,7 +44,7 @@ def policy_for(spec: str, env_id: str, seed: int = 0) -> tuple[Policy, str]:
         return random_policy(env.action_dim, seed), "random"
     if not Path(spec).exists():
         raise DatasetError(f"--policy must be 'random' or a checkpoint path; {spec} does not exist")
-    from alm_offline.checkpoint import load_agent  # the agent is needed only here
+    from alm_offline.training.checkpoint import load_agent  # the agent is needed only here
 
     agent, cfg, _ = load_agent(spec, device="cpu")
     if (agent.obs_dim, agent.action_dim) != (env.obs_dim, env.action_dim):

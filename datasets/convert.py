@@ -19,9 +19,9 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from alm_offline.envs import EnvSpec, describe_env
 from alm_offline.errors import printable
 from alm_offline.scores import reference_scores
+from alm_offline.training.envs import EnvSpec, describe_env
 
 from .action_box import ActionBox
 from .atomic import check_can_create, check_destination

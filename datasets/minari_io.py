@@ -39,7 +39,7 @@ from minari.data_collector import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage.datasets_root_dir import get_dataset_path
 
-import alm_offline.envs  # noqa: F401  (registers T-Ant-v5 / T-Humanoid-v5 for gym.spec)
+import alm_offline.training.envs  # noqa: F401  (registers T-Ant-v5 / T-Humanoid-v5 for gym.spec)
 
 from .action_box import ActionBox, env_spaces
 from .atomic import check_destination, check_room, publish, staging_area, write_failure

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from alm_offline.envs import describe_env
 from alm_offline.scores import reference_scores
+from alm_offline.training.envs import describe_env
 
 from .action_box import ActionBox
 from .collect import collect, policy_for, random_policy
@@ -111,8 +111,8 @@ def make_suite(
     Everything is checked before anything trains: the envs, the destinations (which must
     not exist unless ``overwrite``) and the behaviour config.
     """
-    from alm_offline.checkpoint import checkpoint_path, read_checkpoint
-    from alm_offline.runs import start_online, train  # training is needed only here
+    from alm_offline.training.checkpoint import checkpoint_path, read_checkpoint
+    from alm_offline.training.start import start_online, train  # training is needed only here
 
     work_dir = Path(work_dir)
     for env_id in env_ids:
@@ -172,7 +172,7 @@ def make_suite(
 def merge_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Write ``record`` into the suite file at ``path``, keeping what an earlier (or a
     concurrent, other-env) make-suite wrote for other datasets and envs; returns the whole."""
-    from alm_offline.rundir import write_text_atomic
+    from alm_offline.training.rundir import write_text_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

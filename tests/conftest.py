@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from alm_offline.config import load_config
-from alm_offline.replay import ReplayBuffer
-from alm_offline.rundir import prepare_new
-from alm_offline.train import train_online
+from alm_offline.core.replay import ReplayBuffer
+from alm_offline.training.online import train_online
+from alm_offline.training.rundir import prepare_new
 
 TINY_OVERRIDES = (
     "env=InvertedPendulum-v5",

@@ -13,9 +13,9 @@ import torch
 from click.testing import CliRunner
 from conftest import filled_replay
 
-from alm_offline.agent import AlmAgent
 from alm_offline.config import AgentConfig
-from alm_offline.losses import (
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.losses import (
     actor_svg_loss,
     actor_td3_loss,
     critic_loss,
@@ -23,7 +23,7 @@ from alm_offline.losses import (
     model_bound_loss,
     policy_entropy,
 )
-from alm_offline.networks import IDENTITY_STD
+from alm_offline.core.networks import IDENTITY_STD
 from cli import alm
 
 OBS, ACT, K = 5, 2, 3

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alm_offline.agent import AlmAgent
 from alm_offline.config import AgentConfig
-from alm_offline.losses import actor_svg_loss
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.losses import actor_svg_loss
 
 OBS, ACT = 5, 2
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import filled_replay
 
-from alm_offline.agent import AlmAgent, exploration_std
 from alm_offline.config import AgentConfig
-from alm_offline.losses import (
+from alm_offline.core.agent import AlmAgent, exploration_std
+from alm_offline.core.losses import (
     actor_svg_loss,
     behaviour_cloning_loss,
     classifier_loss,

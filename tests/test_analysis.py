@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 from conftest import assert_one_line_error, train_tiny_run
 
-from alm_offline.analysis import (
+from alm_offline.core.losses import lower_bound_estimate
+from alm_offline.tools.analysis import (
     ACCURACY_THRESHOLD,
     AnalysisError,
     bias_analysis,
@@ -22,9 +23,8 @@ from alm_offline.analysis import (
     rollout_analysis,
     run_episode,
 )
-from alm_offline.checkpoint import checkpoint_path, load_agent
-from alm_offline.envs import make_env
-from alm_offline.losses import lower_bound_estimate
+from alm_offline.training.checkpoint import checkpoint_path, load_agent
+from alm_offline.training.envs import make_env
 from cli import alm
 
 

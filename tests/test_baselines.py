@@ -70,7 +70,7 @@ def test_the_venv_resolves_d3rlpy_with_gymnasium_1_0(baselines_python, tmp_path)
 
 CONVERSION = """
 import json, sys
-from alm_offline.baselines import import_d3rlpy, to_mdp_dataset
+from alm_offline.training.baselines import import_d3rlpy, to_mdp_dataset
 from alm_offline.datasets import load_dataset
 data = load_dataset(sys.argv[1])
 mdp = to_mdp_dataset(data, import_d3rlpy())
@@ -167,12 +167,12 @@ def test_a_baseline_writes_an_alm_run_dir(baseline_runs, algo):
 @pytest.mark.slow
 def test_baselines_evaluate_with_alm_s_protocol(baseline_runs, baselines_python):
     """The same seeded episodes as ALM's evaluation: a d3rlpy run's checkpoint, reloaded and
-    evaluated by alm_offline.evaluate, gives its eval.jsonl returns back."""
+    evaluated by alm_offline.tools.evaluate, gives its eval.jsonl returns back."""
     run_dir = baseline_runs["td3+bc"]
     script = (
         "import sys, json, numpy as np, d3rlpy\n"
-        "from alm_offline.envs import make_env\n"
-        "from alm_offline.evaluate import evaluate\n"
+        "from alm_offline.training.envs import make_env\n"
+        "from alm_offline.tools.evaluate import evaluate\n"
         "algo = d3rlpy.load_learnable(sys.argv[1])\n"
         "env = make_env('InvertedPendulum-v5', seed=2)\n"
         "r = evaluate(lambda o: algo.predict(o[None])[0], env, 2, 1)\n"

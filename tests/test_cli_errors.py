@@ -10,17 +10,17 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error
 
 import alm_offline.datasets as datasets
-from alm_offline.checkpoint import CheckpointError
 from alm_offline.config import ConfigError
+from alm_offline.core.metrics import NonFiniteError
 from alm_offline.datasets import DatasetError, DatasetWarning
-from alm_offline.envs import EnvError
 from alm_offline.errors import AlmError, AlmWarning
-from alm_offline.evaluate import EvalError
-from alm_offline.loggers import LoggerError
-from alm_offline.metrics import NonFiniteError
-from alm_offline.plotting import PlotError
-from alm_offline.rundir import RunDirError
-from alm_offline.sweep import SweepError
+from alm_offline.tools.evaluate import EvalError
+from alm_offline.tools.plotting import PlotError
+from alm_offline.tools.sweep import SweepError
+from alm_offline.training.checkpoint import CheckpointError
+from alm_offline.training.envs import EnvError
+from alm_offline.training.loggers import LoggerError
+from alm_offline.training.rundir import RunDirError
 from cli import alm
 
 

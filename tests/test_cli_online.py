@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 from conftest import TINY_OVERRIDES, assert_one_line_error
 
-from alm_offline.checkpoint import checkpoint_path, read_checkpoint
+from alm_offline.training.checkpoint import checkpoint_path, read_checkpoint
 from cli import alm
 
 ALM = "alm"  # the installed console script, found on PATH like a user would

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import filled_replay, train_tiny_run
 
-from alm_offline.agent import AlmAgent
-from alm_offline.checkpoint import checkpoint_path, load_agent
 from alm_offline.config import AgentConfig
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.replay import ReplayBuffer
+from alm_offline.core.updater import CudaGraphUpdater, EagerUpdater, make_updater
 from alm_offline.errors import AlmWarning
-from alm_offline.replay import ReplayBuffer
-from alm_offline.updater import CudaGraphUpdater, EagerUpdater, make_updater
+from alm_offline.training.checkpoint import checkpoint_path, load_agent
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -29,8 +29,8 @@ import torch
 from click.testing import CliRunner
 from conftest import TINY_OVERRIDES, assert_one_line_error, train_tiny_run
 
-from alm_offline.checkpoint import checkpoint_path, read_checkpoint
 from alm_offline.datasets import bundled_dataset_path
+from alm_offline.training.checkpoint import checkpoint_path, read_checkpoint
 from cli import alm
 
 ALM = "alm"

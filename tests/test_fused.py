@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import filled_replay
 
-from alm_offline.agent import AlmAgent
 from alm_offline.config import AgentConfig, ConfigError, load_config
-from alm_offline.fused import AUTO_MIN_UPDATES, fusion_decision
-from alm_offline.replay import ReplayBuffer
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.fused import AUTO_MIN_UPDATES, fusion_decision
+from alm_offline.core.replay import ReplayBuffer
 
 OBS, ACT = 4, 1  # InvertedPendulum-v5's, as the tiny training runs of conftest
 TINY = dict(hidden_dim=32, model_hidden_dim=32, latent_dim=8, batch_size=16)

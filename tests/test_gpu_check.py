@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import load_benchmark
 
-from alm_offline.loggers import read_jsonl
+from alm_offline.training.loggers import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_FILES = {"system.json", "log.txt", "tests.txt", "bench.jsonl", "fidelity.json", "long.json"}

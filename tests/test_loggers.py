@@ -12,16 +12,16 @@ import pytest
 from click.testing import CliRunner
 from conftest import TINY_OVERRIDES, train_tiny_run
 
-from alm_offline.checkpoint import checkpoint_path
 from alm_offline.config import LoggerConfig, load_config
-from alm_offline.loggers import (
+from alm_offline.training.checkpoint import checkpoint_path
+from alm_offline.training.loggers import (
     LoggerError,
     TensorBoardLogger,
     check_backends,
     make_run_logger,
     read_jsonl,
 )
-from alm_offline.train import train_online
+from alm_offline.training.online import train_online
 from cli import alm
 
 

@@ -8,8 +8,13 @@ import pytest
 import torch
 from torch import distributions as td
 
-from alm_offline.losses import behaviour_cloning, classifier_reward, gaussian_kl, lambda_returns
-from alm_offline.networks import (
+from alm_offline.core.losses import (
+    behaviour_cloning,
+    classifier_reward,
+    gaussian_kl,
+    lambda_returns,
+)
+from alm_offline.core.networks import (
     ACTION_EPS,
     STD_MAX,
     STD_MIN,

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from conftest import train_tiny_run
 
-from alm_offline.agent import AlmAgent
-from alm_offline.checkpoint import load_agent, read_checkpoint
 from alm_offline.config import AgentConfig
+from alm_offline.core.agent import AlmAgent
+from alm_offline.training.checkpoint import load_agent, read_checkpoint
 
 
 def small(**changes) -> AgentConfig:

@@ -11,12 +11,12 @@ import torch
 from click.testing import CliRunner
 from conftest import filled_replay, load_benchmark
 
-from alm_offline.agent import AlmAgent
-from alm_offline.checkpoint import checkpoint_path, read_checkpoint
 from alm_offline.config import AgentConfig
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.losses import behaviour_cloning_loss, model_bound_loss
+from alm_offline.core.networks import rsample
 from alm_offline.datasets import bundled_dataset_path
-from alm_offline.losses import behaviour_cloning_loss, model_bound_loss
-from alm_offline.networks import rsample
+from alm_offline.training.checkpoint import checkpoint_path, read_checkpoint
 from cli import alm
 
 TINY = (

@@ -1,4 +1,4 @@
-"""`alm plot` and alm_offline.plotting on real run dirs: curves read back, seed statistics, PNGs."""
+"""`alm plot` and tools.plotting on real run dirs: curves read back, seed statistics, PNGs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from conftest import TINY_OVERRIDES, train_tiny_run
 from matplotlib.image import imread
 
 from alm_offline.config import load_config, to_yaml
-from alm_offline.plotting import (
+from alm_offline.tools.plotting import (
     PAPER_ALM_CURVES,
     PAPER_TABLE1,
     PlotError,
@@ -23,7 +23,7 @@ from alm_offline.plotting import (
     plot_learning_curves,
     read_run_curve,
 )
-from alm_offline.rundir import prepare_new
+from alm_offline.training.rundir import prepare_new
 from cli import alm
 
 # Hand-made HalfCheetah runs: seed -> {env_step: return_mean}. Seed 3 has one extra point.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from alm_offline.replay import ReplayBuffer
+from alm_offline.core.replay import ReplayBuffer
 
 
 def fill_random_episodes(buffer: ReplayBuffer, rng: np.random.Generator, n_episodes: int) -> list:

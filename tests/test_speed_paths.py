@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from conftest import filled_replay, load_benchmark
 from torch import nn
 
-from alm_offline.agent import AlmAgent
 from alm_offline.config import AgentConfig, ConfigError, load_config
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.networks import TwinCritic, mlp
+from alm_offline.core.replay import ReplayBuffer
+from alm_offline.core.updater import CudaGraphUpdater, EagerUpdater, make_updater
 from alm_offline.errors import AlmWarning
-from alm_offline.networks import TwinCritic, mlp
-from alm_offline.replay import ReplayBuffer
-from alm_offline.updater import CudaGraphUpdater, EagerUpdater, make_updater
 from cli import alm
 
 OBS, ACT = 5, 2

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import TINY_OVERRIDES
 
+from alm_offline.core.replay import ReplayBuffer
 from alm_offline.datasets.convert import save_dataset
 from alm_offline.datasets.episodes import DatasetError
 from alm_offline.datasets.suite import merge_record, replay_dataset, suite_id
-from alm_offline.replay import ReplayBuffer
 
 
 def test_suite_ids_follow_minari_s_namespaces():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alm_offline.rundir import describe_summary, sparkline
+from alm_offline.training.rundir import describe_summary, sparkline
 
 
 def test_sparkline_spans_lowest_to_highest():

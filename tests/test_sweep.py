@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import assert_one_line_error
 
-from alm_offline.sweep import SweepError, check_address, failed_row, results_table, run_on_ray
+from alm_offline.tools.sweep import SweepError, check_address, failed_row, results_table, run_on_ray
 from cli import alm
 
 ray = pytest.importorskip("ray")

@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from alm_offline import threads
-from alm_offline.threads import ThreadPolicy, usable_cores
+from alm_offline.training import threads
+from alm_offline.training.threads import ThreadPolicy, usable_cores
 
 BUSY_LOOP = "while True: pass"
 

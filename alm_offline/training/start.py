@@ -14,15 +14,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .agent import resolve_device
-from .baselines import check_baseline_data, import_d3rlpy, train_baseline
-from .config import ConfigError, RunConfig, load_config
-from .datasets.convert import bundled_dataset_path, load_dataset
-from .datasets.episodes import DatasetError, EpisodeDataset
-from .envs import describe_env
-from .loggers import check_backends
-from .rundir import RunDirError, RunDirLock, default_run_dir, prepare_new
-from .train import train_offline, train_online
+from alm_offline.config import ConfigError, RunConfig, load_config, resolve_device
+from alm_offline.datasets.convert import bundled_dataset_path, load_dataset
+from alm_offline.datasets.episodes import DatasetError, EpisodeDataset
+from alm_offline.training.baselines import check_baseline_data, import_d3rlpy, train_baseline
+from alm_offline.training.envs import describe_env
+from alm_offline.training.loggers import check_backends
+from alm_offline.training.offline import train_offline
+from alm_offline.training.online import train_online
+from alm_offline.training.rundir import RunDirError, RunDirLock, default_run_dir, prepare_new
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, to_yaml
-from .errors import AlmError, WriteError
-from .tempfiles import remove_dead_temporaries, temporary_path
+from alm_offline.config import RunConfig, to_yaml
+from alm_offline.errors import AlmError, WriteError
+from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_path
 
 LOCK_FILE = ".lock"  # held by the run dir's one writer (RunDirLock)
 RUN_FILES = (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .networks import WorldModel, rsample, sample_action
+from alm_offline.core.networks import WorldModel, rsample, sample_action
 
 
 # ----------------------------------------------------------------------------- maths

@@ -28,14 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RunConfig
-from .datasets.episodes import EpisodeDataset
-from .envs import make_env
-from .errors import AlmError
-from .evaluate import eval_row, evaluate
-from .loggers import make_run_logger
-from .rundir import write_summary
-from .threads import ThreadPolicy
+from alm_offline.config import RunConfig
+from alm_offline.datasets.episodes import EpisodeDataset
+from alm_offline.errors import AlmError
+from alm_offline.tools.evaluate import eval_row, evaluate
+from alm_offline.training.envs import make_env
+from alm_offline.training.loggers import make_run_logger
+from alm_offline.training.rundir import write_summary
+from alm_offline.training.threads import ThreadPolicy
 
 D3RLPY_MISSING = "alm baseline needs d3rlpy: pip install 'alm-offline[baselines]'"
 

@@ -38,7 +38,7 @@ import torch
 from torch._dynamo.exc import TorchDynamoException
 from torch._dynamo.utils import counters as dynamo_counters
 
-from .errors import AlmWarning
+from alm_offline.errors import AlmWarning
 
 AUTO_MIN_UPDATES = 10_000
 CLIP_EPS = 1e-6  # clip_grad_norm_'s: coef = max_norm / (total_norm + 1e-6)

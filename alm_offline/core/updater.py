@@ -21,10 +21,10 @@ import warnings
 
 import torch
 
-from .agent import AlmAgent
-from .errors import AlmWarning
-from .metrics import Metrics
-from .replay import ReplayBuffer, SequenceBatch, TransitionBatch
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.metrics import Metrics
+from alm_offline.core.replay import ReplayBuffer, SequenceBatch, TransitionBatch
+from alm_offline.errors import AlmWarning
 
 WARMUP_UPDATES = 3
 

@@ -10,9 +10,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from .config import LoggerConfig, RunConfig, to_dict
-from .errors import AlmError, WriteError
-from .rundir import RunDirError, write_text_atomic
+from alm_offline.config import LoggerConfig, RunConfig, to_dict
+from alm_offline.errors import AlmError, WriteError
+from alm_offline.training.rundir import RunDirError, write_text_atomic
 
 
 def _clean(value: Any) -> Any:

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from .errors import AlmError
+from alm_offline.errors import AlmError
 
 Metrics = dict[str, torch.Tensor]
 

@@ -20,9 +20,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .config import AgentConfig, ConfigError
-from .fused import FusedUpdate, clip_and_adam_step
-from .losses import (
+from alm_offline.config import AgentConfig
+from alm_offline.core.fused import FusedUpdate, clip_and_adam_step
+from alm_offline.core.losses import (
     actor_svg_loss,
     actor_td3_loss,
     behaviour_cloning_loss,
@@ -32,22 +32,9 @@ from .losses import (
     model_bound_loss,
     reward_loss,
 )
-from .metrics import Metrics
-from .networks import WorldModel, rsample
-from .replay import SequenceBatch, TransitionBatch
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device '{name}' is not a torch device (cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' asked for, but torch sees no CUDA device")
-    return device
+from alm_offline.core.metrics import Metrics
+from alm_offline.core.networks import WorldModel, rsample
+from alm_offline.core.replay import SequenceBatch, TransitionBatch
 
 
 def exploration_std(cfg: AgentConfig, updates: int) -> float:

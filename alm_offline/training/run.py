@@ -19,19 +19,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from .agent import AlmAgent, resolve_device
-from .checkpoint import checkpoint_path, read_resume_checkpoint, restore, save_checkpoint
-from .config import RunConfig
-from .envs import make_env
-from .evaluate import eval_row, evaluate
-from .fused import fusion_decision
-from .loggers import RunLogger, make_run_logger
-from .metrics import MetricsWindow, NonFiniteError
-from .progress import ProgressDisplay
-from .replay import ReplayBuffer
-from .rundir import write_summary
-from .threads import ThreadPolicy
-from .updater import EagerUpdater
+from alm_offline.config import RunConfig, resolve_device
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.fused import fusion_decision
+from alm_offline.core.metrics import MetricsWindow, NonFiniteError
+from alm_offline.core.replay import ReplayBuffer
+from alm_offline.core.updater import EagerUpdater
+from alm_offline.tools.evaluate import eval_row, evaluate
+from alm_offline.training.checkpoint import (
+    checkpoint_path,
+    read_resume_checkpoint,
+    restore,
+    save_checkpoint,
+)
+from alm_offline.training.envs import make_env
+from alm_offline.training.loggers import RunLogger, make_run_logger
+from alm_offline.training.progress import ProgressDisplay
+from alm_offline.training.rundir import write_summary
+from alm_offline.training.threads import ThreadPolicy
 
 
 @dataclass

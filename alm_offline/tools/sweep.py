@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, RunConfig, config_from_dict, load_config, to_dict
-from .envs import describe_env
-from .errors import AlmError
-from .rundir import write_text_atomic
+from alm_offline.config import ConfigError, RunConfig, config_from_dict, load_config, to_dict
+from alm_offline.errors import AlmError
+from alm_offline.training.envs import describe_env
+from alm_offline.training.rundir import write_text_atomic
 
 RAY_MISSING = "alm sweep needs Ray: pip install 'alm-offline[ray]'"
 SWEEP_FILE = "sweep.json"
@@ -219,8 +219,8 @@ def run_trial(cfg_dict: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     env, seed, run_dir = cfg_dict.get("env"), cfg_dict.get("seed"), cfg_dict.get("run_dir")
     row: dict[str, Any] = {"env": env, "seed": seed, "run_dir": run_dir}
     try:
-        from .rundir import RunDirLock, prepare_new
-        from .train import train_online
+        from alm_offline.training.online import train_online
+        from alm_offline.training.rundir import RunDirLock, prepare_new
 
         cfg = config_from_dict(cfg_dict)
         path = Path(cfg.run_dir)  # type: ignore[arg-type]
@@ -489,7 +489,7 @@ def _describe(row: dict[str, Any]) -> str:
 
 
 def _write_results(out: Path, record: dict[str, Any], name: str) -> SweepResult:
-    from .plotting import PAPER_TABLE1
+    from alm_offline.tools.plotting import PAPER_TABLE1
 
     trials = record["trials"]
     table = results_table(trials, record["envs"], name, PAPER_TABLE1)
@@ -501,7 +501,7 @@ def write_results(
 ) -> SweepResult:
     """Write ``results.md`` (``table``), ``results.csv`` and the curves of the trials that
     succeeded (``curves.png``; a plot that fails is a note, never a lost table)."""
-    from .plotting import plot_learning_curves
+    from alm_offline.tools.plotting import plot_learning_curves
 
     write_text_atomic(out / "results.csv", csv_text)
     write_text_atomic(out / "results.md", table)

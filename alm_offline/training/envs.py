@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from .errors import AlmError
+from alm_offline.errors import AlmError
 
 TRUNCATED_TASKS: dict[str, tuple[str, dict]] = {
     "T-Ant-v5": ("Ant-v5", {"include_cfrc_ext_in_observation": False}),

@@ -25,10 +25,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from .config import ConfigError, load_config
-from .errors import AlmError
-from .loggers import read_jsonl
-from .rundir import read_summary
+from alm_offline.config import ConfigError, load_config
+from alm_offline.errors import AlmError
+from alm_offline.training.loggers import read_jsonl
+from alm_offline.training.rundir import read_summary
 
 
 class PlotError(AlmError):

@@ -11,11 +11,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from .config import EVAL_LATENTS
-from .errors import AlmError
-from .rundir import read_summary
-from .scores import normalized_score, reference_scores
-from .tempfiles import probe_can_create
+from alm_offline.config import EVAL_LATENTS
+from alm_offline.errors import AlmError
+from alm_offline.scores import normalized_score, reference_scores
+from alm_offline.training.rundir import read_summary
+from alm_offline.training.tempfiles import probe_can_create
 
 EVAL_SEED_OFFSET = 10_000
 
@@ -189,8 +189,8 @@ def evaluate_checkpoint(
     the first episode as an mp4 rendered offscreen. ``latent`` (mean or sample) is the z the
     policy acts on; None takes the run's ``eval.latent``.
     """
-    from .checkpoint import load_agent, resolve_checkpoint
-    from .envs import env_spec, make_env
+    from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
+    from alm_offline.training.envs import env_spec, make_env
 
     path = Path(path)
     if episodes < 1:

@@ -26,10 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import METHODS, ConfigError, load_config
-from .datasets.convert import load_dataset
-from .rundir import read_summary
-from .sweep import (
+from alm_offline.config import METHODS, ConfigError, load_config
+from alm_offline.datasets.convert import load_dataset
+from alm_offline.tools.sweep import (
     SweepError,
     SweepResult,
     csv_text,
@@ -42,6 +41,7 @@ from .sweep import (
     trial_threads,
     write_results,
 )
+from alm_offline.training.rundir import read_summary
 
 OFFLINE_CSV_COLUMNS = (
     "dataset",

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .agent import AlmAgent, resolve_device
-from .config import ConfigError, RunConfig, config_from_dict, to_dict
-from .errors import AlmError, WriteError
-from .replay import ReplayBuffer
-from .tempfiles import remove_dead_temporaries, temporary_path
+from alm_offline.config import ConfigError, RunConfig, config_from_dict, resolve_device, to_dict
+from alm_offline.core.agent import AlmAgent
+from alm_offline.core.replay import ReplayBuffer
+from alm_offline.errors import AlmError, WriteError
+from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_path
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
