@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 from alm_offline.scores import reference_scores
 from alm_offline.training.envs import describe_env, make_env
+from alm_offline.training.rollout import Policy, run_episode
 
 from .action_box import ActionBox
 from .episodes import DatasetError, EpisodeDataset
-
-Policy = Callable[[np.ndarray], np.ndarray]
 
 
 def random_policy(action_dim: int, seed: int = 0) -> Policy:
@@ -91,10 +88,18 @@ def collect(
     try:
         while len(collected) != episodes and total != steps:
             seeds.append(int(seed_source.integers(2**31)))
-            obs, _ = env.reset(seed=seeds[-1])
-            episode = _run_episode(env, act, obs, None if steps is None else steps - total)
-            collected.append(episode)
-            total += len(episode["rewards"])
+            budget = None if steps is None else steps - total
+            episode = run_episode(act, env, seeds[-1], max_steps=budget)
+            collected.append(
+                {
+                    "observations": episode.observations,
+                    "actions": episode.actions,
+                    "rewards": episode.rewards.astype(np.float32),
+                    "terminations": episode.terminations,
+                    "truncations": episode.truncations,
+                }
+            )
+            total += episode.length
     finally:
         env.close()
     dataset = EpisodeDataset.from_episodes(
@@ -133,27 +138,3 @@ def _checked(policy: Policy, box: ActionBox, noise: float, rng: np.random.Genera
         return box.denormalize(np.clip(action, -1.0, 1.0)[None])[0]
 
     return act
-
-
-def _run_episode(
-    env: gym.Env, act: Policy, obs: np.ndarray, budget: int | None
-) -> dict[str, np.ndarray]:
-    """One episode from ``obs``; truncated early when ``budget`` transitions are reached."""
-    observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
-    while True:
-        action = act(obs)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        observations.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        terminations.append(terminated)
-        out_of_budget = len(rewards) == budget
-        truncations.append(truncated or (out_of_budget and not terminated))
-        if terminated or truncated or out_of_budget:
-            return {
-                "observations": np.asarray(observations, dtype=np.float32),
-                "actions": np.asarray(actions, dtype=np.float32),
-                "rewards": np.asarray(rewards, dtype=np.float32),
-                "terminations": np.asarray(terminations, dtype=bool),
-                "truncations": np.asarray(truncations, dtype=bool),
-            }

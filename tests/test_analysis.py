@@ -18,13 +18,14 @@ from alm_offline.tools.analysis import (
     ACCURACY_THRESHOLD,
     AnalysisError,
     bias_analysis,
+    deterministic,
     learned_rewards,
     monte_carlo_returns,
     rollout_analysis,
-    run_episode,
 )
 from alm_offline.training.checkpoint import checkpoint_path, load_agent
 from alm_offline.training.envs import make_env
+from alm_offline.training.rollout import run_episode
 from cli import alm
 
 
@@ -44,7 +45,7 @@ def real_observations(agent, cfg, n: int = 12) -> torch.Tensor:
     """Up to n real states of the deterministic policy, then random ones: (n, D)."""
     env = make_env(cfg.env, seed=5)
     try:
-        obs = run_episode(agent, env, seed=5, max_steps=n).obs[:n]
+        obs = run_episode(deterministic(agent), env, seed=5, max_steps=n).observations[:n]
     finally:
         env.close()
     extra = np.random.default_rng(0).normal(size=(n - len(obs), obs.shape[1]))
@@ -103,7 +104,7 @@ def test_bias_analysis_states_returns_and_normalisation(loaded):
     # episode 0 again: MC returns recomputed directly, estimates recomputed in one batch
     env = make_env(cfg.env, seed=7)
     try:
-        episode = run_episode(agent, env, seed=7)
+        episode = run_episode(deterministic(agent), env, seed=7)
     finally:
         env.close()
     assert episode.length == result.episode_lengths[0]
@@ -116,7 +117,7 @@ def test_bias_analysis_states_returns_and_normalisation(loaded):
     np.testing.assert_allclose(result.mc_returns[first], direct, rtol=1e-10)
     again = lower_bound_estimate(
         agent.wm,
-        torch.as_tensor(episode.obs[:keep]),
+        torch.as_tensor(episode.observations[:keep]),
         cfg.agent.seq_len,
         gamma,
         cfg.agent.classifier_coef,

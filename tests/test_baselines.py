@@ -172,7 +172,7 @@ def test_baselines_evaluate_with_alm_s_protocol(baseline_runs, baselines_python)
     script = (
         "import sys, json, numpy as np, d3rlpy\n"
         "from alm_offline.training.envs import make_env\n"
-        "from alm_offline.tools.evaluate import evaluate\n"
+        "from alm_offline.training.rollout import evaluate\n"
         "algo = d3rlpy.load_learnable(sys.argv[1])\n"
         "env = make_env('InvertedPendulum-v5', seed=2)\n"
         "r = evaluate(lambda o: algo.predict(o[None])[0], env, 2, 1)\n"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from alm_offline.tools.evaluate import evaluate
 from alm_offline.training.envs import make_env
+from alm_offline.training.rollout import evaluate
 from cli import alm
 
 pytestmark = pytest.mark.slow  # trains the quick config for minutes

@@ -88,6 +88,11 @@ def test_bc_gradient_is_added_to_the_actor_update():
     mb = b.update(seq, batch, 0.1)
     assert ma["model/behaviour_cloning"].item() == 0.0
     assert mb["model/behaviour_cloning"].item() > 0.0
+    # the bound is logged without the BC term, which is logged apart
+    torch.testing.assert_close(ma["loss/model_bound"], mb["loss/model_bound"], rtol=0, atol=0)
+    assert ma["loss/behaviour_cloning"].item() == 0.0
+    assert mb["loss/behaviour_cloning"].item() > 0.0
+    assert ma.keys() == mb.keys()
     assert not torch.equal(a.wm.actor.net[0].weight, b.wm.actor.net[0].weight)
 
 

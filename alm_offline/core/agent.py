@@ -239,11 +239,11 @@ class AlmAgent:
         )
         world_loss = bound.loss
         zero = torch.zeros((), device=self.device)
-        bc_per_step = zero
+        bc_loss = bc_per_step = zero
         if cfg.bc_coef > 0:
             bc = behaviour_cloning_loss(wm, bound.latents, seq.action)
             world_loss = world_loss + cfg.bc_coef * bc.loss
-            bc_per_step = bc.per_step
+            bc_loss, bc_per_step = bc.loss, bc.per_step
         world_norm = self._apply("world", world_loss)
 
         # target-encoder latents of real transitions, and the model's guess of z'
@@ -305,8 +305,12 @@ class AlmAgent:
         # 5. targets
         wm.update_targets(cfg.tau)
 
+        # The metric keys must be the same at every update (a CUDA graph, updater.py, and
+        # the fused update freeze them): a new loss term adds its key here unconditionally,
+        # with a zero tensor when its coefficient switches it off.
         return {
-            "loss/model_bound": world_loss.detach(),
+            "loss/model_bound": bound.loss.detach(),
+            "loss/behaviour_cloning": bc_loss.detach(),
             "loss/reward_classifier": reward_classifier.detach(),
             "loss/critic": critic.loss.detach(),
             "loss/actor": actor.loss.detach(),

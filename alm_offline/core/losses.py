@@ -4,6 +4,11 @@ Each returns a frozen dataclass whose ``loss`` carries the graph and whose other
 detached tensors for logging (no host sync). Which parameters a loss updates is decided by
 the caller (the agent differentiates each loss only with respect to its own group), so a
 loss never needs to freeze anything. Notation: B batch, K sequence length, Z latent, A action.
+
+Adding a loss term: write it here as a pure function returning a frozen dataclass, add it
+to its parameter group's loss in ``AlmAgent._update`` (core/agent.py) and log it there
+under a key that exists at every update, zero when switched off: the CUDA graph
+(core/updater.py) and the fused update (core/fused.py) freeze the set of metric keys.
 """
 
 from __future__ import annotations

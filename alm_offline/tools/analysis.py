@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -35,6 +34,7 @@ from alm_offline.errors import AlmError
 from alm_offline.tools.plotting import plot_bias, plot_rollout
 from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
 from alm_offline.training.envs import make_env
+from alm_offline.training.rollout import Policy, run_episode
 from alm_offline.training.rundir import write_text_atomic
 
 ACCURACY_THRESHOLD = 0.5  # relative latent error above which a model prediction is "off"
@@ -68,40 +68,9 @@ def latent_unroll(wm: WorldModel, z0: torch.Tensor, actions: torch.Tensor) -> to
     return torch.stack(latents)
 
 
-# ---------------------------------------------------------------------------- episodes
-@dataclass(frozen=True)
-class Episode:
-    """One episode of the deterministic policy: obs (T+1, D), actions (T, A), rewards (T,)."""
-
-    obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    terminated: bool
-    truncated: bool
-
-    @property
-    def length(self) -> int:
-        return len(self.rewards)
-
-
-def run_episode(agent: AlmAgent, env: gym.Env, seed: int, max_steps: int | None = None) -> Episode:
-    """Deterministic policy from ``reset(seed=seed)`` until the episode ends (or ``max_steps``)."""
-    obs, _ = env.reset(seed=seed)
-    observations, actions, rewards = [obs], [], []
-    terminated = truncated = False
-    while not (terminated or truncated) and (max_steps is None or len(actions) < max_steps):
-        action = agent.act(obs, 0.0, deterministic=True)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        observations.append(obs)
-        actions.append(action)
-        rewards.append(float(reward))
-    return Episode(
-        obs=np.asarray(observations, dtype=np.float32),
-        actions=np.asarray(actions, dtype=np.float32).reshape(len(actions), -1),
-        rewards=np.asarray(rewards, dtype=np.float64),
-        terminated=bool(terminated),
-        truncated=bool(truncated),
-    )
+def deterministic(agent: AlmAgent) -> Policy:
+    """The agent's deterministic policy (the mean action of the mean latent)."""
+    return lambda obs: agent.act(obs, 0.0, deterministic=True)
 
 
 def _finite(value: float) -> float | None:
@@ -206,9 +175,9 @@ def bias_analysis(
     try:
         n_states = 0
         while (len(lengths) < episodes) if episodes is not None else (n_states < min_states):
-            episode = run_episode(agent, env, seed + len(lengths))
+            episode = run_episode(deterministic(agent), env, seed + len(lengths))
             keep = min(episode.length, max_start_steps)
-            obs_parts.append(episode.obs[:keep])
+            obs_parts.append(episode.observations[:keep])
             rewards = learned_rewards(episode.rewards, cfg)
             mc_parts.append(monte_carlo_returns(rewards, gamma)[:keep])
             episode_ids.append(np.full(keep, len(lengths)))
@@ -325,20 +294,15 @@ def rollout_analysis(
         raise AnalysisError(f"start must be >= 0, got {start}")
     env = make_env(cfg.env, seed=seed)
     try:
-        whole = run_episode(agent, env, seed, max_steps=start + horizon)
+        whole = run_episode(deterministic(agent), env, seed, max_steps=start + horizon)
     finally:
         env.close()
     if whole.length <= start:
         raise AnalysisError(f"the episode ended after {whole.length} steps, before start={start}")
-    episode = Episode(
-        obs=whole.obs[start:],
-        actions=whole.actions[start:],
-        rewards=whole.rewards[start:],
-        terminated=whole.terminated,
-        truncated=whole.truncated,
-    )
-    obs = torch.as_tensor(episode.obs, device=agent.device)
-    actions = torch.as_tensor(episode.actions, device=agent.device)
+    observations, actions_np = whole.observations[start:], whole.actions[start:]
+    steps = len(actions_np)
+    obs = torch.as_tensor(observations, device=agent.device)
+    actions = torch.as_tensor(actions_np, device=agent.device)
     with torch.no_grad():
         true = agent.wm.encode(obs)[0]  # (T+1, Z)
         predicted = latent_unroll(agent.wm, true[0], actions)  # (T+1, Z)
@@ -348,15 +312,15 @@ def rollout_analysis(
     norm_mean = float(np.linalg.norm(true_np, axis=-1).mean())
     relative = errors / max(norm_mean, 1e-12)
     off = np.flatnonzero(~(relative <= ACCURACY_THRESHOLD))  # NaN counts as off
-    first_accurate = int(off[0]) - 1 if len(off) else episode.length
+    first_accurate = int(off[0]) - 1 if len(off) else steps
     c = min(coords, true_np.shape[-1])
     return RolloutResult(
         env=cfg.env,
         horizon=horizon,
-        steps=episode.length,
-        ended_early=episode.length < horizon,
-        observations=episode.obs,
-        actions=episode.actions,
+        steps=steps,
+        ended_early=steps < horizon,
+        observations=observations,
+        actions=actions_np,
         true_latents=true_np,
         predicted_latents=pred_np,
         errors=errors,

@@ -1,74 +1,21 @@
-"""Deterministic evaluation, and ``alm eval`` on a saved checkpoint."""
+"""``alm eval``: deterministic returns (and a video) of a saved checkpoint, with the run's
+evaluation protocol (``training.rollout.evaluate``)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from alm_offline.config import EVAL_LATENTS
 from alm_offline.errors import AlmError
-from alm_offline.scores import normalized_score, reference_scores
+from alm_offline.scores import reference_scores
+from alm_offline.training.rollout import Frame, eval_row, evaluate
 from alm_offline.training.rundir import read_summary
 from alm_offline.training.tempfiles import probe_can_create
-
-EVAL_SEED_OFFSET = 10_000
-
-Frame = np.ndarray  # (H, W, 3) uint8
-
-
-def evaluate(
-    policy: Callable[[np.ndarray], np.ndarray],
-    env: gym.Env,
-    episodes: int,
-    seed: int,
-    on_frame: Callable[[Frame], None] | None = None,
-) -> np.ndarray:
-    """Undiscounted returns (episodes,) of ``policy`` in ``env``.
-
-    Episode i starts from ``reset(seed=seed + EVAL_SEED_OFFSET + i)``, so every evaluation
-    of a run sees the same start states. ``on_frame`` receives ``env.render()`` after the
-    reset and after every step of the first episode (the env must render ``rgb_array``).
-    """
-    returns = np.zeros(episodes, dtype=np.float64)
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
-        record = on_frame if episode == 0 else None
-        if record is not None:
-            record(env.render())
-        done = False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            returns[episode] += float(reward)
-            done = terminated or truncated
-            if record is not None:
-                record(env.render())
-    return returns
-
-
-def eval_row(
-    where: dict[str, int], returns: np.ndarray, refs: tuple[float, float] | None
-) -> dict[str, Any]:
-    """An eval.jsonl row: ``where`` (the step) + return statistics of ``returns`` (episodes,)
-    and, with ``refs`` (min, max), normalised scores."""
-    row: dict[str, Any] = {
-        **where,
-        "return_mean": float(returns.mean()),
-        "return_std": float(returns.std()),
-        "return_min": float(returns.min()),
-        "return_max": float(returns.max()),
-        "returns": [float(r) for r in returns],
-    }
-    if refs is not None:
-        scores = normalized_score(returns, *refs)
-        row["normalized_score_mean"] = float(scores.mean())
-        row["normalized_score_std"] = float(scores.std())
-    return row
 
 
 # ----------------------------------------------------------------------------- alm eval
@@ -234,24 +181,18 @@ def evaluate_checkpoint(
         raise
     finally:
         env.close()
+    refs = _run_reference_scores(run_dir, cfg) if env_id == cfg.env else reference_scores(env_id)
+    row = eval_row({}, returns, refs)
     report = EvalReport(
         checkpoint=str(checkpoint),
         env=env_id,
         episodes=episodes,
         seed=seed,
-        return_mean=float(returns.mean()),
-        return_std=float(returns.std()),
-        return_min=float(returns.min()),
-        return_max=float(returns.max()),
-        returns=[float(r) for r in returns],
+        **row,
         video=str(video_path) if video_path else None,
         video_frames=writer.frames if writer else None,
         latent=latent,
     )
-    refs = _run_reference_scores(run_dir, cfg) if env_id == cfg.env else reference_scores(env_id)
     if refs is not None:
-        scores = normalized_score(returns, *refs)
         report.ref_min_score, report.ref_max_score = refs
-        report.normalized_score_mean = float(scores.mean())
-        report.normalized_score_std = float(scores.std())
     return report

@@ -31,9 +31,9 @@ import torch
 from alm_offline.config import RunConfig
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.errors import AlmError
-from alm_offline.tools.evaluate import eval_row, evaluate
 from alm_offline.training.envs import make_env
 from alm_offline.training.loggers import make_run_logger
+from alm_offline.training.rollout import eval_row, evaluate
 from alm_offline.training.rundir import write_summary
 from alm_offline.training.threads import ThreadPolicy
 

@@ -25,7 +25,6 @@ from alm_offline.core.fused import fusion_decision
 from alm_offline.core.metrics import MetricsWindow, NonFiniteError
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.core.updater import EagerUpdater
-from alm_offline.tools.evaluate import eval_row, evaluate
 from alm_offline.training.checkpoint import (
     checkpoint_path,
     read_resume_checkpoint,
@@ -35,6 +34,7 @@ from alm_offline.training.checkpoint import (
 from alm_offline.training.envs import make_env
 from alm_offline.training.loggers import RunLogger, make_run_logger
 from alm_offline.training.progress import ProgressDisplay
+from alm_offline.training.rollout import eval_row, evaluate
 from alm_offline.training.rundir import write_summary
 from alm_offline.training.threads import ThreadPolicy
 
