@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from alm_offline.config import BASELINE_METHODS, EVAL_LATENTS
 from alm_offline.errors import AlmError, AlmWarning, printable
 
 # ------------------------------------------------------------------- errors, warnings
@@ -39,7 +40,27 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 class AlmGroup(click.Group):
-    """The ``alm`` group: ``AlmError`` -> one ``error:`` line, ``AlmWarning`` -> ``warning:``."""
+    """The ``alm`` group: ``AlmError`` and click's usage errors -> one ``error:`` line,
+    ``AlmWarning`` -> ``warning:``."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """click's ``main``, with its usage errors (unknown option, bad choice, missing
+        argument) shown as one ``error:`` line that names the command's --help."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"error: {printable(exc.format_message())}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context):
         with warnings.catch_warnings():
@@ -160,14 +181,16 @@ def train_offline_command(
 
 def _offline_overrides(dataset_spec, ref_min, ref_max, clip_actions) -> list[str]:
     """The offline options as KEY=VALUE overrides."""
-    extra = [f"dataset={dataset_spec}"] if dataset_spec else []
+    if dataset_spec is not None and not dataset_spec.strip():
+        raise UserError("--dataset is empty: give a Minari id, a Minari folder or an .hdf5 file")
+    extra = [f"dataset={dataset_spec}"] if dataset_spec is not None else []
     extra += [f"eval.ref_min={ref_min}"] if ref_min is not None else []
     extra += [f"eval.ref_max={ref_max}"] if ref_max is not None else []
     return extra + (["clip_actions=true"] if clip_actions else [])
 
 
 @alm.command("baseline")
-@click.argument("algo", type=click.Choice(["bc", "td3+bc", "iql", "cql"]))
+@click.argument("algo", type=click.Choice(BASELINE_METHODS), metavar="ALGO")
 @DATASET_OPTION
 @REF_SCORES
 @click.option("--clip-actions", is_flag=True, help="Clip dataset actions into the env's box.")
@@ -418,6 +441,17 @@ def bench_command(
         write_text_atomic(Path(out), text + "\n")
 
 
+@alm.command("config")
+@click.option("--config", "config", default=None, help="YAML file, or a bundled config name.")
+@click.argument("overrides", nargs=-1)
+def config_command(config, overrides) -> None:
+    """Print a config (the defaults, or --config with OVERRIDES applied) as YAML, each key
+    with its meaning: the keys' one documentation, taken from alm_offline/config.py."""
+    from alm_offline.config import documented_yaml, load_config
+
+    click.echo(documented_yaml(load_config(config, overrides)), nl=False)
+
+
 @alm.command("eval")
 @click.argument("target", metavar="RUN_DIR|CHECKPOINT")
 @click.option("--episodes", type=int, default=10, show_default=True)
@@ -428,7 +462,7 @@ def bench_command(
 @click.option("--best", is_flag=True, help="The run's best-evaluated checkpoint (best.pt).")
 @click.option(
     "--latent",
-    type=click.Choice(["mean", "sample"]),  # config.EVAL_LATENTS (cli imports lazily)
+    type=click.Choice(EVAL_LATENTS),
     default=None,
     help="z the policy acts on: the encoder's mean or a sample (default: the run's eval.latent).",
 )

@@ -13,13 +13,15 @@ import re
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from alm_offline.errors import AlmError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ConfigError(AlmError):
@@ -55,7 +57,7 @@ class AgentConfig:
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
     # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates), on, off
     compile: str = "auto"
-    # ablations of the paper (defaults = the main method; see docs/agents-and-analyses.md)
+    # -- ablations of the paper (defaults = the main method; see docs/agents-and-analyses.md)
     kl_coef: float = 1.0  # weight of the KL term in the encoder/model bound (Sec. 5.3: 0 = no KL)
     value_in_encoder_loss: bool = True  # Q(z_K) term in the encoder/model bound (Sec. 5.3)
     actor_loss: str = "svg"  # svg: K-step imagined lambda-returns; td3: -Q(z, pi(z)) (Fig. 5c)
@@ -84,7 +86,7 @@ class LoggerConfig:
 
     tensorboard: bool = False  # TensorBoard event files in <run_dir>/tensorboard
     wandb: bool = False  # Weights & Biases (needs the wandb extra: pip install alm-offline[wandb])
-    wandb_project: str = "alm-offline"
+    wandb_project: str = "alm-offline"  # the W&B project runs are logged to
 
 
 @dataclass
@@ -125,7 +127,10 @@ CHOICES = {
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; anything else as given."""
+    """``auto`` -> cuda when available, else cpu; anything else as given (the ``device`` key,
+    parsed where the config is: ``ConfigError`` for a device torch does not have)."""
+    import torch  # here, so that the CLI reads this module's choices without torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -320,3 +325,58 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"eval.ref_max ({e.ref_max}) must exceed eval.ref_min ({e.ref_min})")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
+
+
+# ------------------------------------------------------------------ the keys, documented
+def field_comments() -> dict[str, str]:
+    """Each config key (dotted: ``agent.seq_len``) -> its comment in this file, the one
+    place the keys are documented (``alm config`` prints them)."""
+    import ast
+    import inspect
+    import sys
+
+    source = inspect.getsource(sys.modules[__name__])
+    lines = source.splitlines()
+    prefixes = {
+        "RunConfig": "",
+        "AgentConfig": "agent.",
+        "EvalConfig": "eval.",
+        "LoggerConfig": "logger.",
+    }
+    comments: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.ClassDef) and node.name in prefixes):
+            continue
+        for item in node.body:
+            if not isinstance(item, ast.AnnAssign) or ast.unparse(item.annotation) in prefixes:
+                continue  # a section (agent, eval, logger) is no key of its own
+            own = [
+                lines[i].split("  # ", 1)[1]
+                for i in range(item.lineno - 1, item.end_lineno)
+                if "  # " in lines[i]
+            ]
+            above, i = [], item.lineno - 2
+            while lines[i].strip().startswith("# ") and not lines[i].strip().startswith("# --"):
+                above.insert(0, lines[i].strip()[2:])
+                i -= 1
+            comments[prefixes[node.name] + item.target.id] = " ".join(above + own)
+    return comments
+
+
+def documented_yaml(cfg: RunConfig) -> str:
+    """``cfg`` as YAML with each key's comment from this file beside it."""
+    comments = field_comments()
+    out = []
+    for section, values in to_dict(cfg).items():
+        if isinstance(values, dict):
+            out.append(f"{section}:")
+            for key, value in values.items():
+                out.append(_yaml_line(f"  {key}", value, comments.get(f"{section}.{key}", "")))
+        else:
+            out.append(_yaml_line(section, values, comments.get(section, "")))
+    return "\n".join(out) + "\n"
+
+
+def _yaml_line(key: str, value: Any, comment: str) -> str:
+    text = OmegaConf.to_yaml({"v": value}).strip()[3:] if value is not None else "null"
+    return f"{key}: {text}" + (f"  # {comment}" if comment else "")

@@ -165,25 +165,83 @@ def test_a_baseline_writes_an_alm_run_dir(baseline_runs, algo):
 
 
 @pytest.mark.slow
-def test_baselines_evaluate_with_alm_s_protocol(baseline_runs, baselines_python):
-    """The same seeded episodes as ALM's evaluation: a d3rlpy run's checkpoint, reloaded and
-    evaluated by alm_offline.tools.evaluate, gives its eval.jsonl returns back."""
+def test_alm_eval_of_a_baseline_run_replays_its_evaluation(baseline_runs, baselines_python):
+    """``alm eval`` of a finished baseline run evaluates its d3rlpy model with ALM's seeded
+    protocol: the returns of its last eval.jsonl row come back (and --best reads best.d3)."""
     run_dir = baseline_runs["td3+bc"]
-    script = (
-        "import sys, json, numpy as np, d3rlpy\n"
-        "from alm_offline.training.envs import make_env\n"
-        "from alm_offline.training.rollout import evaluate\n"
-        "algo = d3rlpy.load_learnable(sys.argv[1])\n"
-        "env = make_env('InvertedPendulum-v5', seed=2)\n"
-        "r = evaluate(lambda o: algo.predict(o[None])[0], env, 2, 1)\n"
-        "print(json.dumps(r.tolist()))\n"
-    )
+    last = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
     result = run_in(
-        baselines_python, "-c", script, str(run_dir / "checkpoints/d3rlpy.d3"), cwd=REPO
+        baselines_python,
+        "-m",
+        "cli",
+        "eval",
+        str(run_dir),
+        "--episodes",
+        "2",
+        "--seed",
+        "1",
+        "--json",
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    last = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == last["returns"]
+    report = json.loads(result.stdout)
+    assert report["returns"] == last["returns"]
+    assert report["checkpoint"].endswith("checkpoints/d3rlpy.d3")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_checkpoint"].endswith("checkpoints/best.d3")
+    best = run_in(
+        baselines_python,
+        "-m",
+        "cli",
+        "eval",
+        str(run_dir),
+        "--best",
+        "--episodes",
+        "2",
+        "--seed",
+        "1",
+        "--json",
+        cwd=REPO,
+    )
+    assert best.returncode == 0, best.stderr[-2000:]
+    assert json.loads(best.stdout)["return_mean"] == summary["best_eval_return_mean"]
+
+
+@pytest.mark.slow
+def test_alm_eval_of_a_baseline_run_without_d3rlpy_names_the_install(baseline_runs):
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "eval", str(baseline_runs["bc"])],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "error: alm baseline needs d3rlpy: pip install 'alm-offline[baselines]'"
+    )
+
+
+@pytest.mark.slow
+def test_a_baseline_without_evaluations_finishes(baselines_python, tmp_path):
+    run_dir = tmp_path / "bc"
+    result = run_in(
+        baselines_python,
+        "-m",
+        "cli",
+        "baseline",
+        "bc",
+        "steps=20",
+        "log_every=10",
+        "eval.episodes=0",
+        "threads=1",
+        f"run_dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["updates"] == 20 and summary["evaluations"] == []
+    assert summary["eval_return_mean"] is None and summary["best_checkpoint"] is None
+    assert not (run_dir / "eval.jsonl").exists() or (run_dir / "eval.jsonl").read_text() == ""
 
 
 @pytest.mark.slow

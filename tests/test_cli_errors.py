@@ -88,3 +88,26 @@ def test_warnings_become_lines_and_others_pass_through(monkeypatch):
     assert "warning: ours, shown as a line" in lines and "warning: ours again" in lines
     assert any("DeprecationWarning: a library's own" in line for line in lines)
     assert "Minari store s: 0 datasets" in lines
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train-online", "--bogus"], "No such option '--bogus'"),
+        (["baseline", "xyz"], "'xyz' is not one of 'bc', 'td3+bc', 'iql', 'cql'"),
+        (["eval"], "Missing argument 'RUN_DIR|CHECKPOINT'"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["sweep", "--cpus-per-trial", "abc"], "'abc' is not a valid float"),
+        (["dataset", "collect", "--steps", "x"], "'x' is not a valid integer"),
+    ],
+)
+def test_click_usage_errors_are_one_error_line(args, fragment):
+    result = CliRunner().invoke(alm, args)
+    assert result.exit_code == 2
+    assert_one_line_error(result, fragment)
+    assert "--help)" in result.stderr and "Usage:" not in result.stderr
+
+
+def test_help_and_success_still_exit_zero():
+    result = CliRunner().invoke(alm, ["--help"])
+    assert result.exit_code == 0 and "Usage: alm" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from alm_offline.config import (
     BUNDLED_CONFIGS,
@@ -100,3 +101,19 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("- a list\n- not a mapping\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(str(bad))
+
+
+def test_alm_config_prints_every_key_with_its_comment_from_config_py():
+    from click.testing import CliRunner
+
+    from alm_offline.config import field_comments, load_config, to_dict
+    from cli import alm
+
+    result = CliRunner().invoke(alm, ["config", "--config", "quick", "agent.seq_len=5"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout) == to_dict(load_config("quick", ("agent.seq_len=5",)))
+    leaves = [line for line in result.stdout.splitlines() if not line.endswith(":")]
+    assert len(leaves) == len(field_comments()) and all("  # " in line for line in leaves)
+    assert "  seq_len: 5  # K: length of model rollouts in the bound" in leaves
+    kl = next(line for line in leaves if "kl_coef" in line)
+    assert "ablations" not in kl  # a section header is not a key's comment

@@ -136,6 +136,11 @@ def evaluate_checkpoint(
     the first episode as an mp4 rendered offscreen. ``latent`` (mean or sample) is the z the
     policy acts on; None takes the run's ``eval.latent``.
     """
+    from alm_offline.training.baselines import (
+        baseline_checkpoint,
+        baseline_run,
+        load_baseline_policy,
+    )
     from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
     from alm_offline.training.envs import env_spec, make_env
 
@@ -150,25 +155,33 @@ def evaluate_checkpoint(
             raise EvalError(f"--video must name an .mp4 file, got '{video_path}'")
         check_writable(video_path)
         configure_offscreen_rendering()
-    checkpoint, run_dir = resolve_checkpoint(path, which)
-    agent, cfg, _ = load_agent(checkpoint, device)
-    latent = latent or cfg.eval.latent
-    if latent not in EVAL_LATENTS:
-        raise EvalError(f"--latent must be one of {', '.join(EVAL_LATENTS)}, got '{latent}'")
+    baseline = baseline_run(path)
+    if baseline is not None:
+        if latent is not None:
+            raise EvalError(f"--latent is for ALM runs; '{path}' is a {baseline.method} run")
+        checkpoint, run_dir = baseline_checkpoint(path, which)
+        cfg, latent = baseline, "-"
+        policy, dims = load_baseline_policy(checkpoint, device)
+    else:
+        checkpoint, run_dir = resolve_checkpoint(path, which)
+        agent, cfg, _ = load_agent(checkpoint, device)
+        latent = latent or cfg.eval.latent
+        if latent not in EVAL_LATENTS:
+            raise EvalError(f"--latent must be one of {', '.join(EVAL_LATENTS)}, got '{latent}'")
+        policy, dims = agent.eval_policy(latent, seed), (agent.obs_dim, agent.action_dim)
     env_id = env_id or cfg.env
     env = make_env(env_id, seed=seed, render_mode="rgb_array" if video_path else None)
     writer = None
     try:
         spec = env_spec(env)
-        if (spec.obs_dim, spec.action_dim) != (agent.obs_dim, agent.action_dim):
+        if (spec.obs_dim, spec.action_dim) != dims:
             raise EvalError(
-                f"checkpoint was trained on {cfg.env} (obs/action dims {agent.obs_dim}/"
-                f"{agent.action_dim}); {env_id} has {spec.obs_dim}/{spec.action_dim}"
+                f"checkpoint was trained on {cfg.env} (obs/action dims {dims[0]}/"
+                f"{dims[1]}); {env_id} has {spec.obs_dim}/{spec.action_dim}"
             )
         if video_path is not None:
             writer = Mp4Writer(video_path, fps=float(env.metadata.get("render_fps", 30)))
         try:
-            policy = agent.eval_policy(latent, seed)
             returns = evaluate(policy, env, episodes, seed, writer)
         except gym.error.DependencyNotInstalled as exc:  # e.g. pygame for classic control
             missing = f"rendering {env_id} needs a package that is not installed: {exc}"

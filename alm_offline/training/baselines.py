@@ -22,18 +22,18 @@ import io
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from alm_offline.config import RunConfig
+from alm_offline.config import BASELINE_METHODS, RunConfig, load_config, resolve_device
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.errors import AlmError
-from alm_offline.training.envs import make_env
+from alm_offline.training.evaluation import Counters, RunEvaluation, summary_fields
 from alm_offline.training.loggers import make_run_logger
-from alm_offline.training.rollout import eval_row, evaluate
 from alm_offline.training.rundir import write_summary
 from alm_offline.training.threads import ThreadPolicy
 
@@ -152,14 +152,18 @@ def train_baseline(
     cfg: RunConfig,
     run_dir: Path,
     dataset: EpisodeDataset,
-    device: torch.device,
     *,
+    resume: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train d3rlpy's ``cfg.method`` for ``cfg.steps`` updates on ``dataset`` (checked by
-    ``check_baseline_data`` before the run dir was made: ``runs.start_offline``), evaluating
-    every ``eval.every`` updates; returns the summary written to ``run_dir``."""
+    ``check_baseline_data`` before the run dir was made), evaluating every ``eval.every``
+    updates with the runs' shared protocol; returns the summary written to ``run_dir``.
+    d3rlpy's fitter cannot continue a run, so ``resume`` is refused (``BaselineError``)."""
+    if resume:
+        raise BaselineError(f"'{run_dir}' is a d3rlpy {cfg.method} run, which cannot resume")
     d3rlpy = import_d3rlpy()
+    device = resolve_device(cfg.device)
     threads = ThreadPolicy(cfg.threads)
     d3rlpy.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -167,34 +171,24 @@ def train_baseline(
     algo = algo_config(cfg.method, d3rlpy, cfg.steps, cfg.dataset or "").create(
         device=_d3rlpy_device(device)
     )
-    eval_env = make_env(dataset.env_id, seed=cfg.seed + 1)
     refs = (dataset.ref_min_score, dataset.ref_max_score)
-    known_refs = None if None in refs else refs
-    evaluations: list[list[float]] = []
-    last_eval: dict[str, Any] = {}
-    best_eval: dict[str, Any] = {}
-    eval_seconds = 0.0
+    evaluation = RunEvaluation(cfg, dataset.env_id, "updates", refs)
+    counters = Counters()
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    best = checkpoints / "best.d3"
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return algo.predict(obs[None].astype(np.float32))[0]
-
+    act = _deterministic(algo)
     with make_run_logger(cfg, run_dir) as logger:
 
         def on_step(_algo: Any, _epoch: int, step: int) -> None:
-            nonlocal last_eval, best_eval, eval_seconds
+            counters.updates = step
             if step % cfg.eval.every and step != cfg.steps:
                 return
-            started = time.perf_counter()
-            returns = evaluate(act, eval_env, cfg.eval.episodes, cfg.seed)
-            row = eval_row({"updates": step}, returns, known_refs)
-            logger.evaluation(row)
-            evaluations.append([step, row["return_mean"]])
-            last_eval = row
-            if row["return_mean"] > best_eval.get("return_mean", -math.inf):
-                best_eval = row
-            eval_seconds += time.perf_counter() - started
-            if not quiet:
-                print(f"{cfg.method} update {step}: eval {row['return_mean']:.1f}", flush=True)
+            evaluation(act, counters, logger, lambda: algo.save(str(best)), updates=step)
+            last = counters.last_eval.get("return_mean")
+            if not quiet and last is not None and counters.last_eval["updates"] == step:
+                print(f"{cfg.method} update {step}: eval {last:.1f}", flush=True)
 
         per_epoch = math.gcd(cfg.steps, cfg.log_every)
         started = time.perf_counter()
@@ -209,11 +203,11 @@ def train_baseline(
         ):
             threads.adjust()
             logger.metrics({"updates": epoch * per_epoch, **_plain_metrics(metrics)})
-        wall = time.perf_counter() - started
-    eval_env.close()
-    checkpoint = run_dir / "checkpoints" / "d3rlpy.d3"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        counters.wall_seconds = time.perf_counter() - started
+    evaluation.close()
+    checkpoint = checkpoints / "d3rlpy.d3"
     algo.save(str(checkpoint))
+    last = counters.last_eval
     summary = {
         "env": dataset.env_id,
         "mode": "offline",
@@ -221,21 +215,13 @@ def train_baseline(
         "dataset": cfg.dataset,
         "dataset_return_mean": float(dataset.episode_returns().mean()),
         "env_steps": 0,
-        "normalized_score_mean": last_eval.get("normalized_score_mean"),
-        "normalized_score_std": last_eval.get("normalized_score_std"),
+        "normalized_score_mean": last.get("normalized_score_mean"),
+        "normalized_score_std": last.get("normalized_score_std"),
         "ref_min_score": refs[0],
         "ref_max_score": refs[1],
-        "updates": cfg.steps,
-        "eval_return_mean": last_eval.get("return_mean"),
-        "eval_return_std": last_eval.get("return_std"),
-        "best_eval_return_mean": best_eval.get("return_mean"),
-        "best_eval_at": best_eval.get("updates"),
-        "best_checkpoint": None,
+        **summary_fields(counters, "updates", best),
         "checkpoint": str(checkpoint),
-        "evaluations": evaluations,
-        "step_key": "updates",
-        "wall_seconds": wall,
-        "updates_per_sec": cfg.steps / max(wall - eval_seconds, 1e-9),
+        "updates_per_sec": cfg.steps / max(counters.wall_seconds - evaluation.seconds, 1e-9),
         "device": str(device),
         "run_dir": str(run_dir),
         "d3rlpy_version": d3rlpy.__version__,
@@ -243,6 +229,52 @@ def train_baseline(
     }
     write_summary(run_dir, summary)
     return summary
+
+
+def baseline_run(path: str | Path) -> RunConfig | None:
+    """The stored config of a baseline's run dir (or of a ``.d3`` checkpoint inside one);
+    None for anything else (an ALM run or checkpoint)."""
+    path = Path(path)
+    run_dir = path if path.is_dir() else path.parent.parent
+    stored = run_dir / "config.yaml"
+    if (path.is_dir() or path.suffix == ".d3") and stored.is_file():
+        cfg = load_config(str(stored))
+        return cfg if cfg.method in BASELINE_METHODS else None
+    return None
+
+
+def baseline_checkpoint(path: str | Path, which: str = "latest") -> tuple[Path, Path]:
+    """(checkpoint file, run dir) of a baseline run dir (``which``: latest = the final
+    model, d3rlpy.d3; best = best.d3) or of a ``.d3`` file inside one."""
+    path = Path(path)
+    if not path.is_dir():
+        return path, path.parent.parent
+    name = "d3rlpy.d3" if which == "latest" else f"{which}.d3"
+    checkpoint = path / "checkpoints" / name
+    if not checkpoint.is_file():
+        kind = "" if which == "latest" else f"{which} "
+        state = "is still training or was interrupted" if which == "latest" else "has none"
+        raise BaselineError(f"baseline run dir '{path}' has no {kind}model yet: it {state}")
+    return checkpoint, path
+
+
+def load_baseline_policy(
+    checkpoint: Path, device: str = "cpu"
+) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int]]:
+    """The deterministic policy of a saved d3rlpy model (obs (D,) -> action (A,), in the
+    agent's [-1, 1] box) and its (obs, action) dims."""
+    d3rlpy = import_d3rlpy()
+    try:
+        algo = d3rlpy.load_learnable(str(checkpoint), device=_d3rlpy_device(resolve_device(device)))
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise BaselineError(f"cannot load '{checkpoint}': {str(exc).splitlines()[0]}") from None
+
+    return _deterministic(algo), (int(algo.observation_shape[0]), int(algo.action_size))
+
+
+def _deterministic(algo: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A d3rlpy learner's greedy action for one observation (D,) -> (A,)."""
+    return lambda obs: algo.predict(obs[None].astype(np.float32))[0]
 
 
 def _plain_metrics(metrics: dict[str, Any]) -> dict[str, float]:

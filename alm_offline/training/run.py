@@ -2,17 +2,17 @@
 
 It seeds torch and the trainer's numpy generator, builds the agent and the evaluation env,
 keeps the counters a resume continues from, and owns the run's checkpoints, evaluation
-rows, metrics window, logger session and summary. The loops in ``train.py`` drive it and
-hold only what is their own (the env and its episodes online, the dataset offline).
+rows (through ``evaluation.RunEvaluation``, which the baselines share), metrics window,
+logger session and summary. The loops in ``online.py`` and ``offline.py`` drive it and hold
+only what is their own (the env and its episodes online, the dataset offline).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +31,11 @@ from alm_offline.training.checkpoint import (
     restore,
     save_checkpoint,
 )
-from alm_offline.training.envs import make_env
+from alm_offline.training.evaluation import Counters, RunEvaluation, summary_fields
 from alm_offline.training.loggers import RunLogger, make_run_logger
 from alm_offline.training.progress import ProgressDisplay
-from alm_offline.training.rollout import eval_row, evaluate
 from alm_offline.training.rundir import write_summary
 from alm_offline.training.threads import ThreadPolicy
-
-
-@dataclass
-class Counters:
-    """What a resumed run must continue from."""
-
-    env_steps: int = 0
-    updates: int = 0
-    episodes: int = 0
-    wall_seconds: float = 0.0
-    last_eval: dict[str, Any] = field(default_factory=dict)
-    best_eval: dict[str, Any] = field(default_factory=dict)  # the row best.pt was saved at
-    evaluations: list[list[float]] = field(default_factory=list)  # [step, return mean] rows
 
 
 class TrainingRun:
@@ -77,17 +63,16 @@ class TrainingRun:
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.np_rng = np.random.default_rng(cfg.seed)
-        self.eval_env = make_env(eval_env_id, seed=cfg.seed + 1)
+        self.evaluation = RunEvaluation(cfg, eval_env_id, step_key, refs)
         fused, self.fusion_reason = fusion_decision(cfg.agent.compile, planned_updates, self.device)
         self.agent = AlmAgent(*dims, cfg.agent, self.device, fused=fused)
-        self.refs = refs if None not in refs else None
+        self.refs = self.evaluation.refs
         self.counters = Counters()
         self.window = MetricsWindow()
         self.logger: RunLogger | None = None
         self.display: ProgressDisplay | None = None
         self._session_start = time.perf_counter()
         self._wall_before = 0.0
-        self.eval_seconds = 0.0  # this session's time in evaluations
 
     def new_replay(self, capacity: int) -> ReplayBuffer:
         """An empty replay of the agent's dims and sequence length, on its device."""
@@ -139,24 +124,15 @@ class TrainingRun:
             self.logger.metrics({**where, **row})
 
     def evaluate(self, **where: int) -> None:
-        """Deterministic returns over ``eval.episodes`` fixed-seed episodes, logged."""
-        if self.cfg.eval.episodes <= 0:
-            return
-        started = time.perf_counter()
-        returns = evaluate(
-            self.agent.eval_policy(self.cfg.eval.latent, self.cfg.seed),
-            self.eval_env,
-            self.cfg.eval.episodes,
-            self.cfg.seed,
-        )
-        row = eval_row(where, returns, self.refs)
-        self.counters.last_eval = row
-        self.counters.evaluations.append([where[self.step_key], row["return_mean"]])
-        self.logger.evaluation(row)
-        if row["return_mean"] > self.counters.best_eval.get("return_mean", -math.inf):
-            self.counters.best_eval = row
-            self._save(checkpoint_path(self.run_dir, "best"))
-        self.eval_seconds += time.perf_counter() - started
+        """The shared evaluation protocol (``RunEvaluation``), logged; best.pt on a new best."""
+        policy = self.agent.eval_policy(self.cfg.eval.latent, self.cfg.seed)
+        best = checkpoint_path(self.run_dir, "best")
+        self.evaluation(policy, self.counters, self.logger, lambda: self._save(best), **where)
+
+    @property
+    def eval_seconds(self) -> float:
+        """This session's time in evaluations."""
+        return self.evaluation.seconds
 
     def checkpoint(self, **state: Any) -> None:
         """Save everything a resume needs (``state``: replay, env_rng, extra)."""
@@ -176,19 +152,11 @@ class TrainingRun:
 
     def finish(self, **fields: Any) -> dict[str, Any]:
         """Close the eval env and write ``summary.json``: ``fields`` + the shared entries."""
-        self.eval_env.close()
-        last, best = self.counters.last_eval, self.counters.best_eval
+        self.evaluation.close()
+        best = checkpoint_path(self.run_dir, "best")
         summary = {
             **fields,
-            "updates": self.counters.updates,
-            "eval_return_mean": last.get("return_mean"),
-            "eval_return_std": last.get("return_std"),
-            "best_eval_return_mean": best.get("return_mean"),
-            "best_eval_at": best.get(self.step_key),
-            "best_checkpoint": str(checkpoint_path(self.run_dir, "best")) if best else None,
-            "evaluations": self.counters.evaluations,
-            "step_key": self.step_key,
-            "wall_seconds": self.counters.wall_seconds,
+            **summary_fields(self.counters, self.step_key, best),
             "device": str(self.device),
             "fused_update": self.agent.fused_update is not None,
             "fused_update_reason": self.fusion_reason,

@@ -17,11 +17,9 @@ from typing import Any
 from alm_offline.config import ConfigError, RunConfig, load_config, resolve_device
 from alm_offline.datasets.convert import bundled_dataset_path, load_dataset
 from alm_offline.datasets.episodes import DatasetError, EpisodeDataset
-from alm_offline.training.baselines import check_baseline_data, import_d3rlpy, train_baseline
 from alm_offline.training.envs import describe_env
 from alm_offline.training.loggers import check_backends
-from alm_offline.training.offline import train_offline
-from alm_offline.training.online import train_online
+from alm_offline.training.methods import method_for
 from alm_offline.training.rundir import RunDirError, RunDirLock, default_run_dir, prepare_new
 
 
@@ -50,8 +48,7 @@ def start_online(
         cfg = resumed_config(resume, config, overrides)
         return RunStart("online", cfg, Path(resume), True, RunDirLock(Path(resume)))
     cfg = load_config(config, overrides)
-    if cfg.method != "alm":
-        raise ConfigError(f"method={cfg.method} is an offline baseline: alm baseline {cfg.method}")
+    method_for(cfg.method, "online")
     check_backends(cfg.logger)
     describe_env(cfg.env)
     run_dir, lock = _new_run_dir(cfg, "", overwrite)
@@ -72,34 +69,30 @@ def start_offline(
     """
     if resume is not None:
         cfg = resumed_config(resume, config, overrides)
-        if cfg.method != "alm":
-            raise RunDirError(f"'{resume}' is a d3rlpy {cfg.method} run, which cannot resume")
+        if not method_for(cfg.method).resumable:
+            raise RunDirError(f"'{resume}' is a {cfg.method} run, which cannot resume")
         dataset = load_offline_dataset(cfg)
         return RunStart("offline", cfg, Path(resume), True, RunDirLock(Path(resume)), dataset)
     cfg = load_config(config or "offline", overrides)
-    if cfg.method != "alm":
-        import_d3rlpy()  # its install named before any data is read
+    method = method_for(cfg.method)
+    if method.needs is not None:
+        method.needs()  # its install named before any data is read
     dataset = load_offline_dataset(cfg)
-    if cfg.method != "alm":
-        check_baseline_data(cfg.method, dataset)
+    if method.check is not None:
+        method.check(cfg.method, dataset)
     cfg = replace(cfg, env=dataset.env_id, dataset=cfg.dataset or str(bundled_dataset_path()))
     check_backends(cfg.logger)
-    prefix = "offline-" if cfg.method == "alm" else f"{cfg.method.replace('+', '')}-"
-    run_dir, lock = _new_run_dir(cfg, prefix, overwrite)
+    run_dir, lock = _new_run_dir(cfg, method.run_prefix, overwrite)
     return RunStart("offline", cfg, run_dir, False, lock, dataset)
 
 
 def train(start: RunStart, *, quiet: bool = False) -> dict[str, Any]:
     """Train ``start`` to ``cfg.steps``; returns the summary written to its run dir."""
+    method = method_for(start.cfg.method, start.mode)
     with start.lock:
-        if start.mode == "offline" and start.cfg.method != "alm":
-            device = resolve_device(start.cfg.device)
-            return train_baseline(start.cfg, start.run_dir, start.dataset, device, quiet=quiet)
-        if start.mode == "offline":
-            return train_offline(
-                start.cfg, start.run_dir, start.dataset, resume=start.resume, quiet=quiet
-            )
-        return train_online(start.cfg, start.run_dir, resume=start.resume, quiet=quiet)
+        return method.train(
+            start.mode, start.cfg, start.run_dir, start.dataset, resume=start.resume, quiet=quiet
+        )
 
 
 def resumed_config(
@@ -122,6 +115,8 @@ def resumed_config(
 
 def load_offline_dataset(cfg: RunConfig) -> EpisodeDataset:
     """The run's dataset (``cfg.dataset``, else the bundled one), checked for training."""
+    if cfg.dataset is not None and not cfg.dataset.strip():
+        raise DatasetError("dataset= is empty: give a Minari id, a Minari folder or an .hdf5 file")
     spec = cfg.dataset or str(bundled_dataset_path())
     with warnings.catch_warnings(record=True) as said:  # shown once the data is usable
         warnings.simplefilter("always")

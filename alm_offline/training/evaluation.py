@@ -1,0 +1,95 @@
+"""What every method's run shares around its learner: the evaluation protocol, the best
+evaluation, and the entries of ``summary.json`` that come from them.
+
+ALM's ``TrainingRun`` and the d3rlpy baselines both evaluate through ``RunEvaluation``, so a
+row of eval.jsonl, the best checkpoint and a summary mean the same for every method.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alm_offline.config import RunConfig
+from alm_offline.training.envs import make_env
+from alm_offline.training.loggers import RunLogger
+from alm_offline.training.rollout import Policy, eval_row, evaluate
+
+
+@dataclass
+class Counters:
+    """What a resumed run must continue from."""
+
+    env_steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+    wall_seconds: float = 0.0
+    last_eval: dict[str, Any] = field(default_factory=dict)
+    best_eval: dict[str, Any] = field(default_factory=dict)  # the row best.pt was saved at
+    evaluations: list[list[float]] = field(default_factory=list)  # [step, return mean] rows
+
+
+class RunEvaluation:
+    """Deterministic returns over ``eval.episodes`` fixed-seed episodes (episode i from
+    ``seed + 10000 + i``) in the run's own evaluation env (seeded ``seed + 1``), with
+    ``refs`` (min, max) adding normalised scores; ``eval.episodes=0`` evaluates nothing."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        env_id: str,
+        step_key: str,
+        refs: tuple[float | None, float | None] = (None, None),
+    ) -> None:
+        self.cfg, self.step_key = cfg, step_key
+        self.refs = refs if None not in refs else None
+        self.env = make_env(env_id, seed=cfg.seed + 1)
+        self.seconds = 0.0  # this session's time in evaluations
+
+    def __call__(
+        self,
+        policy: Policy,
+        counters: Counters,
+        logger: RunLogger,
+        save_best: Callable[[], None],
+        **where: int,
+    ) -> None:
+        """Evaluate ``policy`` at ``where`` (the step keys): one eval.jsonl row, the counters'
+        last/best rows and curve, and ``save_best()`` when the mean return is a new best."""
+        if self.cfg.eval.episodes <= 0:
+            return
+        started = time.perf_counter()
+        returns = evaluate(policy, self.env, self.cfg.eval.episodes, self.cfg.seed)
+        row = eval_row(where, returns, self.refs)
+        counters.last_eval = row
+        counters.evaluations.append([where[self.step_key], row["return_mean"]])
+        logger.evaluation(row)
+        if row["return_mean"] > counters.best_eval.get("return_mean", -math.inf):
+            counters.best_eval = row
+            save_best()
+        self.seconds += time.perf_counter() - started
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def summary_fields(
+    counters: Counters, step_key: str, best_checkpoint: Path | None
+) -> dict[str, Any]:
+    """The summary entries every method writes (``best_checkpoint`` when one was saved)."""
+    last, best = counters.last_eval, counters.best_eval
+    return {
+        "updates": counters.updates,
+        "eval_return_mean": last.get("return_mean"),
+        "eval_return_std": last.get("return_std"),
+        "best_eval_return_mean": best.get("return_mean"),
+        "best_eval_at": best.get(step_key),
+        "best_checkpoint": str(best_checkpoint) if best and best_checkpoint else None,
+        "evaluations": counters.evaluations,
+        "step_key": step_key,
+        "wall_seconds": counters.wall_seconds,
+    }
