@@ -161,7 +161,6 @@ def describe_summary(summary: dict[str, Any]) -> str:
         f"{summary['env']}: {result} after {summary['updates']} updates {where} "
         f"in {summary['wall_seconds']:.0f} s"
     ]
-    baseline = summary.get("method", "alm") != "alm"  # d3rlpy's: its own checkpoint format
     curve = summary.get("evaluations") or []
     if curve:
         returns = [value for _, value in curve]
@@ -170,7 +169,11 @@ def describe_summary(summary: dict[str, Any]) -> str:
             f"evaluations {sparkline(returns)} at {', '.join(f'{at:g}' for at, _ in curve)} "
             f"{unit}: {returns[0]:.1f} -> {returns[-1]:.1f}; best "
             f"{summary['best_eval_return_mean']:.1f} (at {summary['best_eval_at']}"
-            + (")" if baseline else ", checkpoints/best.pt)")
+            + (
+                f", checkpoints/{Path(best).name})"
+                if (best := summary.get("best_checkpoint"))
+                else ")"
+            )
         )
     if summary.get("compile_seconds") is not None:
         lines.append(
@@ -179,11 +182,8 @@ def describe_summary(summary: dict[str, Any]) -> str:
         )
     lines.append(f"run dir: {run_dir}")
     plot = f"alm plot {run_dir} --out {run_dir}/curves.png"
-    if baseline:
-        lines.append(f"next: {plot}")
-    else:
-        lines.append(
-            f"next: alm eval {run_dir} --video {run_dir}/eval.mp4   "
-            f"(add --best for the best checkpoint)\n      {plot}"
-        )
+    lines.append(
+        f"next: alm eval {run_dir} --video {run_dir}/eval.mp4   "
+        f"(add --best for the best checkpoint)\n      {plot}"
+    )
     return "\n".join(lines)
