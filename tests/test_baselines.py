@@ -169,42 +169,20 @@ def test_alm_eval_of_a_baseline_run_replays_its_evaluation(baseline_runs, baseli
     """``alm eval`` of a finished baseline run evaluates its d3rlpy model with ALM's seeded
     protocol: the returns of its last eval.jsonl row come back (and --best reads best.d3)."""
     run_dir = baseline_runs["td3+bc"]
+
+    def alm_eval(*extra: str) -> dict:
+        args = ("eval", str(run_dir), *extra, "--episodes", "2", "--seed", "1", "--json")
+        result = run_in(baselines_python, "-m", "cli", *args, cwd=REPO)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout)
+
     last = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
-    result = run_in(
-        baselines_python,
-        "-m",
-        "cli",
-        "eval",
-        str(run_dir),
-        "--episodes",
-        "2",
-        "--seed",
-        "1",
-        "--json",
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    report = alm_eval()
     assert report["returns"] == last["returns"]
     assert report["checkpoint"].endswith("checkpoints/d3rlpy.d3")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["best_checkpoint"].endswith("checkpoints/best.d3")
-    best = run_in(
-        baselines_python,
-        "-m",
-        "cli",
-        "eval",
-        str(run_dir),
-        "--best",
-        "--episodes",
-        "2",
-        "--seed",
-        "1",
-        "--json",
-        cwd=REPO,
-    )
-    assert best.returncode == 0, best.stderr[-2000:]
-    assert json.loads(best.stdout)["return_mean"] == summary["best_eval_return_mean"]
+    assert alm_eval("--best")["return_mean"] == summary["best_eval_return_mean"]
 
 
 @pytest.mark.slow
