@@ -7,7 +7,6 @@ from .action_box import ActionBox
 from .collect import collect, random_policy
 from .convert import (
     BUNDLED_DATASET,
-    FORMATS,
     bundled_dataset_path,
     check_writable,
     collect_dataset,
@@ -24,6 +23,7 @@ from .episodes import (
     DatasetWarning,
     EpisodeDataset,
 )
+from .formats import FORMATS, DatasetFormat
 from .hdf5 import read_hdf5, write_hdf5
 from .minari_io import read_minari_folder, read_minari_id, write_minari
 
@@ -32,6 +32,7 @@ __all__ = [
     "FORMATS",
     "ActionBox",
     "DatasetError",
+    "DatasetFormat",
     "DatasetWarning",
     "EpisodeDataset",
     "bundled_dataset_path",

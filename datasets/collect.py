@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from alm_offline.scores import reference_scores
-from alm_offline.training.envs import describe_env, make_env
+from alm_offline.training.envs import EnvSpec, make_env
 from alm_offline.training.rollout import Policy, run_episode
 
 from .action_box import ActionBox
@@ -32,11 +34,10 @@ def check_collect_args(seed: int, noise: float) -> None:
         raise DatasetError(f"the noise std must be a finite number >= 0, got {noise}")
 
 
-def policy_for(spec: str, env_id: str, seed: int = 0) -> tuple[Policy, str]:
+def policy_for(spec: str, env: EnvSpec, seed: int = 0) -> tuple[Policy, str]:
     """The policy ``spec`` names, and its name for the metadata: ``random`` (uniform
     actions, seeded) or the path of an ALM checkpoint (its deterministic policy), which
-    must have ``env_id``'s observation and action sizes."""
-    env = describe_env(env_id)
+    must have ``env``'s observation and action sizes."""
     if spec == "random":
         return random_policy(env.action_dim, seed), "random"
     if not Path(spec).exists():
@@ -47,7 +48,7 @@ def policy_for(spec: str, env_id: str, seed: int = 0) -> tuple[Policy, str]:
     if (agent.obs_dim, agent.action_dim) != (env.obs_dim, env.action_dim):
         raise DatasetError(
             f"checkpoint {spec} was trained on {cfg.env} (obs/action dims {agent.obs_dim}/"
-            f"{agent.action_dim}); {env_id} has {env.obs_dim}/{env.action_dim}"
+            f"{agent.action_dim}); {env.env_id} has {env.obs_dim}/{env.action_dim}"
         )
     return (lambda obs: agent.act(obs, 0.0, deterministic=True)), f"alm ({spec})"
 
@@ -61,6 +62,7 @@ def collect(
     noise: float = 0.0,
     *,
     algorithm: str = "policy",
+    env: gym.Env | None = None,
 ) -> EpisodeDataset:
     """Run ``policy`` (obs (D,) -> action (A,) in the agent's [-1, 1] box) in ``env_id``.
 
@@ -70,7 +72,9 @@ def collect(
     the env's own box; that env-unit action is what is stepped and recorded. Each episode's
     reset seed is drawn from ``seed`` and recorded (``episode_seeds``), so that replaying the
     recorded actions from those seeds reproduces the episodes; the noise is seeded from
-    ``seed`` too. Raises ``EnvError`` for an unknown env and ``DatasetError`` for bad
+    ``seed`` too. ``env``: ``env_id`` already made by ``make_env(env_id, seed=seed,
+    rescale_actions=False)``, collected in and left open for its maker; else it is made and
+    closed here. Raises ``EnvError`` for an unknown env and ``DatasetError`` for bad
     arguments or actions.
     """
     if (steps is None) == (episodes is None):
@@ -78,30 +82,31 @@ def collect(
     if (steps if steps is not None else episodes) < 1:
         raise DatasetError("steps and episodes must be positive")
     check_collect_args(seed, noise)
-    env = make_env(env_id, seed=seed, rescale_actions=False)
+    if env is None:
+        with closing(make_env(env_id, seed=seed, rescale_actions=False)) as made:
+            return collect(
+                env_id, policy, steps, episodes, seed, noise, algorithm=algorithm, env=made
+            )
     box = ActionBox.from_space(env.action_space, env_id)
     act = _checked(policy, box, noise, np.random.default_rng([seed, 1]))
     seed_source = np.random.default_rng([seed, 2])
     collected: list[dict[str, np.ndarray]] = []
     seeds: list[int] = []
     total = 0
-    try:
-        while len(collected) != episodes and total != steps:
-            seeds.append(int(seed_source.integers(2**31)))
-            budget = None if steps is None else steps - total
-            episode = run_episode(act, env, seeds[-1], max_steps=budget)
-            collected.append(
-                {
-                    "observations": episode.observations,
-                    "actions": episode.actions,
-                    "rewards": episode.rewards.astype(np.float32),
-                    "terminations": episode.terminations,
-                    "truncations": episode.truncations,
-                }
-            )
-            total += episode.length
-    finally:
-        env.close()
+    while len(collected) != episodes and total != steps:
+        seeds.append(int(seed_source.integers(2**31)))
+        budget = None if steps is None else steps - total
+        episode = run_episode(act, env, seeds[-1], max_steps=budget)
+        collected.append(
+            {
+                "observations": episode.observations,
+                "actions": episode.actions,
+                "rewards": episode.rewards.astype(np.float32),
+                "terminations": episode.terminations,
+                "truncations": episode.truncations,
+            }
+        )
+        total += episode.length
     dataset = EpisodeDataset.from_episodes(
         collected, env_id=env_id, action_box=box, episode_seeds=np.array(seeds)
     )

@@ -9,19 +9,22 @@ A destination is an HDF5 file when it ends in ``.hdf5``/``.h5`` (or the format s
 Otherwise it is a Minari dataset: a Minari id (``NAMESPACE/NAME-vN`` or ``NAME-vN``) goes into
 the local Minari store, where ``minari.load_dataset(ID)`` and ``minari list local`` see it,
 unless it is clearly a path: it starts with ``./``, ``../``, ``/`` or ``~``, or already exists
-as a folder; a path is written as that folder.
+as a folder; a path is written as that folder. Anything else is refused.
+
+Each format is a row of ``formats.FORMATS``; nothing here names one.
 """
 
 from __future__ import annotations
 
 import warnings
+from contextlib import closing
 from pathlib import Path
 
 import gymnasium as gym
 
 from alm_offline.errors import printable
 from alm_offline.scores import reference_scores
-from alm_offline.training.envs import EnvSpec, describe_env
+from alm_offline.training.envs import EnvSpec, describe_env, env_spec, make_env
 
 from .action_box import ActionBox
 from .atomic import check_can_create, check_destination
@@ -32,18 +35,10 @@ from .episodes import (
     EpisodeDataset,
     check_ref_scores,
 )
-from .hdf5 import HDF5_SUFFIXES, hdf5_overview, read_hdf5, write_hdf5
-from .minari_io import (
-    is_minari_id,
-    list_minari_store,
-    minari_id_for,
-    minari_store,
-    read_minari_folder,
-    read_minari_id,
-    write_minari,
-)
+from .formats import DEFAULT_FORMAT, FORMATS, DatasetFormat
+from .hdf5 import HDF5_SUFFIXES, hdf5_overview
+from .minari_io import is_minari_id, list_minari_store, minari_store
 
-FORMATS = ("minari", "hdf5")
 ENV_HINT = "--env ENV_ID (train-offline: env=ENV_ID)"
 
 
@@ -56,26 +51,29 @@ def bundled_dataset_path() -> Path:
 
 
 def infer_format(dst: str | Path) -> str:
-    """``hdf5`` for a ``.hdf5``/``.h5`` destination, else ``minari``."""
-    return "hdf5" if Path(dst).suffix.lower() in HDF5_SUFFIXES else "minari"
+    """The format whose suffixes ``dst`` ends with (``hdf5`` for ``.hdf5``/``.h5``), else
+    ``DEFAULT_FORMAT`` (``minari``)."""
+    suffix = Path(dst).suffix.lower()
+    return next((f.name for f in FORMATS.values() if suffix in f.suffixes), DEFAULT_FORMAT)
 
 
-PATH_PREFIXES = ("./", "../", "/", "~")
+def format_for(dst: str | Path, fmt: str | None = None) -> DatasetFormat:
+    """The format ``dst`` is written in: ``fmt``, else the one ``infer_format`` gives."""
+    name = fmt or infer_format(dst)
+    if name not in FORMATS:
+        raise DatasetError(f"unknown format {name!r}; choose one of {', '.join(FORMATS)}")
+    return FORMATS[name]
 
 
 def resolve_destination(dst: str | Path, fmt: str | None = None) -> tuple[Path, str]:
     """Where ``dst`` is written and in which format (see the module docstring)."""
-    fmt = _check_format(fmt, dst)
-    text = str(dst)
-    is_path = isinstance(dst, Path) or text.startswith(PATH_PREFIXES) or Path(text).is_dir()
-    if fmt == "minari" and not is_path and is_minari_id(text):
-        return minari_store() / text, fmt
-    return Path(text).expanduser(), fmt
+    form = format_for(dst, fmt)
+    return form.locate(dst), form.name
 
 
 def load_dataset(
     spec: str | Path,
-    download: bool = False,
+    download: bool | None = None,
     *,
     env_id: str | None = None,
     ref_min: float | None = None,
@@ -85,7 +83,9 @@ def load_dataset(
     """Read ``spec`` (see the module docstring), settle env id and reference scores, validate.
 
     ``env_id`` overrides the source's env; the data's dims are checked against it (or the
-    source's env when gymnasium knows it). Raises ``DatasetError`` or ``EnvError``.
+    source's env when gymnasium knows it). ``download`` fetches a Minari id missing locally;
+    None says the caller has no ``--download`` option (see ``read_minari_id``). Raises
+    ``DatasetError`` or ``EnvError``.
     """
     check_ref_scores(ref_min, ref_max, "--ref-min/--ref-max")
     env_spec = describe_env(env_id) if env_id is not None else None
@@ -126,25 +126,22 @@ def save_dataset(
 ) -> str:
     """Write ``dataset`` to ``dst`` as ``fmt`` (inferred when None; a Minari id goes into
     the local store, see the module docstring); returns where it was written."""
-    path, fmt = resolve_destination(dst, fmt)
-    if fmt == "hdf5":
-        return str(write_hdf5(dataset, path, overwrite=overwrite))
-    dataset_id = write_minari(dataset, path, overwrite=overwrite)
-    return f"{path} (Minari id {dataset_id})"
+    form = format_for(dst, fmt)
+    return form.write(dataset, form.locate(dst), overwrite)
 
 
 def check_writable(dst: str | Path, fmt: str | None = None, overwrite: bool = False) -> str:
     """Fail early (``DatasetError``) when ``dst`` cannot be written as ``fmt``; returns the format.
 
-    The destination must not exist unless ``overwrite``, and a Minari folder must be named
-    like an id (``NAME-v0``).
+    The destination must not exist unless ``overwrite``, must pass its format's check (a
+    Minari folder must be named like an id, ``NAME-v0``) and must be creatable.
     """
-    path, fmt = resolve_destination(dst, fmt)
+    form = format_for(dst, fmt)
+    path = form.locate(dst)
     check_destination(path, overwrite)
-    if fmt == "minari":
-        minari_id_for(path)
+    form.check_destination(path)
     check_can_create(path)
-    return fmt
+    return form.name
 
 
 def convert(
@@ -157,7 +154,7 @@ def convert(
     overwrite: bool = False,
     *,
     clip_actions: bool = False,
-    download: bool = False,
+    download: bool | None = None,
 ) -> EpisodeDataset:
     """Load ``src``, write it to ``dst`` as ``fmt`` and return what was written.
 
@@ -191,13 +188,22 @@ def collect_dataset(
     overwrite: bool = False,
 ) -> tuple[EpisodeDataset, str]:
     """``alm dataset collect``: check ``out`` is writable, run ``policy`` (``random`` or a
-    checkpoint path) in ``env_id``, save; returns the dataset and where it was written."""
+    checkpoint path) in ``env_id``, save; returns the dataset and where it was written.
+    The env is made once, for both the policy's check and the collection."""
     check_collect_args(seed, noise)
     fmt = check_writable(out, fmt, overwrite)  # before the collection is spent
-    act, algorithm = policy_for(policy, env_id, seed)
-    data = collect(
-        env_id, act, steps=steps, episodes=episodes, seed=seed, noise=noise, algorithm=algorithm
-    )
+    with closing(make_env(env_id, seed=seed, rescale_actions=False)) as env:
+        act, algorithm = policy_for(policy, env_spec(env), seed)
+        data = collect(
+            env_id,
+            act,
+            steps=steps,
+            episodes=episodes,
+            seed=seed,
+            noise=noise,
+            algorithm=algorithm,
+            env=env,
+        )
     return data, save_dataset(data, out, fmt, overwrite)
 
 
@@ -240,17 +246,14 @@ def describe_listing(listing: dict) -> str:
     return "\n".join(map(printable, lines))
 
 
-def _read(spec: str | Path, download: bool, env_spec: EnvSpec | None) -> EpisodeDataset:
-    path = Path(spec).expanduser()
-    if path.is_file() or path.suffix.lower() in HDF5_SUFFIXES:
-        return read_hdf5(path, env_spec.max_episode_steps if env_spec is not None else None)
-    if path.is_dir():
-        return read_minari_folder(path)
-    if is_minari_id(str(spec)):
-        return read_minari_id(str(spec), download=download)
-    raise DatasetError(
-        f"{spec} is neither a file, a folder nor a Minari dataset id (namespace/name-v0)"
-    )
+def _read(spec: str | Path, download: bool | None, env_spec: EnvSpec | None) -> EpisodeDataset:
+    """``spec`` read by the first format (in ``FORMATS``' order) that detects it."""
+    form = next((f for f in FORMATS.values() if f.detect(spec)), None)
+    if form is None:
+        raise DatasetError(
+            f"{spec} is neither a file, a folder nor a Minari dataset id (namespace/name-v0)"
+        )
+    return form.read(spec, download, env_spec)
 
 
 def _env_action_box(spec: str | Path, env_id: str | None, env_spec: EnvSpec | None) -> ActionBox:
@@ -269,10 +272,3 @@ def _env_action_box(spec: str | Path, env_id: str | None, env_spec: EnvSpec | No
     if env_spec is not None and box.dim != env_spec.action_dim:
         raise DatasetError(f"env {env_id} has {box.dim} action dims, not {env_spec.action_dim}")
     return box
-
-
-def _check_format(fmt: str | None, dst: str | Path) -> str:
-    fmt = fmt or infer_format(dst)
-    if fmt not in FORMATS:
-        raise DatasetError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return fmt

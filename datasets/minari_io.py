@@ -37,7 +37,6 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
-from minari.storage.datasets_root_dir import get_dataset_path
 
 import alm_offline.training.envs  # noqa: F401  (registers T-Ant-v5 / T-Humanoid-v5 for gym.spec)
 
@@ -61,9 +60,37 @@ def is_minari_id(text: str) -> bool:
     return True
 
 
+ID_RULE = (
+    "NAME-vN or NAMESPACE/NAME-vN, of letters, digits, '_' and '-' with single '/' between "
+    "parts, the namespace 2 characters or more"
+)
+
+
+def check_minari_id(text: str, hint: str = "") -> str:
+    """``text`` when it is a Minari id naming a folder inside the store (Minari's own form,
+    and no empty, ``.`` or ``..`` part), else ``DatasetError`` (``hint`` appended)."""
+    parts = text.split("/")
+    if not is_minari_id(text) or any(part in ("", ".", "..") for part in parts):
+        raise DatasetError(f"{text!r} is not a Minari dataset id ({ID_RULE}){hint}")
+    return text
+
+
+def store_path(dataset_id: str, hint: str = "") -> Path:
+    """The folder of ``dataset_id`` in the local store, once the id is checked (so that it
+    always lies inside the store)."""
+    return minari_store() / check_minari_id(dataset_id, hint)
+
+
 def minari_store() -> Path:
-    """The local Minari store (``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``)."""
-    return get_dataset_path()
+    """The local Minari store (``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``), found
+    as Minari finds it but not created (Minari's own lookup makes the folder, and fails
+    with a traceback when it cannot); a writer creates it when it publishes a dataset."""
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    if root is None:
+        return Path.home() / ".minari" / "datasets"
+    if not root.strip():
+        raise DatasetError("MINARI_DATASETS_PATH is set but empty; unset it or name a folder")
+    return Path(root).expanduser()
 
 
 def minari_data_path(folder: Path) -> Path | None:
@@ -83,14 +110,22 @@ def read_minari_folder(folder: str | Path) -> EpisodeDataset:
     return _read(data_path, str(folder))
 
 
-def read_minari_id(dataset_id: str, download: bool = False) -> EpisodeDataset:
-    """Read ``dataset_id`` from the local store, downloading it first when ``download``."""
-    folder = get_dataset_path(dataset_id)
+def read_minari_id(dataset_id: str, download: bool | None = None) -> EpisodeDataset:
+    """Read ``dataset_id`` from the local store, downloading it first when ``download``.
+
+    A missing id's error names ``--download`` when the caller offers that option
+    (``download`` False), else (None) a command that has it."""
+    folder = minari_store() / dataset_id
     if minari_data_path(folder) is None:
         if not download:
+            how = (
+                "with --download"
+                if download is False
+                else "first with " + (f"`alm dataset info {dataset_id} --download`")
+            )
             raise DatasetError(
                 f"Minari dataset {dataset_id} is not in the local store {minari_store()}; "
-                f"get it with --download or `minari download {dataset_id}`"
+                f"get it {how} or `minari download {dataset_id}`"
             )
         try:
             minari.download_dataset(dataset_id)

@@ -26,22 +26,41 @@ from typing import Any
 import numpy as np
 
 from alm_offline.scores import reference_scores
-from alm_offline.training.envs import describe_env
+from alm_offline.training.envs import EnvSpec, describe_env
 
 from .action_box import ActionBox
+from .atomic import check_can_create
 from .collect import collect, policy_for, random_policy
 from .convert import check_writable, save_dataset
 from .episodes import DatasetError, EpisodeDataset
+from .minari_io import check_minari_id, store_path
+from .safety import MEMORY_HEADROOM, available_memory
 
 SUITE_KINDS = ("random", "medium", "medium-replay")
 SUITE_FILE = "suite.json"
+SET_HERE = {  # behaviour-run keys make-suite sets itself, and the option that sets each
+    "env": "--envs",
+    "steps": "--train-steps",
+    "seed": "--seed",
+    "run_dir": "--work-dir",
+    "agent.buffer_size": "--train-steps (2 x it + 2)",
+}
+
+
+def suite_family(env_id: str) -> str:
+    """``HalfCheetah-v5`` -> ``halfcheetah``."""
+    return env_id.split("-")[0].lower()
 
 
 def suite_id(prefix: str, env_id: str, kind: str) -> str:
     """``PREFIX/FAMILY/KIND-v0``: ``alm-suite``, ``HalfCheetah-v5``, ``medium`` ->
-    ``alm-suite/halfcheetah/medium-v0``."""
-    family = env_id.split("-")[0].lower()
-    return f"{prefix}/{family}/{kind}-v0"
+    ``alm-suite/halfcheetah/medium-v0``; ``DatasetError`` when that is no Minari id (the
+    dataset would land outside the store)."""
+    dataset_id = f"{prefix}/{suite_family(env_id)}/{kind}-v0"
+    try:
+        return check_minari_id(dataset_id)
+    except DatasetError as exc:
+        raise DatasetError(f"--prefix {prefix!r} makes the dataset id {exc}") from None
 
 
 def replay_dataset(replay: dict[str, Any], env_id: str) -> EpisodeDataset:
@@ -108,35 +127,35 @@ def make_suite(
 ) -> dict[str, Any]:
     """Make the suite for ``env_ids``; returns what ``suite.json`` holds.
 
-    Everything is checked before anything trains: the envs, the destinations (which must
-    not exist unless ``overwrite``) and the behaviour config.
+    Everything is checked before anything is collected, trained or written (see
+    ``check_suite``).
     """
     from alm_offline.training.checkpoint import checkpoint_path, read_checkpoint
     from alm_offline.training.start import start_online, train  # training is needed only here
 
     work_dir = Path(work_dir)
-    for env_id in env_ids:
-        describe_env(env_id)
-        for kind in SUITE_KINDS:
-            check_writable(suite_id(prefix, env_id, kind), "minari", overwrite)
+    envs = check_suite(
+        env_ids,
+        prefix=prefix,
+        steps=steps,
+        train_steps=train_steps,
+        behaviour_config=behaviour_config,
+        behaviour_overrides=behaviour_overrides,
+        work_dir=work_dir,
+        seed=seed,
+        overwrite=overwrite,
+    )
     record: dict[str, Any] = {"prefix": prefix, "seed": seed, "datasets": [], "behaviour": {}}
-    for env_id in env_ids:
-        family = env_id.split("-")[0].lower()
+    for env in envs:
+        env_id = env.env_id
         started = time.perf_counter()
-        uniform = random_policy(describe_env(env_id).action_dim, seed)
+        uniform = random_policy(env.action_dim, seed)
         random = collect(env_id, uniform, steps, seed=seed, algorithm="random")
         _save(record, random, suite_id(prefix, env_id, "random"), started, overwrite, log)
 
         started = time.perf_counter()
-        run_dir = work_dir / f"{family}-behaviour"
-        overrides = (
-            f"env={env_id}",
-            f"steps={train_steps}",
-            f"seed={seed}",
-            f"agent.buffer_size={2 * train_steps + 2}",  # an observation more per episode
-            f"run_dir={run_dir}",
-            *behaviour_overrides,
-        )
+        run_dir = _run_dir(work_dir, env_id)
+        overrides = _behaviour_overrides(env_id, train_steps, seed, run_dir, behaviour_overrides)
         start = start_online(behaviour_config, overrides, overwrite=overwrite)
         log(f"{env_id}: training the behaviour policy ({train_steps} env steps) in {run_dir}")
         summary = train(start, quiet=True)
@@ -152,7 +171,7 @@ def make_suite(
 
         started = time.perf_counter()
         checkpoint = checkpoint_path(run_dir)
-        policy, name = policy_for(str(checkpoint), env_id)
+        policy, name = policy_for(str(checkpoint), env)
         noise = start.cfg.agent.expl_std_end
         medium = collect(env_id, policy, steps, seed=seed + 1, noise=noise, algorithm=name)
         _save(record, medium, suite_id(prefix, env_id, "medium"), started, overwrite, log)
@@ -167,6 +186,108 @@ def make_suite(
         mid = suite_id(prefix, env_id, "medium-replay")
         _save(record, replay, mid, started, overwrite, log)
     return merge_record(work_dir / SUITE_FILE, record)
+
+
+def check_suite(
+    env_ids: list[str],
+    *,
+    prefix: str,
+    steps: int,
+    train_steps: int,
+    behaviour_config: str,
+    behaviour_overrides: tuple[str, ...],
+    work_dir: Path,
+    seed: int,
+    overwrite: bool,
+) -> list[EnvSpec]:
+    """Everything ``make_suite`` needs, checked without writing anything; returns the envs.
+
+    The sizes and the seed (the medium datasets use ``seed + 1``); the dataset ids (Minari
+    ids, one family per env); the overrides (none of the keys make-suite sets); the envs;
+    each destination in the store (absent unless ``overwrite``, creatable); each behaviour
+    run's config and its run dir (holding no run unless ``overwrite``, creatable); and
+    ``suite.json``. Raises an ``AlmError`` (``DatasetError``, ``ConfigError``, ...).
+    """
+    from alm_offline.config import load_config, resolve_device
+    from alm_offline.training.loggers import check_backends
+    from alm_offline.training.methods import method_for
+    from alm_offline.training.rundir import holds_run
+
+    if not env_ids:
+        raise DatasetError("--envs names no env")
+    for name, value in (("--steps", steps), ("--train-steps", train_steps)):
+        if value < 1:
+            raise DatasetError(f"{name} must be a positive number, got {value}")
+    if not 0 <= seed < 2**32 - 1:
+        raise DatasetError(f"--seed must be in [0, 2^32 - 1) (medium uses seed + 1), got {seed}")
+    seen: dict[str, str] = {}
+    for env_id in env_ids:
+        for kind in SUITE_KINDS:
+            suite_id(prefix, env_id, kind)
+        family = suite_family(env_id)
+        if family in seen:
+            raise DatasetError(
+                f"--envs names the env family {family!r} twice ({seen[family]}, {env_id}): "
+                f"both would make {prefix}/{family}/*"
+            )
+        seen[family] = env_id
+    for override in behaviour_overrides:
+        key = override.split("=", 1)[0].strip()
+        if key in SET_HERE:
+            raise DatasetError(f"{key}= is set by make-suite: use {SET_HERE[key]}")
+    envs = [describe_env(env_id) for env_id in env_ids]
+    _check_memory(envs, steps, train_steps)
+    for env_id in env_ids:
+        for kind in SUITE_KINDS:
+            check_writable(store_path(suite_id(prefix, env_id, kind)), "minari", overwrite)
+    for env_id in env_ids:
+        run_dir = _run_dir(work_dir, env_id)
+        overrides = _behaviour_overrides(env_id, train_steps, seed, run_dir, behaviour_overrides)
+        cfg = load_config(behaviour_config, overrides)
+        method_for(cfg.method, "online")
+        check_backends(cfg.logger)
+        resolve_device(cfg.device)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise DatasetError(f"behaviour run dir {run_dir} exists and is not a folder")
+        if holds_run(run_dir) and not overwrite:
+            raise DatasetError(
+                f"behaviour run dir {run_dir} already holds a run (pass --overwrite to "
+                "replace it and the suite's datasets)"
+            )
+        check_can_create(run_dir / "config.yaml")
+    check_can_create(work_dir / SUITE_FILE)
+    return envs
+
+
+def _check_memory(envs: list[EnvSpec], steps: int, train_steps: int) -> None:
+    """``DatasetError`` when the largest part (a ``steps`` dataset, or the behaviour run's
+    replay of ``2 * train_steps + 2`` slots) would not fit in the memory available."""
+    largest = max(4 * (2 * env.obs_dim + env.action_dim + 1) + 2 for env in envs)
+    needed = largest * max(steps, 2 * train_steps + 2)  # bytes, float32 arrays and flags
+    available = available_memory()
+    if available is not None and needed * MEMORY_HEADROOM > available:
+        raise DatasetError(
+            f"--steps {steps} / --train-steps {train_steps} need about {needed / 1e9:.1f} GB "
+            f"(several copies of it), more than the {available / 1e9:.1f} GB available"
+        )
+
+
+def _run_dir(work_dir: Path, env_id: str) -> Path:
+    return work_dir / f"{suite_family(env_id)}-behaviour"
+
+
+def _behaviour_overrides(
+    env_id: str, train_steps: int, seed: int, run_dir: Path, extra: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The behaviour run's overrides: make-suite's own, then the user's ``extra``."""
+    return (
+        f"env={env_id}",
+        f"steps={train_steps}",
+        f"seed={seed}",
+        f"agent.buffer_size={2 * train_steps + 2}",  # an observation more per episode
+        f"run_dir={run_dir}",
+        *extra,
+    )
 
 
 def merge_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +317,7 @@ def _save(
     log: Any,
 ) -> None:
     """Write ``dataset`` as the Minari id and add its row (seconds since ``started``)."""
-    save_dataset(dataset, dataset_id, "minari", overwrite=overwrite)
+    save_dataset(dataset, store_path(dataset_id), "minari", overwrite=overwrite)
     row = {"id": dataset_id, **dataset_stats(dataset)}
     row["seconds"] = time.perf_counter() - started
     record["datasets"].append(row)

@@ -198,3 +198,21 @@ def test_a_library_warning_during_a_dataset_command_is_shown_not_looped(tmp_path
     assert 1 <= result.stderr.count("out of date") <= 3, result.stderr  # once per env made
     with h5py.File(out, "r") as file:
         assert len(file["rewards"]) == 50
+
+
+# ------------------------------------------------------------- the Minari store
+@pytest.mark.parametrize("store", ["under-a-file", ""])
+def test_an_unusable_minari_store_is_one_error_line(store, tmp_path, monkeypatch) -> None:
+    """Minari's own store lookup creates the folder (a traceback when it cannot); ours
+    only names it, and writers report what they cannot create."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(blocker / "store") if store else "")
+    fragment = "cannot write" if store else "MINARI_DATASETS_PATH is set but empty"
+    out = ["dataset", "collect", "--env", "InvertedPendulum-v5", "--steps", "5", "--out", "ns/b-v0"]
+    assert_one_line_error(alm_cli(*out), fragment)
+    missing = alm_cli("dataset", "info", "ns/none-v0")
+    assert_one_line_error(missing, "not in the local store" if store else fragment)
+    listing = alm_cli("dataset", "list")
+    assert listing.exit_code == (0 if store else 2), listing.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

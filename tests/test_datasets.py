@@ -379,8 +379,13 @@ def test_minari_destination_names(tmp_path: Path, minari_store: Path) -> None:
 
 
 def test_missing_minari_id_says_how_to_get_it() -> None:
-    with pytest.raises(DatasetError, match=r"--download or `minari download mujoco/hopper/x-v0`"):
-        load_dataset("mujoco/hopper/x-v0")
+    with pytest.raises(
+        DatasetError,
+        match=r"first with `alm dataset info mujoco/hopper/x-v0 --download` or `minari download",
+    ):
+        load_dataset("mujoco/hopper/x-v0")  # a caller without --download names one with it
+    with pytest.raises(DatasetError, match=r"with --download or `minari download mujoco/hop"):
+        load_dataset("mujoco/hopper/x-v0", download=False)
 
 
 def test_minari_folder_without_metadata(tmp_path: Path) -> None:

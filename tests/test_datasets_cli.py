@@ -246,3 +246,76 @@ def test_alm_dataset_info_in_a_subprocess(tmp_path: Path, pendulum_file: Path) -
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"error: no such file: {tmp_path / 'missing.hdf5'}"
     assert bad.stdout == ""
+
+
+# ------------------------------------------------------- formats, ids, hints
+def test_format_choices_come_from_the_registry() -> None:
+    from alm_offline.datasets.formats import FORMATS
+    from cli import dataset
+
+    for name in ("convert", "collect"):
+        (param,) = [p for p in dataset.commands[name].params if p.name == "fmt"]
+        assert tuple(param.type.choices) == tuple(FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("dst", "fragment"),
+    [
+        ("a//b/c-v0", "'a//b/c-v0' is not a Minari dataset id"),
+        ("my data/x-v0", "'my data/x-v0' is not a Minari dataset id"),
+        ("ns/x-v0 ", "is not a Minari dataset id"),
+        ("plainname", "'plainname' is not a Minari dataset id"),
+    ],
+)
+def test_destination_that_is_no_id_nor_clear_path_is_refused(
+    dst, fragment, tmp_path, pendulum_file, minari_store, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(run("convert", pendulum_file, dst), fragment)
+    out = ["collect", "--env", "InvertedPendulum-v5", "--steps", "5", "--out", dst]
+    assert_user_error(run(*out), fragment)
+    assert list(tmp_path.iterdir()) == [] and list(minari_store.iterdir()) == []
+
+
+def test_commands_without_download_name_one_that_has_it(tmp_path, monkeypatch) -> None:
+    from cli import alm
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(alm, ["train-offline", "--dataset", "mujoco/no/here-v0"])
+    assert_user_error(result, "get it first with `alm dataset info mujoco/no/here-v0 --download`")
+    assert "get it with --download" not in result.output
+    assert list(tmp_path.iterdir()) == []
+    # the dataset commands do have --download
+    result = run("convert", "mujoco/no/here-v0", tmp_path / "x.h5")
+    assert_user_error(result, "get it with --download or `minari download mujoco/no/here-v0`")
+
+
+def test_collect_makes_its_env_once_and_collects_the_same(tmp_path, monkeypatch) -> None:
+    import gymnasium
+
+    from alm_offline.datasets import collect_dataset
+    from alm_offline.datasets.action_box import env_spaces
+
+    env_spaces.cache_clear()
+    made = []
+    real_make = gymnasium.make
+    monkeypatch.setattr(gymnasium, "make", lambda *a, **k: made.append(a[0]) or real_make(*a, **k))
+    collect_dataset(tmp_path / "a.hdf5", "Hopper-v5", steps=60, noise=0.2, seed=4)
+    assert made == ["Hopper-v5", "Hopper-v5"]  # the collection's env, and its raw spaces once
+    monkeypatch.setattr(gymnasium, "make", real_make)
+    again = collect("Hopper-v5", random_policy(3, seed=4), steps=60, seed=4, noise=0.2)
+    write_hdf5(again, tmp_path / "b.hdf5")
+    with h5py.File(tmp_path / "a.hdf5") as a, h5py.File(tmp_path / "b.hdf5") as b:
+        for name in ("observations", "actions", "rewards", "terminals", "timeouts"):
+            assert np.array_equal(a[name][()], b[name][()]), name
+        assert np.array_equal(a["metadata/episode_seeds"][()], b["metadata/episode_seeds"][()])
+
+
+def test_readme_formats_table_matches_the_registry() -> None:
+    from alm_offline.datasets.formats import FORMATS
+
+    readme = (Path(__file__).resolve().parents[1] / "datasets" / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    table = {row.split("|")[1].strip().strip("`"): row.split("|")[2].strip() for row in rows}
+    formats = {name: table.get(name) for name in FORMATS}
+    assert formats == {name: fmt.detect_rule for name, fmt in FORMATS.items()}

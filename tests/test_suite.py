@@ -130,3 +130,108 @@ def test_make_suite_writes_three_minari_datasets_that_minari_reads(tmp_path, min
     replay = minari.load_dataset("t/hopper/medium-replay-v0")
     first = next(iter(replay.iterate_episodes()))
     assert np.all(np.abs(first.actions) <= 1.0) and first.actions.std() > 0.3
+
+
+# --------------------------------------------------- make-suite: checked before training
+@pytest.fixture
+def no_training(monkeypatch):
+    """make-suite's behaviour runs, replaced by a failure: a hostile input must be refused
+    before any of them starts (and so before anything is written)."""
+    import alm_offline.training.start as start
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("make-suite started a behaviour run")
+
+    monkeypatch.setattr(start, "start_online", refuse)
+    monkeypatch.setattr(start, "train", refuse)
+
+
+def _tree(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _make_suite(work, *args: str):
+    from click.testing import CliRunner
+
+    from cli import alm
+
+    base = ["--envs", "InvertedPendulum-v5", "--steps", "20", "--train-steps", "20"]
+    return CliRunner().invoke(
+        alm, ["dataset", "make-suite", *base, "--work-dir", str(work), *map(str, args)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--prefix", ""], "--prefix '' makes the dataset id '/invertedpendulum/random-v0'"),
+        (["--prefix", "/tmp/abs"], "is not a Minari dataset id"),
+        (["--prefix", "a/../.."], "is not a Minari dataset id"),
+        (["--prefix", "x//y"], "is not a Minari dataset id"),
+        (["--prefix", "my suite"], "is not a Minari dataset id"),
+        (["--envs", "NoSuch-v1"], "NoSuch-v1"),
+        (["--envs", "InvertedPendulum-v5,InvertedPendulum-v5"], "twice"),
+        (["--envs", "InvertedPendulum-v5,InvertedPendulum-v4"], "twice"),
+        (["--steps", "0"], "--steps"),
+        (["--steps", "-5"], "--steps"),
+        (["--train-steps", "0"], "--train-steps"),
+        (["--steps", str(10**12)], "GB available"),
+        (["--train-steps", str(10**11)], "GB available"),
+        (["--seed", "-1"], "seed"),
+        (["--seed", str(2**32 - 1)], "seed"),
+        (["--config", "nosuch"], "nosuch"),
+        (["nosuch.key=1"], "nosuch"),
+        (["method=iql"], "offline baseline"),
+        (["steps=5"], "steps= is set by make-suite"),
+        (["env=Hopper-v5"], "env= is set by make-suite"),
+    ],
+)
+def test_make_suite_refuses_bad_input_before_anything(
+    args, fragment, tmp_path, minari_store, no_training
+):
+    from conftest import assert_one_line_error
+
+    assert_one_line_error(_make_suite(tmp_path / "work", *args), fragment)
+    assert _tree(tmp_path) == [] and _tree(minari_store) == []
+
+
+def test_make_suite_refuses_an_existing_dataset_or_run(tmp_path, minari_store, no_training):
+    from conftest import assert_one_line_error
+
+    data = replay_dataset(_filled(), "InvertedPendulum-v5")
+    save_dataset(data, "t/invertedpendulum/medium-v0", "minari")
+    before = _tree(minari_store)
+    assert_one_line_error(_make_suite(tmp_path / "w", "--prefix", "t"), "already exists")
+    assert _tree(minari_store) == before and not (tmp_path / "w").exists()
+
+    run_dir = tmp_path / "w" / "invertedpendulum-behaviour"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("env: InvertedPendulum-v5\n")
+    assert_one_line_error(_make_suite(tmp_path / "w"), "already holds a run")
+    assert _tree(minari_store) == before and _tree(tmp_path / "w") == [
+        "invertedpendulum-behaviour", "invertedpendulum-behaviour/config.yaml"
+    ]  # fmt: skip
+
+
+def test_make_suite_refuses_unwritable_places(tmp_path, minari_store, no_training, monkeypatch):
+    from conftest import assert_one_line_error
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert_one_line_error(_make_suite(blocker / "work"), "cannot write")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(blocker / "store"))
+    assert_one_line_error(_make_suite(tmp_path / "work"), "cannot write")
+    assert _tree(tmp_path) == ["a-file"] and blocker.read_text() == "x"
+
+
+def test_suite_ids_are_checked():
+    with pytest.raises(DatasetError, match="is not a Minari dataset id"):
+        suite_id("", "Hopper-v5", "random")
+    with pytest.raises(DatasetError, match="is not a Minari dataset id"):
+        suite_id("../up", "Hopper-v5", "random")
+
+
+def _filled() -> dict:
+    replay = ReplayBuffer(100, 4, 1, seq_len=1)
+    _fill(replay, np.random.default_rng(1), [(5, True), (4, False)], obs_dim=4, action_dim=1)
+    return replay.state_dict()
