@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from alm_offline.config import BASELINE_METHODS, EVAL_LATENTS
+from alm_offline.datasets.formats import FORMATS, INFERRED
 from alm_offline.errors import AlmError, AlmWarning, printable
 
 # ------------------------------------------------------------------- errors, warnings
@@ -219,9 +220,9 @@ def dataset() -> None:
 DATASET_FORMAT = click.option(
     "--format",
     "fmt",
-    type=click.Choice(["minari", "hdf5"]),
+    type=click.Choice(list(FORMATS)),
     default=None,
-    help="Output format [default: hdf5 for a .hdf5/.h5 destination, else minari].",
+    help=f"Output format [default: {INFERRED}].",
 )
 DESTINATION_RULE = (
     "A .hdf5/.h5 destination is a D4RL-layout file. Anything else is a Minari dataset: a "
@@ -378,8 +379,6 @@ def dataset_make_suite(
     from alm_offline.datasets.suite import make_suite
 
     env_ids = [env.strip() for env in envs.split(",") if env.strip()]
-    if not env_ids:
-        raise AlmError("--envs names no env")
     record = make_suite(
         env_ids,
         prefix=prefix,
@@ -577,6 +576,9 @@ def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_js
 
 
 # ------------------------------------------------------------------------------ sweep
+RESUME_KEEPS = ("--address", "--python", "--cpus-per-trial", "--gpus-per-trial")
+
+
 @alm.command("sweep")
 @click.option("--config", "config", default=None, help="YAML file, or a bundled config name.")
 @click.option("--envs", default=None, help="Online: comma-separated env ids, e.g. Hopper-v5.")
@@ -585,16 +587,15 @@ def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_js
 )
 @click.option(
     "--methods",
-    default="alm",
-    show_default=True,
-    help="Offline: comma-separated methods among alm, bc, td3+bc, iql, cql.",
+    default=None,
+    help="Offline: comma-separated methods among alm, bc, td3+bc, iql, cql [default: alm].",
 )
-@click.option("--seeds", required=True, help="Comma-separated integer seeds, e.g. 1,2,3.")
+@click.option("--seeds", default=None, help="Comma-separated integer seeds, e.g. 1,2,3.")
 @click.option(
     "--python",
     "python",
     default=None,
-    help="Offline: the interpreter that runs the trials (a venv with d3rlpy for baselines) "
+    help="The interpreter that runs the trials (for baselines, a venv with d3rlpy) "
     "[default: this one].",
 )
 @click.option(
@@ -603,11 +604,19 @@ def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_js
     help="Ray cluster host:port or auto [default: local]. Join only a cluster you trust: "
     "it runs this code and sends the results back as pickles.",
 )
-@click.option("--gpus-per-trial", type=float, default=0.0, show_default=True)
-@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
+@click.option("--gpus-per-trial", type=float, default=None, help="[default: 0]")
+@click.option("--cpus-per-trial", type=float, default=None, help="[default: 1]")
 @click.option("--out", default=None, help="Sweep folder [default: sweeps/<name>-<timestamp>].")
 @click.option("--name", default=None, help="Sweep name [default: the config's file stem].")
 @click.option("--overwrite", is_flag=True, help="Replace a sweep (and its runs) already in --out.")
+@click.option(
+    "--resume",
+    default=None,
+    metavar="OUT",
+    help="Continue the sweep in OUT: finished trials are kept, interrupted ones continue "
+    f"from their last checkpoint, the rest run. Only {', '.join(RESUME_KEEPS)} may be given "
+    "with it.",
+)
 @click.argument("overrides", nargs=-1)
 def sweep_command(
     config,
@@ -622,40 +631,53 @@ def sweep_command(
     out,
     name,
     overwrite,
+    resume,
     overrides,
 ) -> None:
     """Train a grid as Ray tasks and write a results table and curves: online, every env x
     seed (--envs, Table-1 style); offline, every dataset x method x seed (--datasets, D4RL
-    style, offline ALM beside d3rlpy's baselines).
+    style, offline ALM beside d3rlpy's baselines). docs/sweeps.md has the details.
 
     OVERRIDES are KEY=VALUE applied to every trial. Exits 1 when some trial failed.
     """
-    from alm_offline.tools.sweep import SweepError, parse_grid, run_sweep
-
-    if (envs is None) == (datasets is None):
-        raise SweepError("give --envs (an online sweep) or --datasets (an offline one)")
-    common = dict(
-        address=address,
-        gpus_per_trial=gpus_per_trial,
-        cpus_per_trial=cpus_per_trial,
-        out=Path(out) if out is not None else None,
-        name=name,
-        overwrite=overwrite,
-        report=click.echo,
+    from alm_offline.tools.sweep import (
+        SweepError,
+        SweepSpec,
+        parse_list,
+        parse_methods,
+        parse_seeds,
+        resume_sweep,
+        run_sweep,
     )
-    if datasets is not None:
-        from alm_offline.tools.offline_sweep import parse_methods, run_offline_sweep
 
-        dataset_list, seed_list = parse_grid(datasets, seeds, "--datasets")
-        method_list = parse_methods(methods)
-        result = run_offline_sweep(
-            config, dataset_list, method_list, seed_list, overrides, python=python, **common
-        )
+    resources = dict(address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+    if resume is not None:
+        grid = (config, envs, datasets, methods, seeds, out, name, overwrite or None, overrides)
+        if any(grid):
+            raise SweepError(
+                f"--resume takes the grid from OUT/sweep.json; only {', '.join(RESUME_KEEPS)} "
+                "may be given with it"
+            )
+        result = resume_sweep(Path(resume), python=python, report=click.echo, **resources)
     else:
-        if config is None:
-            raise SweepError("an online sweep needs --config")
-        env_ids, seed_list = parse_grid(envs, seeds)
-        result = run_sweep(config, env_ids, seed_list, overrides, **common)
+        if (envs is None) == (datasets is None):
+            raise SweepError("give --envs (an online sweep) or --datasets (an offline one)")
+        if seeds is None:
+            raise SweepError("give --seeds, e.g. --seeds 1,2,3")
+        online = envs is not None
+        spec = SweepSpec(
+            mode="online" if online else "offline",
+            name=name or (Path(config).stem if config else "offline"),
+            config=config,
+            cells=parse_list(envs if online else datasets, "--envs" if online else "--datasets"),
+            methods=parse_methods(methods or "alm"),
+            seeds=parse_seeds(seeds),
+            overrides=list(overrides),
+            python=str(Path(python or sys.executable).absolute()),  # a venv's symlink is kept
+            **{k: v for k, v in resources.items() if v is not None},
+        )
+        out_path = Path(out) if out is not None else None
+        result = run_sweep(spec, out_path, overwrite=overwrite, report=click.echo)
     click.echo("")
     click.echo(result.table, nl=False)
     for note in result.notes:

@@ -1,0 +1,175 @@
+"""The sweep: check everything, join Ray, run the trials that are not finished, keep the
+record on disk after every trial, write the results. ``run_sweep`` starts a grid;
+``resume_sweep`` continues one from its folder alone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from alm_offline.tools.sweep import ray_runner
+from alm_offline.tools.sweep.grid import SweepError, SweepSpec, check_spec, grid_trials
+from alm_offline.tools.sweep.results import (
+    SWEEP_FILE,
+    SweepResult,
+    describe,
+    load_record,
+    save_record,
+    write_results,
+)
+from alm_offline.tools.sweep.trials import (
+    FINISHED,
+    RESUMABLE,
+    run_trial,
+    trial_command,
+    trial_state,
+)
+from alm_offline.training.rundir import read_summary
+
+Report = Callable[[str], None]
+
+
+def default_out(name: str) -> Path:
+    return Path("sweeps") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: Path | None = None,
+    *,
+    overwrite: bool = False,
+    report: Report | None = None,
+) -> SweepResult:
+    """Run every trial of ``spec`` as a Ray task and write the sweep folder ``out``.
+
+    Raises an ``AlmError`` (one line) before Ray starts or anything is written when the
+    input cannot work; a trial's failure is a row of the result, not an exception.
+    """
+    check_spec(spec)
+    out = (out if out is not None else default_out(spec.name)).absolute()
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out '{out}' exists and is not a directory")
+    if (out / SWEEP_FILE).exists() and not overwrite:
+        raise SweepError(
+            f"'{out}' already holds a sweep; use --resume to continue it or --overwrite "
+            "to replace it"
+        )
+    trials = [{**t, "status": "pending"} for t in grid_trials(spec, out)]
+    record = {**asdict(spec), "started": _now(), "status": "running", "trials": trials}
+    states = {i: "fresh" for i in range(len(trials))}
+    return _run(spec, out, record, states, overwrite, report or (lambda line: None))
+
+
+def resume_sweep(
+    out: Path,
+    *,
+    address: str | None = None,
+    python: str | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    report: Report | None = None,
+) -> SweepResult:
+    """Continue the sweep in ``out`` from ``out/sweep.json`` and its run dirs: a finished
+    trial (``summary.json``) is kept as it is, an interrupted one continues from its last
+    checkpoint, any other starts again. The options given replace the record's."""
+    out = out.absolute()
+    record = load_record(out)
+    given = {"address": address, "python": python, "cpus_per_trial": cpus_per_trial,
+             "gpus_per_trial": gpus_per_trial}  # fmt: skip
+    spec = replace(SweepSpec.from_record(record), **{k: v for k, v in given.items() if v})
+    check_spec(spec)
+    grid = grid_trials(spec, out)
+    if [t["run_dir"] for t in grid] != [t.get("run_dir") for t in record["trials"]]:
+        raise SweepError(f"'{out / SWEEP_FILE}' does not list its grid's trials")
+    states: dict[int, str] = {}
+    for i, (trial, row) in enumerate(zip(grid, record["trials"], strict=True)):
+        state = trial_state(trial["run_dir"])
+        if state != FINISHED:
+            states[i] = state
+            record["trials"][i] = {**trial, "status": "pending"}
+        elif row.get("status") != "ok" or not row.get("summary"):  # finished, not recorded
+            record["trials"][i] = {**trial, "status": "ok", "summary": read_summary(
+                trial["run_dir"]), "error": None}  # fmt: skip
+    record.update(asdict(spec), status="running", resumed=_now())
+    return _run(spec, out, record, states, True, report or (lambda line: None))
+
+
+def _run(
+    spec: SweepSpec,
+    out: Path,
+    record: dict[str, Any],
+    states: dict[int, str],
+    overwrite: bool,
+    say: Report,
+) -> SweepResult:
+    """Run the trials ``states`` names (index -> fresh or resumable) and write the results."""
+    ray = ray_runner.import_ray()
+    todo = sorted(states)
+    where = spec.address or "local"
+    ray_runner.connect(ray, spec.address)
+    try:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SweepError(f"cannot create --out '{out}': {exc.strerror}") from None
+        save_record(out, record)
+        resumed = sum(states[i] == RESUMABLE for i in todo)
+        say(
+            f"sweep {spec.name}: {len(todo)} of {len(record['trials'])} {spec.mode} trials to "
+            f"run ({resumed} resumed) on Ray ({where}), out {out}"
+        )
+        arguments = [
+            (
+                {k: v for k, v in record["trials"][i].items() if k != "status"},
+                trial_command(
+                    record["trials"][i],
+                    mode=spec.mode,
+                    state=states[i],
+                    python=spec.python,
+                    config=spec.config,
+                    overrides=spec.overrides,
+                    threads=spec.threads,
+                    overwrite=overwrite,
+                ),
+            )
+            for i in todo
+        ]
+        done = [0]
+
+        def failed(j: int, exc: BaseException) -> dict[str, Any]:
+            error = ray_runner.first_line(exc)
+            return {**arguments[j][0], "status": "failed", "summary": None, "error": error}
+
+        def finished(j: int, row: dict[str, Any]) -> None:
+            done[0] += 1
+            record["trials"][todo[j]] = row
+            say(describe(row, f"[{done[0]}/{len(todo)}]"))
+            save_record(out, record)
+
+        try:
+            ray_runner.run_tasks(
+                ray,
+                run_trial,
+                arguments,
+                failed,
+                finished,
+                cpus_per_trial=spec.cpus_per_trial,
+                gpus_per_trial=spec.gpus_per_trial,
+            )
+        except KeyboardInterrupt:
+            record["status"] = "interrupted"
+            save_record(out, record)
+            say(f"interrupted; continue with: alm sweep --resume {out}")
+            raise
+    finally:
+        ray.shutdown()
+    record.update(status="finished", finished=_now())
+    save_record(out, record)
+    return write_results(out, record)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,0 +1,78 @@
+"""Ray: joining a cluster (or starting a local one) and running one task per trial.
+
+Each task runs with ``max_retries=0``: a trial whose worker or node dies is a ``failed``
+row, never retried automatically (a retry would start it again from scratch, on a node
+chosen by Ray, while the driver reports nothing); ``alm sweep --resume`` continues it from
+its last checkpoint instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from alm_offline.tools.sweep.grid import SweepError
+
+RAY_MISSING = "alm sweep needs Ray: pip install 'alm-offline[ray]'"
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SweepError(RAY_MISSING) from None
+    return ray
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def connect(ray: Any, address: str | None) -> None:
+    """Join the cluster at ``address``, or start a local Ray with this machine's CPUs and
+    GPUs; ``SweepError`` (one line) when Ray cannot start."""
+    try:
+        if address is None:
+            import torch
+
+            ray.init(
+                num_cpus=os.cpu_count() or 1,
+                num_gpus=torch.cuda.device_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except Exception as exc:  # Ray raises many types; the user gets one line
+        ray.shutdown()
+        raise SweepError(f"cannot start Ray ({address or 'local'}): {first_line(exc)}") from None
+
+
+def run_tasks(
+    ray: Any,
+    function: Callable[..., dict[str, Any]],
+    arguments: Sequence[tuple],
+    failed_row: Callable[[int, BaseException], dict[str, Any]],
+    finished: Callable[[int, dict[str, Any]], None],
+    *,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+) -> None:
+    """Run ``function(*arguments[i])`` for every i as a task on the connected Ray and give
+    each row to ``finished(i, row)`` as it comes; a task that died (crashed worker, dead
+    node, lost object) becomes ``failed_row(i, exc)``."""
+    task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(function)
+    pending = {task.remote(*args): i for i, args in enumerate(arguments)}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            i = pending.pop(ref)
+            try:
+                row = ray.get(ref)
+            except Exception as exc:  # RayTaskError, WorkerCrashedError, NodeDiedError, ...
+                cause = getattr(exc, "cause", None)
+                row = failed_row(i, cause if isinstance(cause, BaseException) else exc)
+            finished(i, row)

@@ -1,0 +1,188 @@
+"""What a sweep writes: its record (``sweep.json``), ``results.csv``, ``results.md`` (one
+table format for online and offline grids) and ``curves.png``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alm_offline.config import BASELINE_METHODS
+from alm_offline.tools.sweep.grid import SweepError, cell_slugs
+from alm_offline.training.rundir import write_text_atomic
+
+SWEEP_FILE = "sweep.json"
+CSV_COLUMNS = (
+    "env",
+    "dataset",
+    "method",
+    "seed",
+    "status",
+    "eval_return_mean",
+    "eval_return_std",
+    "normalized_score_mean",
+    "env_steps",
+    "updates",
+    "updates_per_sec",
+    "wall_seconds",
+    "run_dir",
+    "error",
+)
+SUMMARY_COLUMNS = CSV_COLUMNS[5:12]
+
+
+@dataclass
+class SweepResult:
+    """What a finished sweep wrote; ``trials`` in grid order (cell, method, seed)."""
+
+    out: Path
+    trials: list[dict[str, Any]]
+    table: str  # the Markdown of results.md
+    curves: Path | None  # None when no trial succeeded or the plot failed
+    notes: list[str] = field(default_factory=list)  # e.g. why curves.png is missing
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [t for t in self.trials if t["status"] != "ok"]
+
+    @property
+    def all_ok(self) -> bool:
+        return not self.failed
+
+
+# ------------------------------------------------------------------------------ record
+def save_record(out: Path, record: dict[str, Any]) -> None:
+    """``OUT/sweep.json``, through a temporary file and a rename (never half written)."""
+    write_text_atomic(out / SWEEP_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def load_record(out: Path) -> dict[str, Any]:
+    path = out / SWEEP_FILE
+    if not path.is_file():
+        raise SweepError(f"'{out}' holds no sweep (no {SWEEP_FILE}) to resume")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SweepError(f"cannot read '{path}': {exc}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("trials"), list):
+        raise SweepError(f"'{path}' is not a sweep record")
+    return record
+
+
+# ------------------------------------------------------------------------------ tables
+def score(summary: dict[str, Any]) -> float | None:
+    """A trial's figure: its final normalised score, else its final return."""
+    value = summary.get("normalized_score_mean")
+    return summary.get("eval_return_mean") if value is None else value
+
+
+def score_cell(values: list[float], total: int) -> str:
+    """``mean ± std`` (population std) of ``values``, with ``(k/n seeds)`` when some of the
+    ``total`` trials gave none; ``failed`` when none did."""
+    if not values:
+        return "failed"
+    cell = f"{np.mean(values):.1f} ± {np.std(values):.1f}"
+    return cell if len(values) == total else f"{cell} ({len(values)}/{total} seeds)"
+
+
+def method_label(method: str, mode: str, name: str) -> str:
+    if mode == "online":
+        return f"ALM (this run: {name})"
+    return f"{method.upper()} (d3rlpy)" if method in BASELINE_METHODS else "offline ALM"
+
+
+def results_table(
+    record: dict[str, Any], paper: dict[str, tuple[float, float]] | None = None
+) -> str:
+    """Markdown: a row per method, a column per env or dataset of ``mean ± std`` over seeds
+    (population std) of the final score (``score``; a trial without one counts as failed),
+    then the method's mean updates/s and wall seconds per run. ``paper`` (env ->
+    (mean, std)) adds the paper's Table 1 row when it reports one of the envs."""
+    mode, cells, methods = record["mode"], record["cells"], record["methods"]
+    key = "env" if mode == "online" else "dataset"
+    trials = record["trials"]
+    lines = [
+        "| Method | " + " | ".join(cell_slugs(mode, cells)) + " | updates/s | wall s per run |",
+        "|---|" + "---|" * (len(cells) + 2),
+    ]
+    for method in methods:
+        cell_texts = []
+        for cell in cells:
+            rows = [t for t in trials if t[key] == cell and t["method"] == method]
+            values = [
+                float(score(t["summary"]))
+                for t in rows
+                if t["status"] == "ok" and score(t["summary"]) is not None
+            ]
+            cell_texts.append(score_cell(values, len(rows)))
+        ok = [t["summary"] for t in trials if t["method"] == method and t["status"] == "ok"]
+        speed = [s["updates_per_sec"] for s in ok if s.get("updates_per_sec")]
+        wall = [s["wall_seconds"] for s in ok if s.get("wall_seconds") is not None]
+        timing = f"{np.mean(speed):.0f} | {np.mean(wall):.0f}" if speed and wall else "– | –"
+        label = method_label(method, mode, record["name"])
+        lines.append(f"| {label} | " + " | ".join(cell_texts) + f" | {timing} |")
+    if paper and any(cell in paper for cell in cells):
+        texts = [f"{paper[c][0]:.1f} ± {paper[c][1]:.1f}" if c in paper else "–" for c in cells]
+        lines.append("| ALM(3), paper Table 1 (200k steps) | " + " | ".join(texts) + " | – | – |")
+    return "\n".join(lines) + "\n"
+
+
+def results_csv(trials: Sequence[dict[str, Any]]) -> str:
+    """One CSV row per trial (``CSV_COLUMNS``); empty cells where a trial has no value."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for t in trials:
+        summary = t.get("summary") or {}
+        row = {key: summary.get(key) for key in SUMMARY_COLUMNS}
+        row.update({key: t.get(key) for key in ("dataset", "method", "seed", "status")})
+        row.update(env=t.get("env") or summary.get("env"), run_dir=t["run_dir"])
+        row["error"] = t.get("error")
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def describe(row: dict[str, Any], progress: str = "") -> str:
+    """One line for a finished trial."""
+    cell = row.get("dataset") or row["env"]
+    method = f" {row['method']}" if row.get("dataset") else ""
+    where = f"{progress} {cell}{method} s{row['seed']}".strip()
+    if row["status"] != "ok":
+        return f"{where}: failed: {row['error']}"
+    s = row["summary"]
+    value = score(s)
+    kind = "score" if s.get("normalized_score_mean") is not None else "eval return"
+    result = "no evaluation" if value is None else f"{kind} {value:.1f}"
+    if value is not None and kind == "eval return" and s.get("eval_return_std") is not None:
+        result += f" ± {s['eval_return_std']:.1f}"
+    steps = f"{s['env_steps']} env steps" if not row.get("dataset") else f"{s['updates']} updates"
+    return f"{where}: ok, {result} ({steps}, {s['wall_seconds']:.0f} s)"
+
+
+def write_results(out: Path, record: dict[str, Any]) -> SweepResult:
+    """Write ``results.md``, ``results.csv`` and the curves of the trials that succeeded
+    (``curves.png``; a plot that fails is a note, never a lost table)."""
+    from alm_offline.tools.plotting import PAPER_TABLE1, plot_learning_curves
+
+    trials = record["trials"]
+    table = results_table(record, PAPER_TABLE1)
+    write_text_atomic(out / "results.csv", results_csv(trials))
+    write_text_atomic(out / "results.md", table)
+    notes: list[str] = []
+    curves = None
+    ok_dirs = [Path(t["run_dir"]) for t in trials if t["status"] == "ok"]
+    if ok_dirs:
+        try:
+            curves = plot_learning_curves(ok_dirs, out / "curves.png")
+        except Exception as exc:  # a plot must not lose the table
+            lines = str(exc).strip().splitlines()
+            notes.append(f"curves.png not drawn: {type(exc).__name__}: {lines[0] if lines else ''}")
+    else:
+        notes.append("curves.png not drawn: no trial succeeded")
+    return SweepResult(out=out, trials=trials, table=table, curves=curves, notes=notes)
