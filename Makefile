@@ -23,8 +23,10 @@ baselines-env: system
 run: install
 	$(PYTHON) -m cli train-online --config quick
 
+# one pytest worker per core, a test file per worker (its module fixtures trained once);
+# every worker and the processes it starts use one torch thread (tests/conftest.py)
 test: install baselines-env
-	ALM_BASELINES_PYTHON=$(abspath $(BASELINES_VENV))/bin/python $(PYTHON) -m pytest -q
+	ALM_BASELINES_PYTHON=$(abspath $(BASELINES_VENV))/bin/python $(PYTHON) -m pytest -q -n auto --dist loadfile
 
 # Everything but the tests marked slow (training runs, subprocesses, Ray, wheel builds)
 test-fast: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,12 @@ from alm_offline.config import load_config
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.training.online import train_online
 from alm_offline.training.rundir import prepare_new
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: workers share the cores
+    # the processes a test starts (CLI runs, trials, d3rlpy) take one OpenMP thread each,
+    # idle threads yielding the core, as the in-process tests do (_one_thread below)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TINY_OVERRIDES = (
     "env=InvertedPendulum-v5",
