@@ -136,6 +136,7 @@ def check_writable(dst: str | Path, fmt: str | None = None, overwrite: bool = Fa
     The destination must not exist unless ``overwrite``, must pass its format's check (a
     Minari folder must be named like an id, ``NAME-v0``) and must be creatable.
     """
+    _check_named(dst, "destination")
     form = format_for(dst, fmt)
     path = form.locate(dst)
     check_destination(path, overwrite)
@@ -246,8 +247,17 @@ def describe_listing(listing: dict) -> str:
     return "\n".join(map(printable, lines))
 
 
+def _check_named(spec: str | Path, what: str) -> None:
+    """``DatasetError`` for an empty name, which ``Path`` would read as the current folder."""
+    if not str(spec).strip():
+        raise DatasetError(
+            f"the {what} is empty: give a Minari id, a Minari dataset folder or an .hdf5 file"
+        )
+
+
 def _read(spec: str | Path, download: bool | None, env_spec: EnvSpec | None) -> EpisodeDataset:
     """``spec`` read by the first format (in ``FORMATS``' order) that detects it."""
+    _check_named(spec, "dataset")
     form = next((f for f in FORMATS.values() if f.detect(spec)), None)
     if form is None:
         raise DatasetError(

@@ -60,7 +60,7 @@ def suite_id(prefix: str, env_id: str, kind: str) -> str:
     try:
         return check_minari_id(dataset_id)
     except DatasetError as exc:
-        raise DatasetError(f"--prefix {prefix!r} makes the dataset id {exc}") from None
+        raise DatasetError(f"--prefix {prefix!r} does not make dataset ids: {exc}") from None
 
 
 def replay_dataset(replay: dict[str, Any], env_id: str) -> EpisodeDataset:

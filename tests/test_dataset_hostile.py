@@ -216,3 +216,31 @@ def test_an_unusable_minari_store_is_one_error_line(store, tmp_path, monkeypatch
     listing = alm_cli("dataset", "list")
     assert listing.exit_code == (0 if store else 2), listing.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["dataset", "convert", "BUNDLED", ""], "the destination is empty"),
+        (["dataset", "convert", "", "out.hdf5"], "the dataset is empty"),
+        (["dataset", "convert", " ", "out.hdf5"], "the dataset is empty"),
+        (["dataset", "info", ""], "the dataset is empty"),
+        (
+            ["dataset", "collect", "--env", "InvertedPendulum-v5", "--steps", "5", "--out", ""],
+            "the destination is empty",
+        ),
+    ],
+)
+def test_an_empty_dataset_name_is_not_the_current_folder(tmp_path, monkeypatch, args, fragment):
+    """``Path("")`` is ``.``: an empty name once read the current folder as a dataset (and
+    refused an empty destination as '. already exists')."""
+    from click.testing import CliRunner
+
+    from alm_offline.datasets import bundled_dataset_path
+    from cli import alm
+
+    monkeypatch.chdir(tmp_path)
+    args = [str(bundled_dataset_path()) if a == "BUNDLED" else a for a in args]
+    result = CliRunner().invoke(alm, args)
+    assert_one_line_error(result, fragment)
+    assert list(tmp_path.iterdir()) == []

@@ -164,7 +164,7 @@ def _make_suite(work, *args: str):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--prefix", ""], "--prefix '' makes the dataset id '/invertedpendulum/random-v0'"),
+        (["--prefix", ""], "--prefix '' does not make dataset ids: '/invertedpendulum/random-v0'"),
         (["--prefix", "/tmp/abs"], "is not a Minari dataset id"),
         (["--prefix", "a/../.."], "is not a Minari dataset id"),
         (["--prefix", "x//y"], "is not a Minari dataset id"),
