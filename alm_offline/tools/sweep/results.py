@@ -124,7 +124,7 @@ def results_table(
         ok = [t["summary"] for t in trials if t["method"] == method and t["status"] == "ok"]
         speed = [s["updates_per_sec"] for s in ok if s.get("updates_per_sec")]
         wall = [s["wall_seconds"] for s in ok if s.get("wall_seconds") is not None]
-        timing = f"{np.mean(speed):.0f} | {np.mean(wall):.0f}" if speed and wall else "– | –"
+        timing = " | ".join(f"{np.mean(v):.0f}" if v else "–" for v in (speed, wall))
         label = method_label(method, mode, record["name"])
         lines.append(f"| {label} | " + " | ".join(cell_texts) + f" | {timing} |")
     if paper and any(cell in paper for cell in cells):
