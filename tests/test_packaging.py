@@ -84,6 +84,11 @@ def test_regular_install_from_a_built_wheel(wheel_install, tmp_path):
     }
     assert "alm_offline/datasets/__init__.py" in names
     assert "alm_offline/configs/quick.yaml" in names
+    sources = {  # every module of the checkout, under the name the wheel installs it as
+        *(str(f.relative_to(ROOT)) for f in (ROOT / "alm_offline").rglob("*.py")),
+        *(f"alm_offline/datasets/{f.name}" for f in (ROOT / "datasets").glob("*.py")),
+    }
+    assert sources - set(names) == set()
     probe = "import cli; " + PROBE
     out = _plain_python(probe, target, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
