@@ -430,9 +430,12 @@ def bench_command(
     from alm_offline.tools.bench import format_result, run_bench
     from alm_offline.training.envs import describe_env
     from alm_offline.training.rundir import write_text_atomic
+    from alm_offline.training.tempfiles import check_output_file
 
     cfg = load_config(config, (f"env={env_id}", f"device={device}", *overrides))
     describe_env(cfg.env)
+    if out is not None:
+        check_output_file(Path(out), "--out")
     result = run_bench(cfg, updates=updates, compare_fused=compare_fused, profile=profile)
     text = json.dumps(result.as_dict(), indent=2)
     click.echo(text if as_json else format_result(result))

@@ -111,3 +111,43 @@ def test_click_usage_errors_are_one_error_line(args, fragment):
 def test_help_and_success_still_exit_zero():
     result = CliRunner().invoke(alm, ["--help"])
     assert result.exit_code == 0 and "Usage: alm" in result.stdout
+
+
+def test_mujoco_s_own_warnings_are_python_warnings_and_write_no_log(tmp_path):
+    """HalfCheetah-v5's model once printed MuJoCo's 'WARNING: compiler attribute ...' line
+    and wrote MUJOCO_LOG.TXT into the current folder; now MuJoCo's warnings reach Python
+    (each once) and its model deprecation notices are dropped."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import warnings; warnings.simplefilter('always')\n"
+        "from alm_offline.training import envs\n"
+        "for _ in range(2): envs.make_env('HalfCheetah-v5').close()\n"
+        "with warnings.catch_warnings(record=True) as said:\n"
+        "    warnings.simplefilter('always')\n"
+        "    for _ in range(2): envs.mujoco.get_mju_user_warning()('Nan in QACC at DOF 0')\n"
+        "print([(w.category.__name__, str(w.message)) for w in said])\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and list(tmp_path.iterdir()) == []
+    assert eval(done.stdout) == [("MujocoWarning", "MuJoCo: Nan in QACC at DOF 0")]
+
+
+@pytest.mark.parametrize("out", ["DIR", "/proc/no/such.json"])
+def test_bench_refuses_its_out_before_it_measures(tmp_path, monkeypatch, out):
+    import alm_offline.tools.bench as bench
+
+    def measured(*args, **kwargs):
+        raise AssertionError("the benchmark ran before --out was checked")
+
+    monkeypatch.setattr(bench, "run_bench", measured)
+    out = str(tmp_path) if out == "DIR" else out
+    result = CliRunner().invoke(alm, ["bench", "--config", "quick", "--updates", "5", "--out", out])
+    assert_one_line_error(result, "is a directory" if out == str(tmp_path) else "cannot write")

@@ -180,3 +180,26 @@ def test_wandb_offline_run_keeps_its_id(tmp_path, monkeypatch):
     # both sessions wrote an offline W&B run of that id, with its data file
     runs = sorted((tmp_path / "wandb").glob(f"offline-run-*-{first.strip()}"))
     assert len(runs) == 2 and all(list(run.glob("*.wandb")) for run in runs)
+
+
+@pytest.mark.slow  # a subprocess: W&B's login state is per process
+def test_wandb_without_a_login_is_refused_before_the_run_dir(tmp_path):
+    """No API key (and not WANDB_MODE=offline): one error line, no run dir, no traceback."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
+    env.update(HOME=str(tmp_path), NETRC=str(tmp_path / "no-netrc"))  # no key anywhere
+    env["WANDB_CONFIG_DIR"] = str(tmp_path / "wandb-config")
+    run_dir = tmp_path / "run"
+    args = ["train-online", *TINY_OVERRIDES, "logger.wandb=true", f"run_dir={run_dir}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: logger.wandb=true: No API key")
+    assert "WANDB_MODE=offline" in lines[0]
+    assert not run_dir.exists()

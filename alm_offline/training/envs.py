@@ -11,16 +11,24 @@ Truncated-observation tasks of the paper (MBPO benchmark), registered under our 
   reward is Humanoid-v5's (forward weight 1.25 on the torso's centre of mass velocity),
   not MBPO's variant (0.25 weight, mass-centre x); returns are therefore not directly
   comparable with MBPO's T-Humanoid numbers.
+
+MuJoCo's own C warnings would print ``WARNING: ...`` lines and write ``MUJOCO_LOG.TXT``
+into the current folder; importing this module routes them to Python as ``MujocoWarning``,
+each message once per process. Deprecation notices about a task's model file (gymnasium's
+HalfCheetah-v5 XML uses a deprecated compiler attribute) are dropped: nothing a user of the
+task can act on.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 
-from alm_offline.errors import AlmError
+from alm_offline.errors import AlmError, AlmWarning
 
 TRUNCATED_TASKS: dict[str, tuple[str, dict]] = {
     "T-Ant-v5": ("Ant-v5", {"include_cfrc_ext_in_observation": False}),
@@ -38,6 +46,26 @@ TRUNCATED_TASKS: dict[str, tuple[str, dict]] = {
 
 class EnvError(AlmError):
     """An environment id or configuration that cannot be made."""
+
+
+class MujocoWarning(AlmWarning):
+    """A warning of MuJoCo's C library (its model compiler or its simulator)."""
+
+
+_MUJOCO_SAID: set[str] = set()
+
+
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's warning callback: each message once, as a ``MujocoWarning``; the model
+    compiler's deprecation notices not at all."""
+    if message.startswith("compiler attribute") and "is deprecated" in message:
+        return
+    if message not in _MUJOCO_SAID:
+        _MUJOCO_SAID.add(message)
+        warnings.warn(f"MuJoCo: {message}", MujocoWarning, stacklevel=2)
+
+
+mujoco.set_mju_user_warning(_mujoco_warning)
 
 
 def _register_truncated_tasks() -> None:

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import numbers
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -83,16 +84,39 @@ class LoggerError(AlmError):
     """A logging backend that was asked for but cannot be used."""
 
 
+WANDB_LOCAL_MODES = ("offline", "disabled", "dryrun")  # WANDB_MODE values with no login
+
+
 def check_backends(logger_cfg: LoggerConfig) -> None:
-    """Raise ``LoggerError`` if an enabled backend's package is not installed."""
+    """Raise ``LoggerError`` if an enabled backend's package is not installed, or W&B (not
+    in a local ``WANDB_MODE``) has no login: before any run dir is written."""
     if logger_cfg.wandb and importlib.util.find_spec("wandb") is None:
         raise LoggerError(
             "logger.wandb=true needs the wandb package: pip install 'alm-offline[wandb]'"
         )
+    if logger_cfg.wandb and os.environ.get("WANDB_MODE", "").lower() not in WANDB_LOCAL_MODES:
+        _check_wandb_login()
     if logger_cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise LoggerError(
             "logger.tensorboard=true needs the tensorboard package: pip install tensorboard"
         )
+
+
+def _check_wandb_login() -> None:
+    """W&B's own lookup of the API key (env, netrc; a prompt at a terminal), no network."""
+    import wandb
+
+    try:
+        wandb.login(relogin=False, verify=False)
+    except wandb.errors.Error as exc:
+        raise LoggerError(
+            f"logger.wandb=true: {_first_line(exc)} (or set WANDB_MODE=offline to log locally)"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _step(row: dict[str, Any]) -> int:
@@ -160,14 +184,17 @@ class WandbLogger:
 
         run_dir = Path(run_dir)
         self._wandb = wandb
-        self._run = wandb.init(
-            project=project,
-            dir=str(run_dir),
-            config=config,
-            name=run_dir.name,
-            resume="allow",
-            id=wandb_run_id(run_dir),
-        )
+        try:
+            self._run = wandb.init(
+                project=project,
+                dir=str(run_dir),
+                config=config,
+                name=run_dir.name,
+                resume="allow",
+                id=wandb_run_id(run_dir),
+            )
+        except wandb.errors.Error as exc:  # a login, network or server refusal
+            raise LoggerError(f"W&B could not start a run: {_first_line(exc)}") from None
 
     def metrics(self, row: dict[str, Any]) -> None:
         self._run.log(_scalars(row), step=_step(row))

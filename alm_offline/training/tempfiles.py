@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from alm_offline.errors import WriteError
+
 
 def temporary_path(path: Path) -> Path:
     """``.NAME.tmp-PID`` beside ``path``."""
@@ -70,3 +72,14 @@ def probe_can_create(path: Path) -> None:
     ``os.access`` this also holds for root, whose access checks ignore file modes."""
     with tempfile.TemporaryFile(dir=nearest_existing(path.parent)):
         pass
+
+
+def check_output_file(path: Path, what: str = "output") -> None:
+    """Fail early (``WriteError``) when ``path`` cannot be written as a file: before the
+    work whose result it is starts."""
+    if path.is_dir():
+        raise WriteError(f"{what} '{path}' is a directory")
+    try:
+        probe_can_create(path)
+    except OSError as exc:
+        raise WriteError.of(path, exc) from None
