@@ -34,3 +34,9 @@ class WriteError(AlmError):
 def printable(text: str) -> str:
     """``text`` with control characters escaped (``\\x1b``, ``\\n``), safe for a terminal."""
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -31,7 +31,7 @@ import torch
 
 from alm_offline.config import BASELINE_METHODS, RunConfig, load_config, resolve_device
 from alm_offline.datasets.episodes import EpisodeDataset
-from alm_offline.errors import AlmError
+from alm_offline.errors import AlmError, first_line
 from alm_offline.training.evaluation import Counters, RunEvaluation, summary_fields
 from alm_offline.training.loggers import make_run_logger
 from alm_offline.training.rundir import write_summary
@@ -267,7 +267,7 @@ def load_baseline_policy(
     try:
         algo = d3rlpy.load_learnable(str(checkpoint), device=_d3rlpy_device(resolve_device(device)))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise BaselineError(f"cannot load '{checkpoint}': {str(exc).splitlines()[0]}") from None
+        raise BaselineError(f"cannot load '{checkpoint}': {first_line(exc)}") from None
 
     return _deterministic(algo), (int(algo.observation_shape[0]), int(algo.action_size))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from alm_offline.config import LoggerConfig, RunConfig, to_dict
-from alm_offline.errors import AlmError, WriteError
+from alm_offline.errors import AlmError, WriteError, first_line
 from alm_offline.training.rundir import RunDirError, write_text_atomic
 
 
@@ -110,13 +110,8 @@ def _check_wandb_login() -> None:
         wandb.login(relogin=False, verify=False)
     except wandb.errors.Error as exc:
         raise LoggerError(
-            f"logger.wandb=true: {_first_line(exc)} (or set WANDB_MODE=offline to log locally)"
+            f"logger.wandb=true: {first_line(exc)} (or set WANDB_MODE=offline to log locally)"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _step(row: dict[str, Any]) -> int:
@@ -194,7 +189,7 @@ class WandbLogger:
                 id=wandb_run_id(run_dir),
             )
         except wandb.errors.Error as exc:  # a login, network or server refusal
-            raise LoggerError(f"W&B could not start a run: {_first_line(exc)}") from None
+            raise LoggerError(f"W&B could not start a run: {first_line(exc)}") from None
 
     def metrics(self, row: dict[str, Any]) -> None:
         self._run.log(_scalars(row), step=_step(row))

@@ -37,14 +37,6 @@ class Episode:
     def length(self) -> int:
         return len(self.rewards)
 
-    @property
-    def terminated(self) -> bool:
-        return bool(self.length and self.terminations[-1])
-
-    @property
-    def truncated(self) -> bool:
-        return bool(self.length and self.truncations[-1])
-
 
 def run_episode(
     policy: Policy,

@@ -115,9 +115,7 @@ def resumed_config(
 
 def load_offline_dataset(cfg: RunConfig) -> EpisodeDataset:
     """The run's dataset (``cfg.dataset``, else the bundled one), checked for training."""
-    if cfg.dataset is not None and not cfg.dataset.strip():
-        raise DatasetError("dataset= is empty: give a Minari id, a Minari folder or an .hdf5 file")
-    spec = cfg.dataset or str(bundled_dataset_path())
+    spec = cfg.dataset if cfg.dataset is not None else str(bundled_dataset_path())
     with warnings.catch_warnings(record=True) as said:  # shown once the data is usable
         warnings.simplefilter("always")
         dataset = load_dataset(

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from alm_offline import errors
 from alm_offline.tools.sweep.grid import SweepError
 
 RAY_MISSING = "alm sweep needs Ray: pip install 'alm-offline[ray]'"
@@ -26,8 +27,9 @@ def import_ray() -> Any:
 
 
 def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    """``Type: first line`` of a task's exception (a row's error)."""
+    text = errors.first_line(exc)
+    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 
 def connect(ray: Any, address: str | None) -> None:
