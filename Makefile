@@ -1,7 +1,7 @@
 # Set-up and the two everyday commands. PYTHON may point at a venv's python.
 PYTHON ?= python3
 
-.PHONY: system install baselines-env run test test-fast lint gpu-wheels gpu-check
+.PHONY: system install baselines-env run test test-learning test-fast lint gpu-wheels gpu-check
 
 # OSMesa: offscreen MuJoCo rendering on machines without a GPU (alm eval --video)
 system:
@@ -26,7 +26,11 @@ run: install
 # one pytest worker per core, a test file per worker (its module fixtures trained once);
 # every worker and the processes it starts use one torch thread (tests/conftest.py)
 test: install baselines-env
-	ALM_BASELINES_PYTHON=$(abspath $(BASELINES_VENV))/bin/python $(PYTHON) -m pytest -q -n auto --dist loadfile
+	ALM_BASELINES_PYTHON=$(abspath $(BASELINES_VENV))/bin/python $(PYTHON) -m pytest -q -n auto --dist loadfile -m "not learning"
+
+# the 5-seed learning-parity run (tests/test_learning.py, docs/seeds.md), alone: about 9 minutes
+test-learning: install
+	$(PYTHON) -m pytest -q -p no:xdist -m learning
 
 # Everything but the tests marked slow (training runs, subprocesses, Ray, wheel builds)
 test-fast: install

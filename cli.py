@@ -417,14 +417,22 @@ def dataset_make_suite(
 @click.option(
     "--profile", is_flag=True, help="Also print ops (CPU) or kernels (CUDA) per update, top ops."
 )
+@click.option(
+    "--seeds",
+    "seed_counts",
+    default=None,
+    help="Numbers of seeds trained in one process, e.g. 1,2,5,10: seed-updates/s, seed "
+    "env-steps/s and memory for each, against N=1's (docs/seeds.md).",
+)
 @click.argument("overrides", nargs=-1)
 def bench_command(
-    device, env_id, updates, as_json, out, config, compare_fused, profile, overrides
+    device, env_id, updates, as_json, out, config, compare_fused, profile, seed_counts, overrides
 ) -> None:
     """Updates/s, FLOPs/update, matmul throughput, env steps/s and memory of ALM here.
 
     OVERRIDES are KEY=VALUE agent settings, e.g. agent.precision=bf16 threads=2; the update
-    is fused with agent.compile=on (or --compare-fused), eager otherwise.
+    is fused with agent.compile=on (or --compare-fused), eager otherwise. With --seeds, the
+    table of N seeds in one process instead.
     """
     from alm_offline.config import load_config
     from alm_offline.tools.bench import format_result, run_bench
@@ -436,11 +444,35 @@ def bench_command(
     describe_env(cfg.env)
     if out is not None:
         check_output_file(Path(out), "--out")
-    result = run_bench(cfg, updates=updates, compare_fused=compare_fused, profile=profile)
-    text = json.dumps(result.as_dict(), indent=2)
-    click.echo(text if as_json else format_result(result))
+    if seed_counts is not None:
+        from alm_offline.tools.bench_seeds import format_seed_result, run_seed_bench
+
+        counts = parse_seed_counts(seed_counts, compare_fused, profile)
+        seeded = run_seed_bench(cfg, counts, updates=updates)
+        text = json.dumps(seeded.as_dict(), indent=2)
+        click.echo(text if as_json else format_seed_result(seeded))
+    else:
+        result = run_bench(cfg, updates=updates, compare_fused=compare_fused, profile=profile)
+        text = json.dumps(result.as_dict(), indent=2)
+        click.echo(text if as_json else format_result(result))
     if out is not None:
         write_text_atomic(Path(out), text + "\n")
+
+
+def parse_seed_counts(text: str, compare_fused: bool, profile: bool) -> list[int]:
+    """``--seeds 1,2,5``'s numbers (each >= 1, distinct), refused with the flags it cannot
+    be combined with."""
+    if compare_fused or profile:
+        raise click.UsageError("--seeds cannot be combined with --compare-fused or --profile")
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(
+            f"'{text}' is not comma-separated integers", param_hint="--seeds"
+        ) from None
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise click.BadParameter(f"'{text}': give distinct numbers >= 1", param_hint="--seeds")
+    return counts
 
 
 @alm.command("config")
@@ -595,6 +627,15 @@ RESUME_KEEPS = ("--address", "--python", "--cpus-per-trial", "--gpus-per-trial")
 )
 @click.option("--seeds", default=None, help="Comma-separated integer seeds, e.g. 1,2,3.")
 @click.option(
+    "--seeds-per-trial",
+    type=int,
+    default=None,
+    metavar="K",
+    help="ALM: train K seeds of a cell in one process (one trial, seeds=...), in chunks of K "
+    "in the order given; baselines always train one seed per trial [default: all the seeds "
+    "of a cell in one trial].",
+)
+@click.option(
     "--python",
     "python",
     default=None,
@@ -627,6 +668,7 @@ def sweep_command(
     datasets,
     methods,
     seeds,
+    seeds_per_trial,
     python,
     address,
     gpus_per_trial,
@@ -655,7 +697,8 @@ def sweep_command(
 
     resources = dict(address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
     if resume is not None:
-        grid = (config, envs, datasets, methods, seeds, out, name, overwrite or None, overrides)
+        per_trial = seeds_per_trial is not None
+        grid = (config, envs, datasets, methods, seeds, per_trial, out, name, overwrite, overrides)
         if any(grid):
             raise SweepError(
                 f"--resume takes the grid from OUT/sweep.json; only {', '.join(RESUME_KEEPS)} "
@@ -675,6 +718,7 @@ def sweep_command(
             cells=parse_list(envs if online else datasets, "--envs" if online else "--datasets"),
             methods=parse_methods(methods or "alm"),
             seeds=parse_seeds(seeds),
+            seeds_per_trial=seeds_per_trial,
             overrides=list(overrides),
             python=str(Path(python or sys.executable).absolute()),  # a venv's symlink is kept
             **{k: v for k, v in resources.items() if v is not None},

@@ -55,7 +55,8 @@ class AgentConfig:
     bc_coef: float = 0.0  # weight of the behaviour-cloning term (offline, App. A.7)
     precision: str = "fp32"  # fp32; tf32 (CUDA matmuls on TF32 cores); bf16 (autocast networks)
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
-    # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates), on, off
+    # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates x seeds),
+    # on, off
     compile: str = "auto"
     # -- ablations of the paper (defaults = the main method; see docs/agents-and-analyses.md)
     kl_coef: float = 1.0  # weight of the KL term in the encoder/model bound (Sec. 5.3: 0 = no KL)
@@ -100,10 +101,13 @@ class RunConfig:
     method: str = "alm"  # alm; offline also d3rlpy's bc, td3+bc, iql, cql (alm baseline ALGO)
     clip_actions: bool = False  # offline: clip dataset actions into [-1, 1] instead of failing
     seed: int = 1  # seeds torch, numpy, the envs and the replay sampling
+    # several seeds in one process (seeds=1,2,3): one batched computation, a run dir
+    # RUN/s<SEED> per seed (docs/seeds.md); empty: seed alone. Given, it overrides seed
+    seeds: list[int] = field(default_factory=list)
     device: str = "auto"  # cpu, cuda, cuda:N, or auto (cuda when available)
     steps: int = 200_000  # env steps (online) or gradient updates (offline)
-    run_dir: str | None = None  # default: runs/<env>-s<seed>-<timestamp>
-    checkpoint_every: int = 10_000  # env steps between checkpoints (taken at episode ends)
+    run_dir: str | None = None  # default: runs/<env>-s<seed>-<timestamp> (s<a>-<b>-... for seeds)
+    checkpoint_every: int = 10_000  # env steps (online) or updates (offline) between checkpoints
     log_every: int = 1000  # updates between metrics.jsonl rows
     threads: int = 0  # torch CPU threads; 0: auto, the cores other processes leave free
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -182,6 +186,7 @@ def load_config(
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not KEY=VALUE")
+        overrides = [_seed_list_override(item) for item in overrides]
         if overrides:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
         refuse_resolvers(OmegaConf.to_container(merged, resolve=False), "config")
@@ -189,7 +194,22 @@ def load_config(
     except OmegaConfBaseException as exc:
         raise ConfigError(f"bad config: {_one_line(exc)}") from None
     validate(cfg)
+    if cfg.seeds:
+        cfg.seed = cfg.seeds[0]
     return cfg
+
+
+def _seed_list_override(item: str) -> str:
+    """``seeds=1,2,3`` (the command line's form) as the list ``seeds=[1,2,3]``."""
+    key, value = item.split("=", 1)
+    if key.strip() == "seeds" and not value.strip().startswith("["):
+        return f"seeds=[{value}]"
+    return item
+
+
+def run_seeds(cfg: RunConfig) -> tuple[int, ...]:
+    """The seeds a run trains: ``seeds``, or ``seed`` alone."""
+    return tuple(cfg.seeds) if cfg.seeds else (cfg.seed,)
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
@@ -271,8 +291,11 @@ def validate(cfg: RunConfig) -> None:
     for key, value in _float_fields(cfg):
         if not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}")
-    if not 0 <= cfg.seed < 2**32:
-        raise ConfigError(f"seed must be in [0, 2^32), got {cfg.seed}")
+    for seed in (cfg.seed, *cfg.seeds):
+        if not 0 <= seed < 2**32:
+            raise ConfigError(f"seed must be in [0, 2^32), got {seed}")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"seeds must be distinct, got {','.join(map(str, cfg.seeds))}")
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key} must be positive, got {value}")

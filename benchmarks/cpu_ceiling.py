@@ -13,7 +13,6 @@ Adam stay. The second figure is an upper bound on what any faster tanh/ELU/Layer
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,20 +20,22 @@ import torch
 from torch import nn
 
 from alm_offline.config import load_config
-from alm_offline.core.networks import EnsembleLayerNorm, TwinCritic
+from alm_offline.core.networks import SeedLayerNorm, TwinCritic, per_seed
 from alm_offline.tools.bench import matmul_gflops, run_bench
 
 
 def _affine_only(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return x * self.weight + self.bias
+    weight = per_seed(self.weight.reshape(-1, self.dim), x)
+    return x * weight + per_seed(self.bias.reshape(-1, self.dim), x)
 
 
 def _critic_without_activations(self: TwinCritic, z: torch.Tensor, a: torch.Tensor):
     x = torch.cat([z, a], dim=-1)
-    lead = x.shape[:-1]
-    h = x.reshape(1, math.prod(lead), x.shape[-1]).expand(self.members, -1, -1)
+    seeds, lead = x.shape[0], x.shape[1:-1]
+    h = x.reshape(seeds, 1, -1, x.shape[-1]).expand(-1, self.members, -1, -1)
+    h = h.reshape(seeds * self.members, -1, x.shape[-1])
     h = self.fc2(self.norm(self.fc1(h)))
-    return self.out(h).float().reshape(self.members, *lead, 1)
+    return self.out(h).float().reshape(seeds, self.members, *lead, 1).transpose(0, 1)
 
 
 @contextmanager
@@ -44,8 +45,7 @@ def free_activations() -> Iterator[None]:
     patched = [
         (nn.Tanh, "forward", lambda self, x: x),
         (nn.ELU, "forward", lambda self, x: x),
-        (nn.LayerNorm, "forward", _affine_only),
-        (EnsembleLayerNorm, "forward", _affine_only),
+        (SeedLayerNorm, "forward", _affine_only),
         (TwinCritic, "forward", _critic_without_activations),
     ]
     saved = [(cls, name, getattr(cls, name)) for cls, name, _ in patched]

@@ -12,19 +12,22 @@
 #   fused (issue 25): `alm bench --compare-fused --profile` at paper defaults, HalfCheetah-v5
 #      dims, in each of --fused-precisions: eager and fused (graphed) updates/s in one run,
 #      the compile time, kernels per update of the fused update (rows of bench.jsonl);
-#   3. HalfCheetah-v5 online at paper defaults for 20k env steps, seeds 1-3 side by side on
-#      the one GPU, evaluated on the reference's protocol (eval.latent=sample);
+#   seeds (issue 27): `alm bench --seeds 1,5` at paper defaults, HalfCheetah-v5 dims: five
+#      seeds in one process against one (seed-updates/s, seed env-steps/s; seeds.json);
+#   3. HalfCheetah-v5 online at paper defaults for 20k env steps, seeds 1-5 in one process
+#      (seeds=1,2,3,4,5), evaluated on the reference's protocol (eval.latent=sample);
 #   4. as much of a 100k-step HalfCheetah-v5 run (seed 1) as the deadline leaves;
 #   profile (only when named in --only): benchmarks/gpu_profile.py --fused in fp32 and bf16
 #      (kernels per update eager and fused).
-# It writes at most 8 files: system.json, log.txt, tests.txt, bench.jsonl, fidelity.json,
-# long.json, summary.md (and profile.txt) (benchmarks/gpu_report.py builds the last three). Run dirs go to
+# It writes at most 8 files: system.json, log.txt, tests.txt, bench.jsonl, seeds.json,
+# fidelity.json, long.json, summary.md (benchmarks/gpu_report.py builds the last three;
+# profile.txt replaces seeds.json when asked for). Run dirs go to
 # a scratch folder, not OUT_DIR. Wheels in .whl (benchmarks/gpu_wheels.py) are installed
 # first when gymnasium is missing, as on the GPU machines.
 #
 # --cpu: the same steps at toy sizes on the CPU, in a minute or so (tests/test_gpu_check.py
 # runs it, so the script never rots). --deadline: seconds for the whole check (default 420).
-# --only: comma-separated steps of tests,bench,fused,fidelity,long,profile (default all but
+# --only: comma-separated steps of tests,bench,seeds,fused,fidelity,long,profile (default all but
 # profile). --fused-precisions: comma list (default fp32: on CUDA each precision's cold
 # Triton compile costs minutes of the device call, and with --cpu a cold Inductor compile
 # half a minute of the suite).
@@ -35,7 +38,7 @@ OUT=${1:?usage: gpu_check.sh OUT_DIR [--cpu] [--deadline SECONDS]}
 shift
 MODE=cuda
 DEADLINE=420
-ONLY=tests,bench,fused,fidelity,long
+ONLY=tests,bench,seeds,fused,fidelity,long
 FUSED_PRECISIONS=fp32
 BENCH_ENVS=HalfCheetah-v5,Humanoid-v5
 BENCH_PRECISIONS=fp32,tf32,bf16
@@ -153,6 +156,14 @@ for env in ${BENCH_ENVS//,/ }; do
 done
 fi
 
+if wanted seeds; then
+say "seeds: alm bench --seeds 1,5 (N seeds in one process against one)"
+timeout "$FUSED_TIMEOUT" $PYTHON -m cli bench --device "$DEVICE" --updates "$BENCH_UPDATES" \
+  --json --seeds 1,5 --env HalfCheetah-v5 "threads=$THREADS" "${AGENT[@]}" \
+  >"$OUT/seeds.json" 2>>"$LOG"
+say "seeds bench exit $?"
+fi
+
 if wanted fused; then
 say "fused update (eager, then fused, in one alm bench)"
 for precision in ${FUSED_PRECISIONS//,/ }; do
@@ -167,18 +178,11 @@ TRAIN=(--quiet "device=$DEVICE" "threads=$THREADS" eval.latent=sample
   "${AGENT[@]}")
 if wanted fidelity; then
 LEFT=$((DEADLINE - SECONDS - 15))
-say "3. HalfCheetah-v5, ${FIDELITY_STEPS} env steps, seeds 1-3 side by side, ${LEFT}s left"
-pids=()
-for seed in 1 2 3; do
-  timeout "$LEFT" $PYTHON -m cli train-online --config online "${TRAIN[@]}" "seed=$seed" \
-    "steps=$FIDELITY_STEPS" "eval.every=$EVAL_EVERY" "run_dir=$RUNS/fidelity-s$seed" \
-    >"$SCRATCH/fidelity-s$seed.out" 2>&1 &
-  pids+=($!)
-done
-for i in 0 1 2; do
-  wait "${pids[$i]}"
-  say "seed $((i + 1)) exit $? (124: stopped at the deadline)"
-done
+say "3. HalfCheetah-v5, ${FIDELITY_STEPS} env steps, seeds 1-5 in one process, ${LEFT}s left"
+timeout "$LEFT" $PYTHON -m cli train-online --config online "${TRAIN[@]}" seeds=1,2,3,4,5 \
+  "steps=$FIDELITY_STEPS" "eval.every=$EVAL_EVERY" "run_dir=$RUNS/fidelity" \
+  >"$SCRATCH/fidelity.out" 2>&1
+say "seeds 1-5 exit $? (124: stopped at the deadline)"
 fi
 
 LEFT=$((DEADLINE - SECONDS - 15))

@@ -3,7 +3,7 @@
     python benchmarks/gpu_report.py OUT_DIR RUNS_DIR
 
 Reads OUT_DIR/bench.jsonl, OUT_DIR/system.json, OUT_DIR/tests.txt and the run dirs
-RUNS_DIR/fidelity-s{1,2,3} and RUNS_DIR/long (the last may have been stopped at the
+RUNS_DIR/fidelity/s{1..5} (one batched run) and RUNS_DIR/long (the last may have been stopped at the
 deadline: its figures then come from metrics.jsonl and eval.jsonl).
 """
 
@@ -59,6 +59,26 @@ def profile_lines(out: Path) -> list[str]:
     return [*(f"- {line}" for line in heads), ""]
 
 
+def seeds_bench_lines(out: Path) -> list[str]:
+    """The rows of ``alm bench --seeds`` (seeds.json), if it ran."""
+    path = out / "seeds.json"
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return []
+    lines = [
+        "",
+        "| seeds | updates/s | seed-updates/s | vs N=1 | seed env-steps/s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['seeds']} | {row['updates_per_sec']:.1f} | {row['seed_updates_per_sec']:.1f} "
+            f"| {row['speedup']:.2f}x | {row['seed_env_steps_per_sec']:.1f} |"
+        )
+    return lines
+
+
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
@@ -69,7 +89,7 @@ def main(out: Path, runs: Path) -> None:
     tests = (
         (out / "tests.txt").read_text().strip().splitlines() if (out / "tests.txt").exists() else []
     )
-    seeds = {seed: run_figures(runs / f"fidelity-s{seed}") for seed in (1, 2, 3)}
+    seeds = {seed: run_figures(runs / "fidelity" / f"s{seed}") for seed in (1, 2, 3, 4, 5)}
     finals = [s["evaluations"][-1][1] for s in seeds.values() if s["evaluations"]]
     fidelity = {
         "seeds": seeds,
@@ -103,7 +123,12 @@ def main(out: Path, runs: Path) -> None:
             f"{'-' if kernels is None else f'{kernels:.0f}'} | "
             f"{'-' if compiled is None else f'{compiled:.0f}'} |"
         )
-    lines += ["", "HalfCheetah-v5 fidelity runs (eval.latent=sample):", ""]
+    lines += seeds_bench_lines(out)
+    lines += [
+        "",
+        "HalfCheetah-v5 fidelity runs, seeds 1-5 in one process (eval.latent=sample):",
+        "",
+    ]
     for seed, fig in seeds.items():
         curve = ", ".join(f"{step}: {ret:.0f}" for step, ret in fig["evaluations"])
         lines.append(

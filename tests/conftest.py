@@ -20,6 +20,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: workers share the cores
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# the longest files first: with one pytest worker per core (make test: -n auto --dist
+# loadfile) a worker takes a file whole, so the long ones must not start last
+LONGEST_FIRST = ("test_fused.py", "test_gpu_check.py", "test_offline.py", "test_baselines.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's own order is kept
+
+
 TINY_OVERRIDES = (
     "env=InvertedPendulum-v5",
     "device=cpu",
@@ -91,3 +104,12 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def seed_batches(replay: ReplayBuffer, batch_size: int, seeds: int = 1):
+    """(sequences, transitions) for ``seeds`` seeds drawn from ``replay`` (shared), each
+    leading with the seed dim, as ``agent.update`` takes them."""
+    from alm_offline.core.replay import SeedReplay
+
+    shared = SeedReplay.shared(replay, seeds)
+    return shared.sample_sequences(batch_size), shared.sample_transitions(batch_size)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import filled_replay
+from conftest import filled_replay, seed_batches
 
 from alm_offline.config import AgentConfig
 from alm_offline.core.agent import AlmAgent
@@ -23,7 +23,7 @@ from alm_offline.core.losses import (
     model_bound_loss,
     policy_entropy,
 )
-from alm_offline.core.networks import IDENTITY_STD
+from alm_offline.core.networks import IDENTITY_STD, SeedLinear
 from cli import alm
 
 OBS, ACT, K = 5, 2, 3
@@ -39,7 +39,7 @@ def small_agent(seed: int = 0, **overrides) -> AlmAgent:
 def batches():
     torch.manual_seed(1)
     replay = filled_replay(OBS, ACT)
-    return replay.sample_sequences(8), replay.sample_transitions(8)
+    return seed_batches(replay, 8)  # one seed: (1, K+1, B, D) sequences, (1, B, ...) transitions
 
 
 def seeded(fn, seed: int = 7):
@@ -77,10 +77,13 @@ def test_kl_coef_scales_exactly_the_kl_term(batches) -> None:
     seq, _ = batches
     agent = small_agent()
     full, no_kl, half = (bound(agent, seq, kl_coef=c) for c in (1.0, 0.0, 0.5))
+    assert full.loss.shape == full.kl.shape == (1,)  # per seed
     # loss = mean_b sum_t (kl_coef KL_t - r_t) - Q: the difference is the summed KL
-    assert (full.loss - no_kl.loss).item() == pytest.approx(K * full.kl.item(), rel=1e-5)
-    assert (half.loss - no_kl.loss).item() == pytest.approx(0.5 * K * full.kl.item(), rel=1e-5)
-    assert full.kl.item() > 0
+    assert (full.loss - no_kl.loss)[0].item() == pytest.approx(K * full.kl[0].item(), rel=1e-5)
+    assert (half.loss - no_kl.loss)[0].item() == pytest.approx(
+        0.5 * K * full.kl[0].item(), rel=1e-5
+    )
+    assert full.kl[0].item() > 0
 
 
 def test_no_value_term_drops_q_from_the_encoder_loss(batches) -> None:
@@ -88,10 +91,14 @@ def test_no_value_term_drops_q_from_the_encoder_loss(batches) -> None:
     agent = small_agent()
     with_value = bound(agent, seq)
     without = bound(agent, seq, include_value=False)
-    assert (without.loss - with_value.loss).item() == pytest.approx(with_value.value.item(), 1e-5)
+    assert (without.loss - with_value.loss)[0].item() == pytest.approx(
+        with_value.value[0].item(), 1e-5
+    )
     perturb(agent.wm.critic)  # the critic no longer reaches the encoder's loss
-    assert bound(agent, seq, include_value=False).loss.item() == pytest.approx(without.loss.item())
-    assert bound(agent, seq).loss.item() != pytest.approx(with_value.loss.item())
+    assert bound(agent, seq, include_value=False).loss[0].item() == pytest.approx(
+        without.loss[0].item()
+    )
+    assert bound(agent, seq).loss[0].item() != pytest.approx(with_value.loss[0].item())
 
 
 def test_no_classifier_reward_removes_the_classifier_from_the_policy_loss(batches) -> None:
@@ -100,28 +107,33 @@ def test_no_classifier_reward_removes_the_classifier_from_the_policy_loss(batche
     z = agent.wm.encode_target(batch.obs)[0]
     with_c, without_c = svg(agent, z), svg(agent, z, classifier_coef=0.0)
     perturb(agent.wm.classifier)
-    assert svg(agent, z, classifier_coef=0.0).loss.item() == pytest.approx(without_c.loss.item())
-    assert svg(agent, z).loss.item() != pytest.approx(with_c.loss.item())
-    assert without_c.classifier_reward.item() == 0.0
+    assert svg(agent, z, classifier_coef=0.0).loss[0].item() == pytest.approx(
+        without_c.loss[0].item()
+    )
+    assert svg(agent, z).loss[0].item() != pytest.approx(with_c.loss[0].item())
+    assert without_c.classifier_reward.shape == (1,)
+    assert without_c.classifier_reward[0].item() == 0.0
 
 
 def test_td3_actor_loss_is_minus_q1_and_ignores_the_model(batches) -> None:
     seq, batch = batches
     agent = small_agent(actor_loss="td3")
     metrics = seeded(lambda: agent.update(seq, batch, 0.3))
-    assert metrics["actor/imagined_reward"].item() == 0.0  # no imagined rollout
+    assert metrics["actor/imagined_reward"].shape == (1,)
+    assert metrics["actor/imagined_reward"][0].item() == 0.0  # no imagined rollout
     wm = agent.wm
-    z = wm.encode_target(batch.obs)[0]
+    z = wm.encode_target(batch.obs)[0]  # (1, B, Z)
     loss = actor_td3_loss(wm, z).loss
-    q = wm.q(z, wm.pi(z)).squeeze(-1)  # (2, B)
-    assert loss.item() == pytest.approx(-q[0].mean().item(), rel=1e-6)  # TD3: Q1 only
-    assert loss.item() != pytest.approx(-q.min(0).values.mean().item(), rel=1e-6)
-    svg_before = svg(agent, z).loss.item()
+    assert loss.shape == (1,)
+    q = wm.q(z, wm.pi(z)).squeeze(-1)[:, 0]  # (2, B): seed 0's twins
+    assert loss[0].item() == pytest.approx(-q[0].mean().item(), rel=1e-6)  # TD3: Q1 only
+    assert loss[0].item() != pytest.approx(-q.min(0).values.mean().item(), rel=1e-6)
+    svg_before = svg(agent, z).loss[0].item()
     for name in ("model", "reward_head", "classifier"):  # no model, reward or classifier
         perturb(getattr(wm, name))
-    assert actor_td3_loss(wm, z).loss.item() == pytest.approx(loss.item())
-    assert svg(agent, z).loss.item() != pytest.approx(svg_before)  # SVG's does depend on them
-    grads = torch.autograd.grad(loss, list(wm.model.parameters()), allow_unused=True)
+    assert actor_td3_loss(wm, z).loss[0].item() == pytest.approx(loss[0].item())
+    assert svg(agent, z).loss[0].item() != pytest.approx(svg_before)  # SVG's does depend on them
+    grads = torch.autograd.grad(loss.sum(), list(wm.model.parameters()), allow_unused=True)
     assert all(g is None for g in grads)
 
 
@@ -149,16 +161,20 @@ def test_entropy_bonus_learns_the_policy_std_and_rewards_entropy(batches) -> Non
             )
         )
 
-    entropy = policy_entropy(wm.policy(z_next, 0.3)[1])
-    bonus = (0.99 * (1 - batch.terminated) * 0.2 * entropy).mean()
+    entropy = policy_entropy(wm.policy(z_next, 0.3)[1])  # (1, B)
+    bonus = (0.99 * (1 - batch.terminated[0]) * 0.2 * entropy[0]).mean()  # seed 0's
     diff = critic(0.2).target_mean - critic(0.0).target_mean
-    assert diff.item() == pytest.approx(bonus.item(), rel=1e-5)
+    assert diff.shape == (1,)
+    assert diff[0].item() == pytest.approx(bonus.item(), rel=1e-5)
 
     # the policy loss gains -alpha * sum_t g^t R^lambda(H_t): pushes the std up
-    raw_std_bias = wm.actor.net[-1].bias
+    raw_std_bias = wm.actor.net[-1].bias  # (S=1, 1, 2A)
     with_bonus, without = svg(agent, z, entropy_bonus=1.0), svg(agent, z)
-    assert with_bonus.entropy.item() != 0.0 and without.entropy.item() == 0.0
-    (grad,) = torch.autograd.grad(with_bonus.loss - without.loss, [raw_std_bias])
+    assert with_bonus.entropy[0].item() != 0.0 and without.entropy[0].item() == 0.0
+    # S = 1: the sum is seed 0's loss
+    (grad,) = torch.autograd.grad((with_bonus.loss - without.loss).sum(), [raw_std_bias])
+    assert grad.shape == (1, 1, 2 * ACT)
+    grad = grad[0, 0]
     assert torch.all(grad[ACT:] < 0)  # more entropy, lower loss
     assert torch.allclose(grad[:ACT], torch.zeros(ACT), atol=1e-6)  # the mean is untouched
 
@@ -176,23 +192,26 @@ def test_log_reward_shift_is_app_a8_and_only_transforms_rewards(batches) -> None
     transformed = replace(batch, reward=log_shift_reward(batch.reward, 2.0))
     m_plain = seeded(lambda: plain.update(seq, transformed, 0.3))
     for key in m_plain:
-        assert m_shifted[key].item() == pytest.approx(m_plain[key].item(), rel=1e-5), key
+        assert m_shifted[key].shape == m_plain[key].shape == (1,), key
+        assert m_shifted[key][0].item() == pytest.approx(m_plain[key][0].item(), rel=1e-5), key
     m_raw = seeded(lambda: small_agent().update(seq, batch, 0.3))
-    assert m_raw["reward/mse"].item() != pytest.approx(m_shifted["reward/mse"].item())
+    assert m_raw["reward/mse"][0].item() != pytest.approx(m_shifted["reward/mse"][0].item())
 
 
 def test_linear_classifier_is_one_affine_map(batches) -> None:
     seq, batch = batches
     agent = small_agent(classifier="linear")
-    net = agent.wm.classifier.net
-    assert isinstance(net, torch.nn.Linear) and (net.in_features, net.out_features) == (10, 2)
-    x, y = torch.randn(3, 4), torch.randn(3, 4)
-    a, z2 = torch.randn(3, ACT), torch.randn(3, 4)
+    layers = list(agent.wm.classifier.net)  # a SeedMLP of one layer
+    assert len(layers) == 1 and isinstance(layers[0], SeedLinear)
+    assert (layers[0].in_features, layers[0].out_features) == (10, 2)
+    x, y = torch.randn(1, 3, 4), torch.randn(1, 3, 4)  # (S=1, B, Z)
+    a, z2 = torch.randn(1, 3, ACT), torch.randn(1, 3, 4)
     logits = agent.wm.logits
     affine_gap = logits(x + y, a, z2) - logits(x, a, z2) - logits(y, a, z2) + logits(0 * x, a, z2)
     assert torch.allclose(affine_gap, torch.zeros_like(affine_gap), atol=1e-5)
     metrics = agent.update(seq, batch, 0.3)
-    assert torch.isfinite(metrics["classifier/ce"])
+    assert metrics["classifier/ce"].shape == (1,)
+    assert torch.isfinite(metrics["classifier/ce"]).all()
 
 
 def test_identity_encoder_makes_the_state_the_latent(batches) -> None:
@@ -204,7 +223,7 @@ def test_identity_encoder_makes_the_state_the_latent(batches) -> None:
     assert wm.latent_dim == OBS and wm.model.gaussian.net[-1].out_features == 2 * OBS
     assert agent.groups["world"] == list(wm.model.parameters())  # only the model learns
     metrics = agent.update(seq, batch, 0.3)
-    assert all(torch.isfinite(v) for v in metrics.values())
+    assert all(v.shape == (1,) and torch.isfinite(v).all() for v in metrics.values())
 
 
 def test_reconstruction_objective_is_likelihood_without_reward_or_value(batches) -> None:
@@ -216,15 +235,16 @@ def test_reconstruction_objective_is_likelihood_without_reward_or_value(batches)
     terms = bound(agent, seq, objective="reconstruction")
     # loss = mean_b [sum_{t<=K} ||d(z_t) - s_t||^2 + sum_{t<K} KL_t]
     expected = (K + 1) * terms.reconstruction + K * terms.kl
-    assert terms.loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert terms.reward.item() == 0.0 and terms.value.item() == 0.0
+    assert terms.loss.shape == expected.shape == (1,)
+    assert terms.loss[0].item() == pytest.approx(expected[0].item(), rel=1e-5)
+    assert terms.reward[0].item() == 0.0 and terms.value[0].item() == 0.0
     for name in ("reward_head", "critic", "actor"):  # nothing of the return reaches it
         perturb(getattr(wm, name))
-    assert bound(agent, seq, objective="reconstruction").loss.item() == pytest.approx(
-        terms.loss.item()
+    assert bound(agent, seq, objective="reconstruction").loss[0].item() == pytest.approx(
+        terms.loss[0].item()
     )
     metrics = agent.update(seq, batch, 0.3)
-    assert metrics["model/reconstruction"].item() > 0
+    assert metrics["model/reconstruction"][0].item() > 0
 
 
 ABLATIONS = {

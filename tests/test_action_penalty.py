@@ -38,15 +38,17 @@ def test_action_penalty_adds_its_weight_times_the_mean_squared_action() -> None:
     agent = small_agent()
     with torch.no_grad():
         agent.wm.actor.net[-1].bias.fill_(1.0)  # a policy pushed towards +1
-    z = torch.randn(32, 4)
+    z = torch.randn(1, 32, 4)  # (S=1, B, Z)
     diff = svg_loss(agent, z, horizon=1, penalty=0.5) - svg_loss(agent, z, horizon=1, penalty=0.0)
-    expected = 0.5 * agent.wm.pi(z).pow(2).mean()
-    assert diff.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert diff.shape == (1,)  # a loss per seed
+    expected = 0.5 * agent.wm.pi(z)[0].pow(2).mean()
+    assert diff[0].item() == pytest.approx(expected.item(), rel=1e-5)
     assert expected.item() > 0.1
 
     # along a K-step rollout it pulls every mean action towards 0: the actor's output bias,
     # positive here, gets a positive gradient (gradient descent lowers it)
     bias = agent.wm.actor.net[-1].bias
     penalised = svg_loss(agent, z, horizon=3, penalty=1.0) - svg_loss(agent, z, 3, penalty=0.0)
-    (grad,) = torch.autograd.grad(penalised, [bias])
+    (grad,) = torch.autograd.grad(penalised.sum(), [bias])  # S = 1: the sum is seed 0's
+    assert grad.shape == (1, 1, ACT)
     assert torch.all(grad > 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import filled_replay
+from conftest import filled_replay, seed_batches
 
 from alm_offline.config import AgentConfig
 from alm_offline.core.agent import AlmAgent, exploration_std
@@ -38,7 +38,7 @@ def changed_modules(before: dict, agent: AlmAgent) -> set[str]:
 def test_each_loss_moves_only_its_own_group():
     torch.manual_seed(0)
     agent, replay = small_agent(), filled_replay(OBS, ACT)
-    seq, batch = replay.sample_sequences(8), replay.sample_transitions(8)
+    seq, batch = seed_batches(replay, 8)  # one seed: (1, K+1, 8, D) and (1, 8, ...)
     wm = agent.wm
 
     before = snapshot(agent)
@@ -82,12 +82,13 @@ def test_losses_depend_on_the_modules_the_paper_says():
     torch.manual_seed(0)
     agent, replay = small_agent(), filled_replay(OBS, ACT)
     wm = agent.wm
-    seq, batch = replay.sample_sequences(8), replay.sample_transitions(8)
+    seq, batch = seed_batches(replay, 8)
 
     def reached(loss: torch.Tensor) -> set[str]:
+        assert loss.shape == (1,)  # one per seed
         names = [n for n, p in wm.named_parameters() if p.requires_grad]
         params = [p for p in wm.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+        grads = torch.autograd.grad(loss.sum(), params, allow_unused=True, retain_graph=True)
         return {
             n.split(".")[0]
             for n, g in zip(names, grads, strict=True)
@@ -125,8 +126,9 @@ def test_update_returns_finite_detached_metrics_and_moves_targets_by_tau():
     agent, replay = small_agent(), filled_replay(OBS, ACT)
     target_before = agent.wm.encoder_target.net[0].weight.clone()
     online_before = agent.wm.encoder.net[0].weight.clone()
-    metrics = agent.update(replay.sample_sequences(8), replay.sample_transitions(8), std=0.5)
-    assert all(not v.requires_grad and torch.isfinite(v) for v in metrics.values())
+    metrics = agent.update(*seed_batches(replay, 8), std=0.5)
+    assert all(v.shape == (1,) for v in metrics.values())  # one value per seed
+    assert all(not v.requires_grad and torch.isfinite(v).all() for v in metrics.values())
     assert metrics["classifier/accuracy"].item() * 8 in range(9)  # a fraction of the 8 rows
     # encoder target <- lerp(target, updated encoder, tau); target started equal to encoder
     online_after = agent.wm.encoder.net[0].weight
@@ -141,6 +143,8 @@ def test_act_shapes_bounds_and_determinism():
     obs = np.random.default_rng(0).normal(size=OBS).astype(np.float32)
     a1, a2 = agent.act(obs, 0.0, deterministic=True), agent.act(obs, 0.0, deterministic=True)
     assert a1.shape == (ACT,) and np.array_equal(a1, a2)
+    batched = agent.act(obs[None], 0.0, deterministic=True)  # obs (S, D) -> (S, A)
+    assert batched.shape == (1, ACT) and np.array_equal(batched[0], a1)
     noisy = np.stack([agent.act(obs, 5.0) for _ in range(50)])
     assert noisy.min() >= -1.0 and noisy.max() <= 1.0 and noisy.std() > 0.1
 
@@ -157,4 +161,4 @@ def test_update_refuses_sequences_of_another_length():
     agent = small_agent(seq_len=3)
     other = filled_replay(OBS, ACT, seq_len=2)  # sequences of 2 steps
     with pytest.raises(ValueError, match="sequences of 2 steps, the agent's seq_len is 3"):
-        agent.update(other.sample_sequences(8), other.sample_transitions(8), std=0.5)
+        agent.update(*seed_batches(other, 8), std=0.5)

@@ -66,26 +66,26 @@ def test_lower_bound_estimate_matches_a_per_state_loop(loaded):
     agent, cfg = loaded
     wm, gamma, coef, horizon = agent.wm, 0.9, 0.3, 3
     obs = real_observations(agent, cfg)
-    estimate = lower_bound_estimate(wm, obs, horizon, gamma, coef)
-    assert estimate.shape == (len(obs),)
+    estimate = lower_bound_estimate(wm, obs.unsqueeze(0), horizon, gamma, coef)  # one seed
+    assert estimate.shape == (1, len(obs))
     expected = []
     with torch.no_grad():
         for i in range(len(obs)):
-            z = wm.encode(obs[i : i + 1])[0]
+            z = wm.encode(obs[None, i : i + 1])[0]  # (S=1, 1, Z)
             total = 0.0
             for t in range(horizon):
                 a = wm.pi(z)
                 z_next = wm.next(z, a)[0]
-                logits = wm.logits(z, a, z_next)[0]
-                step = wm.reward(z, a)[0, 0] + coef * (logits[1] - logits[0])
+                logits = wm.logits(z, a, z_next)[0, 0]
+                step = wm.reward(z, a)[0, 0, 0] + coef * (logits[1] - logits[0])
                 total += gamma**t * float(step)
                 z = z_next
-            q = wm.q(z, wm.pi(z))  # (2, 1, 1)
+            q = wm.q(z, wm.pi(z))  # (2, 1, 1, 1): twin, seed, state, 1
             total += gamma**horizon * float(torch.minimum(q[0], q[1]))
             expected.append(total)
-    np.testing.assert_allclose(estimate.numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(estimate[0].numpy(), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="horizon"):
-        lower_bound_estimate(wm, obs, 0, gamma, coef)
+        lower_bound_estimate(wm, obs.unsqueeze(0), 0, gamma, coef)
 
 
 @pytest.mark.slow
@@ -117,12 +117,13 @@ def test_bias_analysis_states_returns_and_normalisation(loaded):
     np.testing.assert_allclose(result.mc_returns[first], direct, rtol=1e-10)
     again = lower_bound_estimate(
         agent.wm,
-        torch.as_tensor(episode.observations[:keep]),
+        torch.as_tensor(episode.observations[:keep]).unsqueeze(0),  # the one seed
         cfg.agent.seq_len,
         gamma,
         cfg.agent.classifier_coef,
     )
-    np.testing.assert_allclose(result.estimates[first], again.numpy(), rtol=1e-5, atol=1e-5)
+    assert again.shape == (1, keep)
+    np.testing.assert_allclose(result.estimates[first], again[0].numpy(), rtol=1e-5, atol=1e-5)
 
     bias = result.estimates - result.mc_returns
     scale = abs(result.mc_returns.mean())
@@ -159,10 +160,11 @@ def test_rollout_reproduces_the_model_step_by_step(loaded):
 
     with torch.no_grad():
         obs = torch.as_tensor(result.observations)
-        true = agent.wm.encode(obs)[0]
+        true = agent.wm.encode(obs.unsqueeze(0))[0][0]  # the one seed's (T+1, Z)
         z, predicted = true[0], [true[0]]
         for a in torch.as_tensor(result.actions):
-            z = agent.wm.next(z.unsqueeze(0), a.unsqueeze(0))[0][0]
+            # one step of one state: z (S=1, 1, Z), a (S=1, 1, A)
+            z = agent.wm.next(z.reshape(1, 1, -1), a.reshape(1, 1, -1))[0][0, 0]
             predicted.append(z)
     np.testing.assert_allclose(result.true_latents, true.numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(

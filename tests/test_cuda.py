@@ -13,7 +13,7 @@ from conftest import filled_replay, train_tiny_run
 
 from alm_offline.config import AgentConfig
 from alm_offline.core.agent import AlmAgent
-from alm_offline.core.replay import ReplayBuffer
+from alm_offline.core.replay import ReplayBuffer, SeedReplay
 from alm_offline.core.updater import CudaGraphUpdater, EagerUpdater, make_updater
 from alm_offline.errors import AlmWarning
 from alm_offline.training.checkpoint import checkpoint_path, load_agent
@@ -95,6 +95,8 @@ def test_a_graphed_update_samples_on_the_device_with_no_host_sync():
     replay = cuda_replay()
     sequences = replay.sample_sequences(16)
     assert sequences.obs.device.type == "cuda" and sequences.obs.shape == (4, 16, OBS)
+    seeded = SeedReplay.shared(replay, 1).sample_sequences(16)  # what the updater samples
+    assert seeded.obs.device.type == "cuda" and seeded.obs.shape == (1, 4, 16, OBS)
     updater = make_updater(agent, replay)
     run_updates(updater)
     std = torch.tensor(0.2, device="cuda")
@@ -105,6 +107,7 @@ def test_a_graphed_update_samples_on_the_device_with_no_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(value.device.type == "cuda" for value in metrics[-1].values())
+    assert all(value.shape == (1,) for value in metrics[-1].values())  # one per seed
     assert torch.isfinite(torch.stack(list(metrics[-1].values()))).all()
 
 

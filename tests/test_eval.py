@@ -138,13 +138,13 @@ def test_sampled_latent_evaluation_is_seeded_and_leaves_the_training_rng_alone(r
     assert np.abs(sampled - other_seed).max() > 1e-4 and np.abs(sampled - mean).max() > 1e-4
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        z_mean, z_std = agent.wm.encode(torch.as_tensor(observations))
+        z_mean, z_std = agent.wm.encode(torch.as_tensor(observations)[None])  # (S=1, 6, Z)
         noise = torch.stack(
-            [torch.randn(1, z_mean.shape[1], generator=generator)[0] for _ in observations]
-        )
-        expected = agent.wm.pi(z_mean + z_std * noise).numpy()
+            [torch.randn(1, z_mean.shape[-1], generator=generator)[0] for _ in observations]
+        )[None]
+        expected = agent.wm.pi(z_mean + z_std * noise)[0].numpy()
     np.testing.assert_allclose(sampled, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(mean, agent.wm.pi(z_mean).detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mean, agent.wm.pi(z_mean)[0].detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_eval_latent_flag_and_the_runs_own_setting(run_dir: Path, tmp_path: Path) -> None:

@@ -14,7 +14,9 @@ from conftest import load_benchmark
 from alm_offline.training.loggers import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT_FILES = {"system.json", "log.txt", "tests.txt", "bench.jsonl", "fidelity.json", "long.json"}
+OUT_FILES = {
+    "system.json", "log.txt", "tests.txt", "bench.jsonl", "seeds.json", "fidelity.json", "long.json"
+}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -40,15 +42,19 @@ def test_the_gpu_check_runs_end_to_end_in_cpu_mode(tmp_path):
         assert row["eager_updates_per_sec"] > 0 and row["compile_seconds"] > 0
         assert row["profile"]["ops_per_update"] > 0
     fidelity = json.loads((out / "fidelity.json").read_text())
-    for seed in ("1", "2", "3"):
+    for seed in ("1", "2", "3", "4", "5"):  # one batched process
         run = fidelity["seeds"][seed]
         assert run["finished"] and [step for step, _ in run["evaluations"]] == [250, 500]
+    seed_rows = json.loads((out / "seeds.json").read_text())["rows"]
+    assert [row["seeds"] for row in seed_rows] == [1, 5]
+    assert all(row["seed_updates_per_sec"] > 0 for row in seed_rows)
+    assert "| 5 |" in (out / "summary.md").read_text()
     long = json.loads((out / "long.json").read_text())
     assert long["finished"] and long["env_steps"] == 800 and long["env_steps_per_sec"] > 0
     # no GPU here: every CUDA test skips, none fails
     assert re.search(r"^\d+ skipped in ", (out / "tests.txt").read_text(), re.MULTILINE)
     summary = (out / "summary.md").read_text()
-    assert "| Humanoid-v5 | bf16 | False | False |" in summary and "seed 3: 250:" in summary
+    assert "| Humanoid-v5 | bf16 | False | False |" in summary and "seed 5: 250:" in summary
     assert "| HalfCheetah-v5 | fp32 | False | True |" in summary
     assert "report exit 0" in (out / "log.txt").read_text()
 

@@ -21,27 +21,28 @@ from alm_offline.core.networks import (
     TwinCritic,
     gaussian_params,
     sample_action,
+    seed_generators,
     straight_through_clamp,
 )
 
 
 def test_lambda_returns_small_example():
-    rewards = torch.tensor([1.0, 2.0, 3.0])
-    next_values = torch.tensor([10.0, 20.0, 30.0])
+    rewards = torch.tensor([[1.0, 2.0, 3.0]])  # (S=1, K=3): time at dim 1
+    next_values = torch.tensor([[10.0, 20.0, 30.0]])
     # R2 = 3 + .9*30 = 30; R1 = 2 + .9*(.5*20 + .5*30) = 24.5; R0 = 1 + .9*(.5*10 + .5*24.5)
-    expected = torch.tensor([16.525, 24.5, 30.0])
+    expected = torch.tensor([[16.525, 24.5, 30.0]])
     got = lambda_returns(rewards, next_values, gamma=0.9, lambda_=0.5)
     torch.testing.assert_close(got, expected)
 
 
 def test_lambda_returns_limits():
-    rewards = torch.tensor([1.0, 1.0, 1.0])
-    values = torch.tensor([5.0, 6.0, 7.0])
+    rewards = torch.tensor([[1.0, 1.0, 1.0]])  # (S=1, K=3)
+    values = torch.tensor([[5.0, 6.0, 7.0]])
     # lambda = 0: one-step TD targets r_t + g V_{t+1}
     torch.testing.assert_close(lambda_returns(rewards, values, 0.5, 0.0), 1.0 + 0.5 * values)
     # lambda = 1: Monte-Carlo over the horizon, bootstrapped at the end
     mc0 = 1 + 0.5 * (1 + 0.5 * (1 + 0.5 * 7.0))
-    assert lambda_returns(rewards, values, 0.5, 1.0)[0].item() == pytest.approx(mc0)
+    assert lambda_returns(rewards, values, 0.5, 1.0)[0, 0].item() == pytest.approx(mc0)
 
 
 def test_gaussian_kl_hand_value_and_torch():
@@ -107,16 +108,21 @@ def test_behaviour_cloning_matches_gaussian_log_likelihood():
 
 def test_twin_critic_members_are_independent_linear_stacks():
     torch.manual_seed(0)
-    critic = TwinCritic(latent_dim=4, action_dim=2, hidden_dim=8)
-    z, a = torch.randn(5, 4), torch.randn(5, 2)
+    seeds = 2  # two seeds, each with its own twin: weights (S, 2, in, out)
+    critic = TwinCritic(seed_generators([0, 1]), latent_dim=4, action_dim=2, hidden_dim=8)
+    z, a = torch.randn(seeds, 5, 4), torch.randn(seeds, 5, 2)
     out = critic(z, a)
-    assert out.shape == (2, 5, 1)
-    assert not torch.allclose(out[0], out[1])
+    assert out.shape == (2, seeds, 5, 1)  # twin dim first, then seed
+    for s in range(seeds):
+        assert not torch.allclose(out[0, s], out[1, s])
     x = torch.cat([z, a], -1)
-    for m in range(2):  # recompute member m with plain ops
-        h = x @ critic.fc1.weight[m] + critic.fc1.bias[m]
-        h = torch.nn.functional.layer_norm(h, (8,)) * critic.norm.weight[m] + critic.norm.bias[m]
-        h = torch.nn.functional.elu(torch.tanh(h) @ critic.fc2.weight[m] + critic.fc2.bias[m])
-        torch.testing.assert_close(out[m], h @ critic.out.weight[m] + critic.out.bias[m])
+    fc1, norm, fc2, last = critic.fc1, critic.norm, critic.fc2, critic.out
+    for s in range(seeds):
+        for m in range(2):  # recompute seed s's member m with plain ops
+            h = x[s] @ fc1.weight[s, m] + fc1.bias[s, m]
+            h = torch.nn.functional.layer_norm(h, (8,)) * norm.weight[s, m] + norm.bias[s, m]
+            h = torch.nn.functional.elu(torch.tanh(h) @ fc2.weight[s, m] + fc2.bias[s, m])
+            torch.testing.assert_close(out[m, s], h @ last.weight[s, m] + last.bias[s, m])
     # sequence shapes pass through
-    assert critic(torch.randn(3, 5, 4), torch.randn(3, 5, 2)).shape == (2, 3, 5, 1)
+    z_seq, a_seq = torch.randn(seeds, 3, 5, 4), torch.randn(seeds, 3, 5, 2)
+    assert critic(z_seq, a_seq).shape == (2, seeds, 3, 5, 1)

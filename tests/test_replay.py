@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from alm_offline.core.replay import ReplayBuffer
+from alm_offline.core.replay import ReplayBuffer, SeedReplay
 
 
 def fill_random_episodes(buffer: ReplayBuffer, rng: np.random.Generator, n_episodes: int) -> list:
@@ -121,3 +121,84 @@ def test_memory_is_one_observation_per_slot():
     assert 4 * 348 < per_slot < 4 * 348 * 1.15  # observations dominate; never stored twice
     # 1M Humanoid-v5 transitions: about 1.5 GB (see docs/speed.md)
     assert 1.45e9 < 10**6 * per_slot < 1.55e9
+
+
+def fill_seed_episodes(
+    buffer: ReplayBuffer, seed: int, rng: np.random.Generator, n_episodes: int
+) -> None:
+    """Episodes whose observations encode (seed, episode, t) and actions seed + episode + t."""
+    for episode in range(n_episodes):
+        length = int(rng.integers(1, 9))
+        terminated_end = bool(rng.integers(0, 2))
+        buffer.start_episode(np.array([seed, episode, 0.0], dtype=np.float32))
+        for t in range(length):
+            buffer.add(
+                action=np.array([1000 * seed + episode + t / 100], dtype=np.float32),
+                reward=float(t),
+                terminated=t == length - 1 and terminated_end,
+                next_obs=np.array([seed, episode, t + 1.0], dtype=np.float32),
+            )
+
+
+def test_seed_replay_samples_each_seeds_own_buffer():
+    seeds, seq_len, batch = 3, 3, 128
+    replay = SeedReplay.create(seeds, 60, obs_dim=3, action_dim=1, seq_len=seq_len)
+    assert len(replay.buffers) == seeds
+    for s, buffer in enumerate(replay.buffers):  # different data, lengths and counts per seed
+        fill_seed_episodes(buffer, s, np.random.default_rng(10 + s), n_episodes=15 + 10 * s)
+    assert len({b.num_sequences for b in replay.buffers}) > 1  # the counts are per seed
+    torch.manual_seed(0)
+    seq = replay.sample_sequences(batch)
+    assert seq.obs.shape == (seeds, seq_len + 1, batch, 3)
+    assert seq.action.shape == (seeds, seq_len, batch, 1)
+    assert seq.reward.shape == seq.terminated.shape == (seeds, seq_len, batch)
+    seed, episode, t = seq.obs.unbind(-1)
+    rows = torch.arange(seeds, dtype=torch.float32).view(-1, 1, 1)
+    assert torch.all(seed == rows)  # row s holds buffer s's observations only
+    assert torch.all(episode == episode[:, :1])  # one episode per sequence
+    assert torch.all(t[:, 1:] - t[:, :-1] == 1)  # consecutive: never across an episode end
+    torch.testing.assert_close(
+        seq.action[..., 0], 1000 * seed[:, :-1] + episode[:, :-1] + t[:, :-1] / 100
+    )
+    torch.testing.assert_close(seq.reward, t[:, :-1])
+    assert torch.all(seq.terminated[:, :-1] == 0)  # a terminal can only be the last step
+
+    tr = replay.sample_transitions(batch)
+    assert tr.obs.shape == tr.next_obs.shape == (seeds, batch, 3)
+    assert tr.action.shape == (seeds, batch, 1)
+    assert tr.reward.shape == tr.terminated.shape == (seeds, batch)
+    rows = rows.view(-1, 1)
+    assert torch.all(tr.obs[..., 0] == rows) and torch.all(tr.next_obs[..., 0] == rows)
+    torch.testing.assert_close(tr.next_obs[..., 1], tr.obs[..., 1])  # the same episode
+    torch.testing.assert_close(tr.next_obs[..., 2], tr.obs[..., 2] + 1)  # its successor
+    torch.testing.assert_close(
+        tr.action[..., 0], 1000 * tr.obs[..., 0] + tr.obs[..., 1] + tr.obs[..., 2] / 100
+    )
+    torch.testing.assert_close(tr.reward, tr.obs[..., 2])
+
+
+def test_shared_seed_replay_draws_its_own_indices_per_seed_and_one_seed_is_the_buffer():
+    buffer = ReplayBuffer(120, obs_dim=3, action_dim=1, seq_len=3)
+    fill_seed_episodes(buffer, 0, np.random.default_rng(4), n_episodes=30)
+    shared = SeedReplay.shared(buffer, 3)
+    torch.manual_seed(1)
+    seq, tr = shared.sample_sequences(64), shared.sample_transitions(64)
+    assert seq.obs.shape == (3, 4, 64, 3) and tr.obs.shape == (3, 64, 3)
+    for a, b in ((0, 1), (0, 2), (1, 2)):  # each seed's own draw from the one buffer
+        assert not torch.equal(seq.obs[a], seq.obs[b])
+        assert not torch.equal(tr.obs[a], tr.obs[b])
+    episode, t = seq.obs[..., 1], seq.obs[..., 2]
+    assert torch.all(episode == episode[:, :1]) and torch.all(t[:, 1:] - t[:, :-1] == 1)
+    torch.testing.assert_close(tr.next_obs[..., 2], tr.obs[..., 2] + 1)
+
+    one = SeedReplay.shared(buffer, 1)
+    torch.manual_seed(2)
+    got_seq, got_tr = one.sample_sequences(32), one.sample_transitions(32)
+    torch.manual_seed(2)
+    want_seq, want_tr = buffer.sample_sequences(32), buffer.sample_transitions(32)
+    for name in ("obs", "action", "reward", "terminated"):
+        got, want = getattr(got_seq, name), getattr(want_seq, name)
+        assert got.shape == (1, *want.shape) and torch.equal(got[0], want), name
+    for name in ("obs", "action", "reward", "next_obs", "terminated"):
+        got, want = getattr(got_tr, name), getattr(want_tr, name)
+        assert got.shape == (1, *want.shape) and torch.equal(got[0], want), name

@@ -8,14 +8,13 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from click.testing import CliRunner
 from conftest import filled_replay, load_benchmark
 from torch import nn
 
 from alm_offline.config import AgentConfig, ConfigError, load_config
 from alm_offline.core.agent import AlmAgent
-from alm_offline.core.networks import TwinCritic, mlp
+from alm_offline.core.networks import TwinCritic, mlp, seed_generators
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.core.updater import CudaGraphUpdater, EagerUpdater, make_updater
 from alm_offline.errors import AlmWarning
@@ -35,7 +34,8 @@ def agent_pair(**overrides) -> tuple[AlmAgent, AlmAgent]:
 
 class PlainAgent(AlmAgent):
     """Reference mechanics: zero every grad, ``backward`` through the whole graph, then a
-    per-tensor clip and a per-tensor (non-foreach) Adam step of one group."""
+    per-tensor clip and a per-tensor (non-foreach) Adam step of one group. One seed: the
+    summed loss is that seed's, and its per-seed norm is the total norm."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -45,12 +45,13 @@ class PlainAgent(AlmAgent):
         }
 
     def _apply(self, name, loss):
+        assert self.num_seeds == 1 and loss.shape == (1,)
         self.wm.zero_grad(set_to_none=True)
-        loss.backward(retain_graph=True)
+        loss.sum().backward(retain_graph=True)
         params = self.groups[name]
         norm = nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm, foreach=False)
         self.optimizers[name].step()
-        return norm
+        return norm.reshape(1)  # (S,)
 
 
 def updated_weights(agent: AlmAgent, replay: ReplayBuffer, std, seed: int = 3):
@@ -71,7 +72,9 @@ def test_fast_update_matches_plain_backward_reference(bc_coef):
     fast_metrics, fast_weights = updated_weights(fast, replay, 0.4)
     plain_metrics, plain_weights = updated_weights(plain, replay, 0.4)
 
+    assert set(fast_metrics) == set(plain_metrics)
     for key in fast_metrics:
+        assert fast_metrics[key].shape == (1,), key
         torch.testing.assert_close(fast_metrics[key], plain_metrics[key], rtol=1e-5, atol=1e-6)
     moved = 0
     for key, value in fast_weights.items():
@@ -117,18 +120,25 @@ def test_a_tensor_std_gives_the_same_update_as_a_float():
 
 
 def test_batched_twin_critic_equals_two_separate_critics():
+    """Two seeds of twin critics: each (seed, member) is its own plain critic."""
     torch.manual_seed(0)
-    twin = TwinCritic(latent_dim=4, action_dim=2, hidden_dim=8)
-    z, a = torch.randn(7, 4, requires_grad=True), torch.randn(7, 2)
+    twin = TwinCritic(seed_generators([0, 1]), latent_dim=4, action_dim=2, hidden_dim=8)
+    assert twin.fc1.weight.shape == (2, 2, 6, 8)  # (seed, member, in, out)
+    z, a = torch.randn(2, 7, 4, requires_grad=True), torch.randn(2, 7, 2)
     q = twin(z, a)
-    assert q.shape == (2, 7, 1)
+    assert q.shape == (2, 2, 7, 1)  # (member, seed, batch, 1)
     x = torch.cat([z, a], -1)
-    for member in range(2):
-        h = x @ twin.fc1.weight[member] + twin.fc1.bias[member]
-        h = nn.functional.layer_norm(h, (8,)) * twin.norm.weight[member] + twin.norm.bias[member]
-        h = nn.functional.elu(torch.tanh(h) @ twin.fc2.weight[member] + twin.fc2.bias[member])
-        single = h @ twin.out.weight[member] + twin.out.bias[member]
-        torch.testing.assert_close(q[member], single)
+    for seed in range(2):
+        for member in range(2):
+
+            def w(layer, s=seed, m=member):
+                return layer.weight[s, m], layer.bias[s, m]
+
+            h = x[seed] @ w(twin.fc1)[0] + w(twin.fc1)[1]
+            h = nn.functional.layer_norm(h, (8,)) * w(twin.norm)[0] + w(twin.norm)[1]
+            h = nn.functional.elu(torch.tanh(h) @ w(twin.fc2)[0] + w(twin.fc2)[1])
+            single = h @ w(twin.out)[0] + w(twin.out)[1]
+            torch.testing.assert_close(q[member, seed], single)
     (grad_twin,) = torch.autograd.grad(q.sum(), z)
     assert grad_twin.shape == z.shape and torch.isfinite(grad_twin).all()
 
@@ -274,21 +284,21 @@ def test_cpu_ceiling_makes_activations_free_and_restores_them():
     maps left without tanh, ELU and the LayerNorm normalisation; outside, themselves again."""
     ceiling = load_benchmark("cpu_ceiling")
     torch.manual_seed(0)
-    head = mlp(4, 8, 3, normalized_head=True)
-    twin = TwinCritic(latent_dim=3, action_dim=1, hidden_dim=8)
-    x, z, a = torch.randn(5, 4), torch.randn(5, 3), torch.randn(5, 1)
+    head = mlp([None], 4, 8, 3, normalized_head=True)  # one seed
+    twin = TwinCritic([None], latent_dim=3, action_dim=1, hidden_dim=8)
+    x, z, a = torch.randn(1, 5, 4), torch.randn(1, 5, 3), torch.randn(1, 5, 1)
     head_before, twin_before = head(x), twin(z, a)
     with ceiling.free_activations():
         first, norm, _, second, _, last = head
         expected = last(second(first(x) * norm.weight + norm.bias))
         torch.testing.assert_close(head(x), expected)
-        h = torch.cat([z, a], -1)
+        h = torch.cat([z, a], -1)[0]
         for member in range(2):
-            g = h @ twin.fc1.weight[member] + twin.fc1.bias[member]
-            g = g * twin.norm.weight[member] + twin.norm.bias[member]
-            g = g @ twin.fc2.weight[member] + twin.fc2.bias[member]
-            single = g @ twin.out.weight[member] + twin.out.bias[member]
-            torch.testing.assert_close(twin(z, a)[member], single)
+            g = h @ twin.fc1.weight[0, member] + twin.fc1.bias[0, member]
+            g = g * twin.norm.weight[0, member] + twin.norm.bias[0, member]
+            g = g @ twin.fc2.weight[0, member] + twin.fc2.bias[0, member]
+            single = g @ twin.out.weight[0, member] + twin.out.bias[0, member]
+            torch.testing.assert_close(twin(z, a)[member, 0], single)
         assert not torch.allclose(head(x), head_before)
     torch.testing.assert_close(head(x), head_before, rtol=0, atol=0)
     torch.testing.assert_close(twin(z, a), twin_before, rtol=0, atol=0)
@@ -299,15 +309,16 @@ def test_under_bf16_autocast_the_hidden_layers_run_in_bf16_and_every_output_laye
     latent mean near 30 or a Q-value near 300 kept only 8 bits of mantissa."""
     agent, _ = agent_pair(precision="bf16")
     wm = agent.wm
-    z, a = torch.randn(4, 6), torch.randn(4, ACT)
+    z, a = torch.randn(1, 4, 6), torch.randn(1, 4, ACT)  # one seed
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        hidden = wm.encoder.net[:-1](torch.randn(4, OBS))
+        hidden = wm.encoder.net[:-1](torch.randn(1, 4, OBS))
         raw = wm.encoder.net[-1](hidden)
         q = wm.critic(z, a)
     assert hidden.dtype == torch.bfloat16 and raw.dtype == torch.float32
     last = wm.encoder.net[-1]
+    assert last.weight.shape == (1, 32, 12)  # (S, in, out): hidden_dim -> 2 * latent_dim
     torch.testing.assert_close(
-        raw, F.linear(hidden.float(), last.weight, last.bias), rtol=0, atol=0
+        raw, torch.baddbmm(last.bias, hidden.float(), last.weight), rtol=0, atol=0
     )
     # the twin critic's output layer: fp32 products of the bf16 hidden activations
     assert q.dtype == torch.float32 and wm.critic.out.fp32

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from concurrent import futures
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import grpc
@@ -19,9 +20,16 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error
 
 from alm_offline.tools.sweep import SweepError, SweepSpec, check_address
-from alm_offline.tools.sweep.grid import cell_slugs, grid_trials
+from alm_offline.tools.sweep.engine import resume_states
+from alm_offline.tools.sweep.grid import cell_slugs, check_spec, grid_rows, grid_trials
 from alm_offline.tools.sweep.results import results_csv, results_table
-from alm_offline.tools.sweep.trials import die_with_parent, trial_command, trial_state
+from alm_offline.tools.sweep.trials import (
+    die_with_parent,
+    run_trial,
+    trial_command,
+    trial_rows,
+    trial_state,
+)
 from cli import alm
 
 ray = pytest.importorskip("ray")
@@ -82,6 +90,9 @@ OFFLINE = ("--datasets", str(BUNDLED))
         ((*OFFLINE, "--seeds", "-1"), "seed must be in [0, 2^32)"),
         ((*ONLINE, "--seeds", "1", "steps=0"), "steps must be positive"),
         ((*ONLINE, "--seeds", "1", "--cpus-per-trial", "0"), "--cpus-per-trial must be positive"),
+        ((*ONLINE, "--seeds", "1,2", "--seeds-per-trial", "0"), "--seeds-per-trial must be an"),
+        ((*OFFLINE, "--seeds", "1", "--seeds-per-trial", "-2"), "integer >= 1, got -2"),
+        ((*ONLINE, "--seeds", "1", "--seeds-per-trial", "x"), "'x' is not a valid integer"),
         ((*OFFLINE, "--seeds", "1", "--cpus-per-trial", "0"), "--cpus-per-trial must be positive"),
         ((*OFFLINE, "--seeds", "1", "--cpus-per-trial", "-1"), "must be positive, got -1"),
         ((*OFFLINE, "--seeds", "1", "--gpus-per-trial", "-1"), "--gpus-per-trial must be >= 0"),
@@ -123,6 +134,7 @@ def test_an_existing_sweep_needs_resume_or_overwrite(tmp_path):
         (("--resume", "{out}"), "holds no sweep (no sweep.json) to resume"),
         (("--resume", "{out}", "--envs", ENV), "--resume takes the grid from OUT/sweep.json"),
         (("--resume", "{out}", "steps=9"), "only --address, --python"),
+        (("--resume", "{out}", "--seeds-per-trial", "0"), "only --address, --python"),
     ],
 )
 def test_bad_resume_is_one_line(tmp_path, args, fragment):
@@ -138,13 +150,13 @@ def test_datasets_with_one_file_name_get_their_own_run_dirs(tmp_path):
     ]  # fmt: skip
     assert cell_slugs("offline", ["x/a/ip.hdf5", "y/a/ip.hdf5"]) == ["x_a_ip.hdf5", "y_a_ip.hdf5"]
     spec = SweepSpec("offline", "s", None, cells[:2], ["alm", "td3+bc"], [1, 2], [], "python")
-    run_dirs = [t["run_dir"] for t in grid_trials(spec, tmp_path)]
+    run_dirs = [t["run_dir"] for t in grid_rows(grid_trials(spec, tmp_path))]
     assert len(set(run_dirs)) == 8
     assert run_dirs[:3] == [str(tmp_path / "a_ip.hdf5/alm/s1"), str(tmp_path / "a_ip.hdf5/alm/s2"),
                             str(tmp_path / "a_ip.hdf5/td3bc/s1")]  # fmt: skip
     online = SweepSpec("online", "s", "quick", [ENV], ["alm"], [3], [], "python")
     assert grid_trials(online, tmp_path) == [
-        {"env": ENV, "method": "alm", "seed": 3, "run_dir": str(tmp_path / ENV / "s3")}
+        {"env": ENV, "method": "alm", "seeds": [3], "run_dir": str(tmp_path / ENV / "s3")}
     ]
 
 
@@ -163,7 +175,7 @@ def test_a_trial_s_state_comes_from_its_run_dir(tmp_path):
 
 
 def test_trial_commands():
-    trial = {"dataset": "d.hdf5", "method": "td3+bc", "seed": 2, "run_dir": "/o/d/s2"}
+    trial = {"dataset": "d.hdf5", "method": "td3+bc", "seeds": [2], "run_dir": "/o/d/s2"}
     common = dict(python="py", config=None, overrides=["steps=5"], threads=1)
     assert trial_command(trial, mode="offline", state="fresh", overwrite=True, **common) == [
         "py", "-m", "cli", "train-offline", "--dataset", "d.hdf5", "method=td3+bc", "--quiet",
@@ -172,11 +184,206 @@ def test_trial_commands():
     alm_trial = {**trial, "method": "alm"}
     resume = trial_command(alm_trial, mode="offline", state="resumable", overwrite=True, **common)
     assert resume == ["py", "-m", "cli", "train-offline", "--resume", "/o/d/s2", "--quiet"]
-    online = {"env": ENV, "method": "alm", "seed": 1, "run_dir": "/o/e/s1"}
+    online = {"env": ENV, "method": "alm", "seeds": [1], "run_dir": "/o/e/s1"}
     command = trial_command(online, mode="online", state="fresh", overwrite=False, **common)
     assert (
         command[3:6] == ["train-online", f"env={ENV}", "--quiet"] and "--overwrite" not in command
     )
+
+
+COMMON = dict(python="py", config=None, overrides=["steps=5"], threads=1)
+
+
+def _commands(spec: SweepSpec, out: Path) -> list[list[str]]:
+    """The fresh command line of each trial, from ``-m cli CMD`` on."""
+    return [
+        trial_command(t, mode=spec.mode, state="fresh", overwrite=False, **COMMON)[3:]
+        for t in grid_trials(spec, out)
+    ]
+
+
+def test_the_seeds_of_an_alm_cell_are_one_trial_by_default(tmp_path):
+    """alm: one trial of seeds=1,2,3 in OUT/CELL/alm (its seeds in OUT/CELL/alm/sSEED, the
+    paths of one-seed trials); bc beside it: one trial per seed."""
+    spec = SweepSpec("offline", "s", None, ["d.hdf5"], ["alm", "bc"], [1, 2, 3], [], "py")
+    trials = grid_trials(spec, tmp_path)
+    alm_dir = str(tmp_path / "d.hdf5" / "alm")
+    assert [(t["method"], t["seeds"], t["run_dir"]) for t in trials] == [
+        ("alm", [1, 2, 3], alm_dir),
+        *[("bc", [s], str(tmp_path / f"d.hdf5/bc/s{s}")) for s in (1, 2, 3)],
+    ]
+    commands = _commands(spec, tmp_path)
+    assert commands[0] == [
+        "train-offline", "--dataset", "d.hdf5", "method=alm", "--quiet", "steps=5",
+        "seeds=1,2,3", "threads=1", f"run_dir={alm_dir}",
+    ]  # fmt: skip
+    assert commands[1][-3] == "seed=1" and not any(c.startswith("seeds=") for c in commands[1])
+    rows = grid_rows(trials)
+    assert [(r["method"], r["seed"], r["run_dir"], r["trial_dir"]) for r in rows[:4]] == [
+        *[("alm", s, f"{alm_dir}/s{s}", alm_dir) for s in (1, 2, 3)],
+        ("bc", 1, str(tmp_path / "d.hdf5/bc/s1"), str(tmp_path / "d.hdf5/bc/s1")),
+    ]
+    assert {r["status"] for r in rows} == {"pending"}
+    online = SweepSpec("online", "s", "quick", [ENV], ["alm"], [4, 5], [], "py")
+    assert grid_trials(online, tmp_path)[0]["run_dir"] == str(tmp_path / ENV)
+    assert _commands(online, tmp_path)[0][-3] == "seeds=4,5"
+
+
+def test_seeds_per_trial_two_splits_five_seeds_into_chunks(tmp_path):
+    spec = SweepSpec("online", "s", "quick", [ENV], ["alm"], [1, 2, 3, 4, 5], [], "py",
+                     seeds_per_trial=2)  # fmt: skip
+    trials = grid_trials(spec, tmp_path)
+    assert [(t["seeds"], Path(t["run_dir"]).relative_to(tmp_path)) for t in trials] == [
+        ([1, 2], Path(ENV, "seeds-1-2")), ([3, 4], Path(ENV, "seeds-3-4")), ([5], Path(ENV, "s5"))
+    ]  # fmt: skip
+    commands = _commands(spec, tmp_path)
+    assert [c[-3:] for c in commands] == [
+        ["seeds=1,2", "threads=1", f"run_dir={tmp_path / ENV / 'seeds-1-2'}"],
+        ["seeds=3,4", "threads=1", f"run_dir={tmp_path / ENV / 'seeds-3-4'}"],
+        ["seed=5", "threads=1", f"run_dir={tmp_path / ENV / 's5'}"],
+    ]
+    assert [Path(r["run_dir"]).relative_to(tmp_path / ENV) for r in grid_rows(trials)] == [
+        Path("seeds-1-2/s1"), Path("seeds-1-2/s2"), Path("seeds-3-4/s3"),
+        Path("seeds-3-4/s4"), Path("s5"),
+    ]  # fmt: skip
+    whole = replace(spec, seeds_per_trial=5)  # K >= the seeds: the cell's folder, as default
+    assert [t["run_dir"] for t in grid_trials(whole, tmp_path)] == [str(tmp_path / ENV)]
+
+
+def test_seeds_per_trial_one_is_the_one_seed_layout_and_baselines_never_batch(tmp_path):
+    spec = SweepSpec("offline", "s", None, ["d.hdf5"], ["alm", "iql"], [7, 8], [], "py",
+                     seeds_per_trial=1)  # fmt: skip
+    trials = grid_trials(spec, tmp_path)
+    assert [(t["method"], t["seeds"], Path(t["run_dir"]).name) for t in trials] == [
+        ("alm", [7], "s7"), ("alm", [8], "s8"), ("iql", [7], "s7"), ("iql", [8], "s8")
+    ]  # fmt: skip
+    assert [c[-3] for c in _commands(spec, tmp_path)] == ["seed=7", "seed=8"] * 2
+    for per_trial in (None, 2):  # ignored for baselines, whatever it is
+        only_bc = replace(spec, methods=["bc"], seeds_per_trial=per_trial)
+        assert [t["seeds"] for t in grid_trials(only_bc, tmp_path)] == [[7], [8]]
+    assert [r["run_dir"] for r in grid_rows(trials)] == [t["run_dir"] for t in trials]
+
+
+def test_seeds_per_trial_is_checked_first():
+    spec = SweepSpec("online", "s", "quick", [ENV], ["alm"], [1, 2], [], "py")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(SweepError, match="--seeds-per-trial must be an integer >= 1"):
+            check_spec(replace(spec, seeds_per_trial=bad))
+
+
+def test_a_record_from_before_batching_resumes_one_seed_per_trial():
+    spec = SweepSpec("online", "s", "quick", [ENV], ["alm"], [1, 2], [], "py")
+    old = {k: v for k, v in asdict(spec).items() if k != "seeds_per_trial"}
+    assert SweepSpec.from_record(old).seeds_per_trial == 1
+    assert SweepSpec.from_record(asdict(spec)).seeds_per_trial is None
+
+
+def _batch(tmp_path: Path, seeds: list[int]) -> dict:
+    return {"env": ENV, "method": "alm", "seeds": seeds, "run_dir": str(tmp_path / "b")}
+
+
+def _write_summary(run_dir: Path, **summary) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_a_batched_trial_s_state_and_resume_command(tmp_path):
+    """Resumable only when the batch's config.yaml and every seed's checkpoint exist;
+    finished once the batch's summary.json (written after all its seeds) exists."""
+    trial = _batch(tmp_path, [1, 2])
+    run = Path(trial["run_dir"])
+    state = lambda: trial_state(run, trial["seeds"])  # noqa: E731
+    assert state() == "fresh"
+    (run / "s1" / "checkpoints").mkdir(parents=True)
+    (run / "s1" / "checkpoints" / "latest.pt").write_bytes(b"x")
+    (run / "config.yaml").write_text("seeds: [1, 2]")
+    assert state() == "fresh"  # s2 has not checkpointed: the batch starts again
+    (run / "s2" / "checkpoints").mkdir(parents=True)
+    (run / "s2" / "checkpoints" / "latest.pt").write_bytes(b"x")
+    assert state() == "resumable"
+    (run / "config.yaml").unlink()
+    assert state() == "fresh"  # --resume DIR needs the batch's config
+    _write_summary(run / "s1", eval_return_mean=1.0)
+    _write_summary(run / "s2", eval_return_mean=2.0)
+    assert state() == "fresh"  # seeds done, the batch's summary not yet written
+    _write_summary(run, seeds=[1, 2], runs={"1": str(run / "s1"), "2": str(run / "s2")})
+    assert state() == "finished"
+    resume = trial_command(trial, mode="online", state="resumable", overwrite=True, **COMMON)
+    assert resume == ["py", "-m", "cli", "train-online", "--resume", str(run), "--quiet"]
+
+
+def test_a_batched_trial_s_rows_come_from_each_seed_s_summary(tmp_path):
+    trial = _batch(tmp_path, [1, 2, 3])
+    run = Path(trial["run_dir"])
+    for seed in (1, 2, 3):
+        _write_summary(run / f"s{seed}", eval_return_mean=10.0 * seed, env_steps=300,
+                       updates_per_sec=5.0, wall_seconds=2.0)  # fmt: skip
+    ok = [sys.executable, "-c", "pass"]  # the training already "ran": its files are here
+    rows = run_trial(trial, ok)
+    assert [r["status"] for r in rows] == ["failed"] * 3  # no batch summary: not finished
+    assert {r["error"] for r in rows} == {"exit status 0"}
+    _write_summary(run, seeds=[1, 2, 3], runs={})
+    rows = run_trial(trial, ok)
+    assert [(r["seed"], r["status"], r["summary"]["eval_return_mean"]) for r in rows] == [
+        (1, "ok", 10.0), (2, "ok", 20.0), (3, "ok", 30.0)
+    ]  # fmt: skip
+    assert [r["run_dir"] for r in rows] == [str(run / f"s{s}") for s in (1, 2, 3)]
+    assert {r["trial_dir"] for r in rows} == {str(run)}
+    record = {"mode": "online", "name": "b", "cells": [ENV], "methods": ["alm"], "trials": rows}
+    assert results_table(record).splitlines()[2] == "| ALM (this run: b) | 20.0 ± 8.2 | 5 | 2 |"
+    csv_rows = list(csv.DictReader(results_csv(rows).splitlines()))
+    assert [(r["seed"], r["status"], r["eval_return_mean"], r["run_dir"], r["trial_dir"])
+            for r in csv_rows] == [
+        (str(s), "ok", f"{10.0 * s}", str(run / f"s{s}"), str(run)) for s in (1, 2, 3)
+    ]  # fmt: skip
+
+    fail = [sys.executable, "-c", "import sys; sys.exit('error: seed 2 diverged')"]
+    rows = run_trial(trial, fail)  # a failed batch fails all its seeds, whatever they wrote
+    assert [(r["seed"], r["status"], r["summary"]) for r in rows] == [
+        (1, "failed", None), (2, "failed", None), (3, "failed", None)
+    ]  # fmt: skip
+    assert {r["error"] for r in rows} == {"error: seed 2 diverged"}
+    record["trials"] = rows
+    assert results_table(record).splitlines()[2] == "| ALM (this run: b) | failed | – | – |"
+    (run / "s2" / "summary.json").unlink()
+    rows = run_trial(trial, ok)  # the batch finished but a seed's summary is gone
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert rows[1]["error"] == f"no summary.json in {run / 's2'}"
+
+
+def test_resume_decides_each_trial_from_its_run_dir(tmp_path):
+    """A finished batch: its seeds' rows from their summaries; a batch with every seed's
+    checkpoint: resumed; one without: run again; one-seed trials as before."""
+    spec = SweepSpec("offline", "s", None, ["d.hdf5"], ["alm", "bc"], [1, 2, 3, 4], [], "py",
+                     seeds_per_trial=2)  # fmt: skip
+    trials = grid_trials(spec, tmp_path)
+    done, part, bc1, bc2 = (Path(t["run_dir"]) for t in trials[:4])
+    assert (done.name, part.name, bc1.name) == ("seeds-1-2", "seeds-3-4", "s1")
+    for seed in (1, 2):
+        _write_summary(done / f"s{seed}", eval_return_mean=float(seed))
+    _write_summary(done, seeds=[1, 2], runs={})
+    (part / "config.yaml").parent.mkdir(parents=True)
+    (part / "config.yaml").write_text("x")
+    for seed in (3, 4):
+        (part / f"s{seed}" / "checkpoints").mkdir(parents=True)
+        (part / f"s{seed}" / "checkpoints" / "latest.pt").write_bytes(b"x")
+    _write_summary(bc2, eval_return_mean=9.0)
+    states, rows = resume_states(trials)
+    assert states == {1: "resumable", 2: "fresh", 4: "fresh", 5: "fresh"}
+    assert [(r["method"], r["seed"], r["status"]) for r in rows] == [
+        ("alm", 1, "ok"), ("alm", 2, "ok"), ("alm", 3, "pending"), ("alm", 4, "pending"),
+        ("bc", 1, "pending"), ("bc", 2, "ok"), ("bc", 3, "pending"), ("bc", 4, "pending"),
+    ]  # fmt: skip
+    assert [r["summary"]["eval_return_mean"] for r in rows if r["status"] == "ok"] == [1, 2, 9]
+    assert [r["run_dir"] for r in rows] == [r["run_dir"] for r in grid_rows(trials)]
+    commands = [
+        trial_command(trials[i], mode="offline", state=state, overwrite=True, **COMMON)[3:]
+        for i, state in states.items()
+    ]
+    assert commands[0] == ["train-offline", "--resume", str(part), "--quiet"]
+    assert commands[1][:5] == ["train-offline", "--dataset", "d.hdf5", "method=bc", "--quiet"]
+    assert "--overwrite" in commands[1] and "seed=1" in commands[1]
+    assert trial_rows(trials[0], "failed", "E")[1]["error"] == "E"
 
 
 def test_a_trial_dies_with_its_worker(tmp_path):
@@ -295,7 +502,8 @@ def test_a_failed_trial_is_a_row_and_resume_completes_the_grid(tmp_path):
     out = tmp_path / "sw"
     (out / ENV).mkdir(parents=True)
     (out / ENV / "s2").write_text("not a run dir")
-    args = (*ONLINE, "--seeds", "1,2", "--out", str(out), "--name", "tiny", *TINY)
+    args = (*ONLINE, "--seeds", "1,2", "--seeds-per-trial", "1", "--out", str(out), "--name",
+            "tiny", *TINY)  # fmt: skip
     result = sweep(tmp_path, *args)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 of 2 trials failed" in result.stderr
@@ -359,6 +567,40 @@ def test_an_offline_sweep_of_two_files_with_one_name(tmp_path):
     assert [(r["dataset"], r["env"], r["status"]) for r in rows] == [
         ("a/ip.hdf5", ENV, "ok"), ("b/ip.hdf5", ENV, "ok")
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_e2e_batched_seeds_sweep_needs_batched_training(tmp_path):
+    """Needs ``train-online seeds=...`` (batched training): 3 seeds in chunks of 2 are a
+    batch (``OUT/ENV/seeds-1-2``) and a one-seed trial (``OUT/ENV/s3``); each seed has its
+    own row from its own summary.json; ``--resume`` of the finished sweep runs nothing."""
+    out = tmp_path / "sw"
+    args = (*ONLINE, "--seeds", "1,2,3", "--seeds-per-trial", "2", "--out", str(out),
+            "--name", "batched", *TINY)  # fmt: skip
+    result = sweep(tmp_path, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 of 2 online trials to run (0 resumed)" in result.stdout
+    batch = out / ENV / "seeds-1-2"
+    assert json.loads((batch / "summary.json").read_text())["seeds"] == [1, 2]
+    seed_dirs = [batch / "s1", batch / "s2", out / ENV / "s3"]
+    summaries = [json.loads((d / "summary.json").read_text()) for d in seed_dirs]
+    assert [s["env_steps"] for s in summaries] == [300, 300, 300]
+    rows = read_csv(out / "results.csv")
+    assert [(r["seed"], r["status"], r["run_dir"], r["trial_dir"]) for r in rows] == [
+        ("1", "ok", str(seed_dirs[0]), str(batch)), ("2", "ok", str(seed_dirs[1]), str(batch)),
+        ("3", "ok", str(seed_dirs[2]), str(seed_dirs[2])),
+    ]  # fmt: skip
+    assert [float(r["eval_return_mean"]) for r in rows] == [
+        s["eval_return_mean"] for s in summaries
+    ]
+    assert "| ALM (this run: batched) |" in (out / "results.md").read_text()
+    record = json.loads((out / "sweep.json").read_text())
+    kept = {d: tree_hashes(d) for d in (batch, seed_dirs[2])}
+    resumed = sweep(tmp_path, "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "0 of 2 online trials to run (0 resumed)" in resumed.stdout
+    assert {d: tree_hashes(d) for d in kept} == kept
+    assert json.loads((out / "sweep.json").read_text())["trials"] == record["trials"]
 
 
 @pytest.mark.slow

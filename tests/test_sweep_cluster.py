@@ -137,8 +137,8 @@ def test_a_killed_driver_resumes(cluster, tmp_path):
     keeps the finished one byte for byte and continues the other from its checkpoint."""
     out = tmp_path / "sw"
     runs = [out / ENV / f"s{seed}" for seed in (1, 2, 3)]
-    driver = sweep_process(tmp_path, *GRID, "--seeds", "1,2,3", "--address", cluster.address,
-                           "--out", str(out))  # fmt: skip
+    driver = sweep_process(tmp_path, *GRID, "--seeds", "1,2,3", "--seeds-per-trial", "1",
+                           "--address", cluster.address, "--out", str(out))  # fmt: skip
 
     def one_done_one_mid_run() -> bool:
         assert driver.poll() is None, finish(driver)[1]
@@ -185,8 +185,8 @@ def test_a_killed_worker_node_is_a_failed_row_then_resumes(cluster, tmp_path):
     failed trial from its checkpoint."""
     out = tmp_path / "sw"
     runs = [out / ENV / f"s{seed}" for seed in (1, 2)]
-    driver = sweep_process(tmp_path, *GRID, "--seeds", "1,2", "--address", cluster.address,
-                           "--out", str(out))  # fmt: skip
+    driver = sweep_process(tmp_path, *GRID, "--seeds", "1,2", "--seeds-per-trial", "1",
+                           "--address", cluster.address, "--out", str(out))  # fmt: skip
 
     def on_worker() -> Path | None:
         for run in runs:

@@ -3,6 +3,11 @@
 The agent owns no env, buffer or logger. Online and offline training use the same class;
 they differ only by ``AgentConfig.bc_coef`` (the behaviour-cloning term of App. A.7).
 
+Seeds: one agent holds S independent seeds (``seeds``), each with its own weights, targets
+and Adam moments, stacked along a leading dim (networks.py). Batches lead with the seed dim
+too; an update is one computation for all seeds, with one optimiser step, each seed's
+gradient clipped by its own norm; every loss and metric is (S,). One seed is S = 1.
+
 One update (Algorithm 1, as the reference code orders it):
 1. encoder + model on the K-step bound over real sequences;
 2. reward + classifier, 3. critic, 4. actor, each on target-encoder latents of real
@@ -15,13 +20,13 @@ gradients are computed. Metrics are detached tensors: nothing here syncs with th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from alm_offline.config import AgentConfig
-from alm_offline.core.fused import FusedUpdate, clip_and_adam_step
+from alm_offline.core.fused import FusedUpdate, clip_and_adam_step, clip_coefficients
 from alm_offline.core.losses import (
     actor_svg_loss,
     actor_td3_loss,
@@ -33,7 +38,7 @@ from alm_offline.core.losses import (
     reward_loss,
 )
 from alm_offline.core.metrics import Metrics
-from alm_offline.core.networks import WorldModel, rsample
+from alm_offline.core.networks import WorldModel, per_seed, rsample, seed_generators
 from alm_offline.core.replay import SequenceBatch, TransitionBatch
 
 
@@ -55,6 +60,8 @@ def adam_implementation(device: torch.device) -> dict[str, bool]:
 class AlmAgent:
     """ALM(K) on a ``WorldModel``, with one Adam optimiser per parameter group.
 
+    ``seeds``: the seeds it trains (their generators draw each one's initial weights);
+    None: one seed drawn from torch's global generator (an agent that loads its weights).
     ``fused``: run updates as one compiled graph (``fused.py``); None takes
     ``cfg.compile == "on"`` (training runs decide ``auto`` with ``fusion_decision``).
     ``fused_backend`` is torch.compile's backend for it (the suite traces with aot_eager).
@@ -67,24 +74,28 @@ class AlmAgent:
         cfg: AgentConfig,
         device: torch.device | str = "cpu",
         *,
+        seeds: Sequence[int] | None = None,
         fused: bool | None = None,
         fused_backend: str = "inductor",
     ) -> None:
         self.cfg = cfg
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.device = torch.device(device)
+        self.seeds = tuple(seeds) if seeds is not None else None
         self.wm = WorldModel(
             obs_dim,
             action_dim,
             latent_dim=cfg.latent_dim,
             hidden_dim=cfg.hidden_dim,
             model_hidden_dim=cfg.model_hidden_dim,
+            generators=None if seeds is None else seed_generators(seeds),
             identity_encoder=cfg.encoder == "identity",
             linear_classifier=cfg.classifier == "linear",
             decoder=cfg.encoder_objective == "reconstruction",
             learn_policy_std=cfg.entropy_bonus > 0,
             standardize_obs=cfg.obs_norm,
         ).to(self.device)
+        self.num_seeds = self.wm.num_seeds
         self.groups = self.wm.parameter_groups()
         self.optimizers = {
             name: torch.optim.Adam(params, lr=cfg.lr, **adam_implementation(self.device))
@@ -100,12 +111,22 @@ class AlmAgent:
             fused = cfg.compile == "on"
         self.fused_update = FusedUpdate(self.eager_update, fused_backend) if fused else None
 
-    def set_observation_stats(self, observations: torch.Tensor | np.ndarray) -> None:
-        """With ``obs_norm``: standardise inputs by the mean and std over observations
-        (N, D) from here on; without it, nothing."""
-        if self.cfg.obs_norm:
-            obs = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
-            self.wm.set_observation_stats(obs.mean(0), obs.std(0))
+    def set_observation_stats(
+        self, observations: torch.Tensor | np.ndarray | Sequence[torch.Tensor]
+    ) -> None:
+        """With ``obs_norm``: standardise inputs by the mean and std over observations from
+        here on: (N, D) for every seed (a shared dataset), or one (N_s, D) per seed (each
+        seed's own replay); without it, nothing."""
+        if not self.cfg.obs_norm:
+            return
+        if isinstance(observations, (torch.Tensor, np.ndarray)):
+            observations = [observations] * self.num_seeds
+        obs = [torch.as_tensor(o, dtype=torch.float32, device=self.device) for o in observations]
+        if len(obs) != self.num_seeds:
+            raise ValueError(f"{len(obs)} observation sets for {self.num_seeds} seeds")
+        mean = torch.stack([o.mean(0) for o in obs])
+        std = torch.stack([o.std(0) for o in obs])
+        self.wm.set_observation_stats(mean, std)
 
     # ------------------------------------------------------------------- acting
     @torch.no_grad()
@@ -114,60 +135,89 @@ class AlmAgent:
         obs: np.ndarray,
         std: float,
         deterministic: bool = False,
-        latent_generator: torch.Generator | None = None,
+        latent_noise: torch.Tensor | None = None,
     ) -> np.ndarray:
-        """obs (D,) -> action (A,) in [-1, 1].
+        """obs (S, D) -> actions (S, A) in [-1, 1], seed s acting on row s; a one-seed agent
+        also takes obs (D,) and returns (A,).
 
         Exploration: z ~ e(.|s), a = mean + std * noise (no noise clip), clamped; with the
         entropy-bonus ablation the policy's own std replaces ``std``.
-        Deterministic: the policy's mean at the encoder's mean, or, given
-        ``latent_generator`` (on this agent's device), at z ~ e(.|s) drawn from it (the
-        reference implementation's evaluation).
+        Deterministic: the policy's mean at the encoder's mean, or, given ``latent_noise``
+        (S, Z) standard normals, at z = mean + std * noise (the reference implementation's
+        evaluation).
         """
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        single = np.ndim(obs) == 1
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        obs_t = obs_t.reshape(1, 1, -1) if single else obs_t.unsqueeze(1)  # (S, 1, D)
+        if obs_t.shape[0] != self.num_seeds:
+            raise ValueError(
+                f"observations for {obs_t.shape[0]} seeds, the agent has {self.num_seeds}"
+            )
         mean, z_std = self.wm.encode(obs_t)
         if deterministic:
-            if latent_generator is not None:
-                noise = torch.randn(
-                    mean.shape, generator=latent_generator, device=mean.device, dtype=mean.dtype
-                )
-                mean = mean + z_std * noise
+            if latent_noise is not None:
+                mean = mean + z_std * latent_noise.to(mean.device).reshape(mean.shape)
             action = self.wm.pi(mean)
         else:
             action_mean, action_std = self.wm.policy(rsample(mean, z_std), std)
             noise = torch.randn_like(action_mean) * action_std
             action = (action_mean + noise).clamp(-1.0, 1.0)
-        return action.squeeze(0).cpu().numpy()
+        out = action.squeeze(1).cpu().numpy()
+        return out[0] if single else out
+
+    def eval_actions(
+        self, latent: str = "mean", seeds: Sequence[int] = (0,)
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """The deterministic policy of every seed at once, obs (S, D) -> actions (S, A).
+
+        ``latent="mean"`` acts on the encoder's mean; ``"sample"`` on z ~ e(.|s), seed s's
+        noise drawn from a generator seeded with ``seeds[s]`` (so an evaluation is
+        reproducible, leaves the training RNG alone, and seed s's noise is its own).
+        """
+        if latent == "mean":
+            return lambda obs: self.act(obs, 0.0, deterministic=True)
+        if len(seeds) != self.num_seeds:
+            raise ValueError(f"{len(seeds)} evaluation seeds for {self.num_seeds} agent seeds")
+        generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+        size = self.wm.latent_dim
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            noise = torch.stack(
+                [torch.randn(size, generator=g, device=self.device) for g in generators]
+            )  # evaluation, not the update: one small draw per seed's own generator
+            return self.act(obs, 0.0, deterministic=True, latent_noise=noise)
+
+        return act
 
     def eval_policy(
         self, latent: str = "mean", seed: int = 0
     ) -> Callable[[np.ndarray], np.ndarray]:
-        """The deterministic policy obs (D,) -> action (A,) evaluations run.
-
-        ``latent="mean"`` acts on the encoder's mean; ``"sample"`` on z ~ e(.|s), drawn from
-        a generator seeded with ``seed`` (so an evaluation is reproducible and leaves the
-        training RNG alone).
-        """
-        if latent == "mean":
-            return lambda obs: self.act(obs, 0.0, deterministic=True)
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed)
-        return lambda obs: self.act(obs, 0.0, deterministic=True, latent_generator=generator)
+        """A one-seed agent's deterministic policy obs (D,) -> action (A,) (``eval_actions``
+        for S = 1)."""
+        if self.num_seeds != 1:
+            raise ValueError(f"eval_policy is for one seed; this agent has {self.num_seeds}")
+        batched = self.eval_actions(latent, (seed,))
+        return lambda obs: batched(np.asarray(obs)[None])[0]
 
     # ----------------------------------------------------------------- learning
     def _apply(self, name: str, loss: torch.Tensor) -> torch.Tensor:
-        """Gradient step of one group on ``loss``; returns the pre-clip gradient norm.
-        Traced by the fused update, the clip and the Adam step are tensor ops in its graph;
-        eagerly, ``clip_grad_norm_`` and the optimiser's own kernel."""
+        """Gradient step of one group on the per-seed losses ``loss`` (S,); returns each
+        seed's pre-clip gradient norm (S,).
+
+        The gradient is the vector-Jacobian product with ones, so seed s's weights get the
+        gradient of seed s's loss alone (no loss is summed over seeds), and each seed's is
+        clipped to ``max_grad_norm`` by its own norm. Traced by the fused update, the clip
+        and the Adam step are tensor ops in its graph; eagerly, the optimiser's own kernel.
+        """
         params = self.groups[name]
-        grads = torch.autograd.grad(loss, params)
+        grads = torch.autograd.grad(loss, params, grad_outputs=torch.ones_like(loss))
         if torch.compiler.is_compiling():
             return clip_and_adam_step(params, grads, self.optimizers[name], self.cfg.max_grad_norm)
+        norms, coef = clip_coefficients(grads, self.cfg.max_grad_norm)
         for param, grad in zip(params, grads, strict=True):
-            param.grad = grad
-        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm, foreach=True)
+            param.grad = grad.mul_(per_seed(coef, grad))
         self.optimizers[name].step()
-        return norm
+        return norms
 
     def update(
         self, seq: SequenceBatch, batch: TransitionBatch, std: float | torch.Tensor
@@ -177,10 +227,14 @@ class AlmAgent:
         ``std`` may be a 0-d device tensor (CUDA graphs read it in place). With a fused
         update, every update after the first (which creates Adam's state) runs compiled.
         """
-        if seq.action.shape[0] != self.cfg.seq_len:
+        if seq.action.shape[1] != self.cfg.seq_len:
             raise ValueError(
-                f"sequences of {seq.action.shape[0]} steps, the agent's seq_len is "
+                f"sequences of {seq.action.shape[1]} steps, the agent's seq_len is "
                 f"{self.cfg.seq_len}"
+            )
+        if seq.obs.shape[0] != self.num_seeds or batch.obs.shape[0] != self.num_seeds:
+            raise ValueError(
+                f"batches for {seq.obs.shape[0]} seeds, the agent has {self.num_seeds}"
             )
         fused = self.fused_update
         if fused is None or not self._has_adam_state():
@@ -238,7 +292,7 @@ class AlmAgent:
             objective=cfg.encoder_objective,
         )
         world_loss = bound.loss
-        zero = torch.zeros((), device=self.device)
+        zero = torch.zeros(self.num_seeds, device=self.device)
         bc_loss = bc_per_step = zero
         if cfg.bc_coef > 0:
             bc = behaviour_cloning_loss(wm, bound.latents, seq.action)
@@ -352,3 +406,48 @@ class AlmAgent:
             kernels = {key: opt.param_groups[0][key] for key in adam_implementation(self.device)}
             groups = [{**group, **kernels} for group in saved["param_groups"]]
             opt.load_state_dict({**saved, "param_groups": groups})
+
+
+# ------------------------------------------------------------- one seed's state
+def seed_state(state: dict, index: int) -> dict:
+    """Seed ``index``'s part of an S-seed ``AlmAgent.state_dict()``: a one-seed agent's
+    state (every weight, buffer and Adam moment sliced to [index:index+1] along the leading
+    seed dim; Adam's step counts, shared by all seeds, as they are)."""
+
+    def part(value: torch.Tensor) -> torch.Tensor:
+        return value[index : index + 1].clone() if value.dim() > 0 else value.clone()
+
+    optimizers = {
+        name: {
+            "state": {k: {n: part(t) for n, t in v.items()} for k, v in opt["state"].items()},
+            "param_groups": opt["param_groups"],
+        }
+        for name, opt in state["optimizers"].items()
+    }
+    return {
+        "world_model": {key: part(value) for key, value in state["world_model"].items()},
+        "optimizers": optimizers,
+    }
+
+
+def stack_seed_states(states: Sequence[dict]) -> dict:
+    """The S-seed state of one-seed states (``seed_state``'s inverse): every tensor
+    concatenated along the seed dim, in the order given."""
+    first = states[0]
+
+    def joined(values: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(values) if values[0].dim() > 0 else values[0].clone()
+
+    optimizers = {}
+    for name, opt in first["optimizers"].items():
+        per_param = {
+            key: {n: joined([s["optimizers"][name]["state"][key][n] for s in states]) for n in v}
+            for key, v in opt["state"].items()
+        }
+        optimizers[name] = {"state": per_param, "param_groups": opt["param_groups"]}
+    return {
+        "world_model": {
+            key: joined([s["world_model"][key] for s in states]) for key in first["world_model"]
+        },
+        "optimizers": optimizers,
+    }

@@ -3,7 +3,10 @@
 Each returns a frozen dataclass whose ``loss`` carries the graph and whose other fields are
 detached tensors for logging (no host sync). Which parameters a loss updates is decided by
 the caller (the agent differentiates each loss only with respect to its own group), so a
-loss never needs to freeze anything. Notation: B batch, K sequence length, Z latent, A action.
+loss never needs to freeze anything. Notation: S seeds, B batch, K sequence length, Z latent,
+A action. Every tensor leads with the seed dim, and every loss and logged value is (S,):
+seed s's entry is a mean over seed s's batch alone (``seed_mean``). No function here reduces
+over seeds, so S agents' losses are S independent losses computed at once.
 
 Adding a loss term: write it here as a pure function returning a frozen dataclass, add it
 to its parameter group's loss in ``AlmAgent._update`` (core/agent.py) and log it there
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from alm_offline.core.networks import WorldModel, rsample, sample_action
+from alm_offline.core.networks import WorldModel, rsample, sample_action, seed_mean
 
 
 # ----------------------------------------------------------------------------- maths
@@ -40,17 +43,17 @@ def classifier_reward(logits: torch.Tensor) -> torch.Tensor:
 def lambda_returns(
     rewards: torch.Tensor, next_values: torch.Tensor, gamma: float, lambda_: float
 ) -> torch.Tensor:
-    """TD(lambda) returns over K imagined steps: (K, ...) x2 -> (K, ...).
+    """TD(lambda) returns over K imagined steps: (S, K, ...) x2 -> (S, K, ...).
 
-    ``next_values[t]`` is the value of the state after step t; the last one bootstraps:
+    ``next_values[:, t]`` is the value of the state after step t; the last one bootstraps:
     R_{K-1} = r_{K-1} + g V_K and R_t = r_t + g ((1 - lambda) V_{t+1} + lambda R_{t+1}).
     """
     returns = []
-    last = next_values[-1]
-    for t in reversed(range(rewards.shape[0])):
-        last = rewards[t] + gamma * ((1.0 - lambda_) * next_values[t] + lambda_ * last)
+    last = next_values[:, -1]
+    for t in reversed(range(rewards.shape[1])):
+        last = rewards[:, t] + gamma * ((1.0 - lambda_) * next_values[:, t] + lambda_ * last)
         returns.append(last)
-    return torch.stack(returns[::-1])
+    return torch.stack(returns[::-1], dim=1)
 
 
 def policy_entropy(std: torch.Tensor) -> torch.Tensor:
@@ -75,9 +78,9 @@ def behaviour_cloning(policy_mean: torch.Tensor, action: torch.Tensor) -> torch.
 # ---------------------------------------------------------------------------- losses
 @dataclass(frozen=True)
 class ModelBoundTerms:
-    """Encoder + model loss (Eq. 7, negated) and its parts, each a batch mean.
+    """Encoder + model loss (Eq. 7, negated) and its parts, each a per-seed batch mean (S,).
 
-    ``latents`` (K, B, Z) are z_0 ~ e(.|s_0) and the model's z_1..z_{K-1}, with their graph:
+    ``latents`` (S, K, B, Z) are z_0 ~ e(.|s_0) and the model's z_1..z_{K-1}, with their graph:
     the latents the behaviour-cloning term (App. A.7) is taken along.
     """
 
@@ -102,7 +105,7 @@ def model_bound_loss(
 ) -> ModelBoundTerms:
     """-(sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || e_targ(.|s_{t+1}))] + Q(z_K, pi(z_K))).
 
-    obs: (K+1, B, D) real observations; action: (K, B, A) real actions. z_0 ~ e(.|s_0) and
+    obs: (S, K+1, B, D) real observations; action: (S, K, B, A) real actions. z_0 ~ e(.|s_0) and
     z_{t+1} ~ m(.|z_t, a_t) (rsample). Undiscounted over t, as the reference code.
 
     Ablations (Sec. 5.3, App. E): ``kl_coef`` scales the KL term (0 = no KL);
@@ -110,49 +113,50 @@ def model_bound_loss(
     and value terms by sum_t ||d(z_t) - s_t||^2 with z_t ~ e(.|s_t) (t = 0..K): encoder and
     model then maximise likelihood instead of the return bound (Fig. 15).
     """
-    steps = action.shape[0]
+    steps = action.shape[1]
     aligned = objective == "alm"
     with torch.no_grad():
-        target_mean, target_std = wm.encode_target(obs[1:])  # (K, B, Z)
-    z = rsample(*wm.encode(obs[0]))
-    zeros = torch.zeros((), device=obs.device)
+        target_mean, target_std = wm.encode_target(obs[:, 1:])  # (S, K, B, Z)
+    z = rsample(*wm.encode(obs[:, 0]))
+    zeros = torch.zeros(obs.shape[0], device=obs.device)
     kl_sum, reward_sum, recon = zeros, zeros, zeros
-    per_sample = torch.zeros(obs.shape[1], device=obs.device)
+    per_sample = torch.zeros(obs.shape[0], obs.shape[2], device=obs.device)  # (S, B)
     if not aligned:  # reconstruct every real state from its own encoder sample
-        encoded = torch.cat([z.unsqueeze(0), rsample(*wm.encode(obs[1:]))])  # (K+1, B, Z)
-        errors = (wm.decode(encoded) - obs).pow(2).sum(-1)  # (K+1, B)
-        per_sample = per_sample + errors.sum(0)
-        recon = errors.detach().mean()
+        later = rsample(*wm.encode(obs[:, 1:]))
+        encoded = torch.cat([z.unsqueeze(1), later], dim=1)  # (S, K+1, B, Z)
+        errors = (wm.decode(encoded) - obs).pow(2).sum(-1)  # (S, K+1, B)
+        per_sample = per_sample + errors.sum(1)
+        recon = seed_mean(errors.detach())
     latents = []
     # z_K is drawn only when Q(z_K) uses it: a draw nothing uses would be dropped from a
     # compiled update's graph, and the fused and eager updates would part RNG streams
     with_value = aligned and include_value
     for t in range(steps):
         latents.append(z)
-        next_mean, next_std = wm.next(z, action[t])
-        kl = gaussian_kl(next_mean, next_std, target_mean[t], target_std[t])
+        next_mean, next_std = wm.next(z, action[:, t])
+        kl = gaussian_kl(next_mean, next_std, target_mean[:, t], target_std[:, t])  # (S, B)
         per_sample = per_sample + kl_coef * kl
-        kl_sum = kl_sum + kl.detach().mean()
+        kl_sum = kl_sum + seed_mean(kl.detach())
         if aligned:
-            reward = wm.reward(z, action[t]).squeeze(-1)
+            reward = wm.reward(z, action[:, t]).squeeze(-1)
             per_sample = per_sample - reward
-            reward_sum = reward_sum + reward.detach().mean()
+            reward_sum = reward_sum + seed_mean(reward.detach())
         if t + 1 < steps or with_value:
             z = rsample(next_mean, next_std)
     value = zeros
     if with_value:
         with torch.no_grad():
             final_action = sample_action(*wm.policy(z, std), stddev_clip)
-        q_final = wm.q(z, final_action).min(0).values.squeeze(-1)
+        q_final = wm.q(z, final_action).min(0).values.squeeze(-1)  # (S, B)
         per_sample = per_sample - q_final
-        value = q_final.detach().mean()
+        value = seed_mean(q_final.detach())
     return ModelBoundTerms(
-        loss=per_sample.mean(),
+        loss=seed_mean(per_sample),
         kl=kl_sum / steps,
         reward=reward_sum / steps,
         value=value,
         reconstruction=recon,
-        latents=torch.stack(latents),
+        latents=torch.stack(latents, dim=1),
     )
 
 
@@ -167,14 +171,17 @@ class BehaviourCloningTerms:
 def behaviour_cloning_loss(
     wm: WorldModel, latents: torch.Tensor, action: torch.Tensor
 ) -> BehaviourCloningTerms:
-    """sum_t -log pi(a_t | z_t) (up to scale), batch mean: latents (K, B, Z), action (K, B, A).
+    """sum_t -log pi(a_t | z_t) (up to scale), batch mean (S,): latents (S, K, B, Z), action
+    (S, K, B, A).
 
     Along the model latents of ``model_bound_loss`` its gradient reaches the encoder and
     the model through z_t and the actor through pi; the caller picks which it applies by
     passing the latents with or without their graph.
     """
-    per_step = behaviour_cloning(wm.pi(latents), action)  # (K, B)
-    return BehaviourCloningTerms(loss=per_step.sum(0).mean(), per_step=per_step.detach().mean())
+    per_step = behaviour_cloning(wm.pi(latents), action)  # (S, K, B)
+    return BehaviourCloningTerms(
+        loss=seed_mean(per_step.sum(1)), per_step=seed_mean(per_step.detach())
+    )
 
 
 @dataclass(frozen=True)
@@ -188,8 +195,8 @@ class RewardTerms:
 def reward_loss(
     wm: WorldModel, z: torch.Tensor, action: torch.Tensor, reward: torch.Tensor
 ) -> RewardTerms:
-    """MSE of r(z, a) to the env's reward: z (B, Z), action (B, A), reward (B,)."""
-    mse = F.mse_loss(wm.reward(z, action).squeeze(-1), reward)
+    """MSE of r(z, a) to the env's reward: z (S, B, Z), action (S, B, A), reward (S, B)."""
+    mse = seed_mean((wm.reward(z, action).squeeze(-1) - reward).pow(2))
     return RewardTerms(loss=mse, mse=mse.detach())
 
 
@@ -209,20 +216,22 @@ def classifier_loss(
     z_next: torch.Tensor,
     z_next_model: torch.Tensor,
 ) -> ClassifierTerms:
-    """z, z_next (encoder samples), z_next_model (model sample): (B, Z); action (B, A).
+    """z, z_next (encoder samples), z_next_model (model sample): (S, B, Z); action (S, B, A).
 
-    A random half of the rows gets z_next replaced by the model's sample and label 0 (fake);
-    the rest keep the encoder's z_next and label 1.
+    A random half of each seed's rows gets z_next replaced by the model's sample and label 0
+    (fake); the rest keep the encoder's z_next and label 1.
     """
-    batch = z.shape[0]
+    seeds, batch = z.shape[:2]
     # a uniformly random half of the rows (argsort of uniforms: randperm, CUDA-graph safe)
-    fake_rows = torch.rand(batch, device=z.device).argsort()[: batch // 2]
-    is_fake = torch.zeros(batch, dtype=torch.bool, device=z.device).index_fill_(0, fake_rows, True)
+    fake_rows = torch.rand(seeds, batch, device=z.device).argsort(-1)[:, : batch // 2]
+    is_fake = torch.zeros(seeds, batch, dtype=torch.bool, device=z.device)
+    is_fake = is_fake.scatter(1, fake_rows, True)
     mixed_next = torch.where(is_fake.unsqueeze(-1), z_next_model, z_next)
     labels = (~is_fake).long()
-    logits = wm.logits(z, action, mixed_next)
-    cross_entropy = F.cross_entropy(logits, labels)
-    accuracy = (logits.detach().argmax(-1) == labels).float().mean()
+    logits = wm.logits(z, action, mixed_next)  # (S, B, 2)
+    per_row = F.cross_entropy(logits.reshape(-1, 2), labels.reshape(-1), reduction="none")
+    cross_entropy = seed_mean(per_row.reshape(seeds, batch))
+    accuracy = seed_mean((logits.detach().argmax(-1) == labels).float())
     return ClassifierTerms(
         loss=cross_entropy, cross_entropy=cross_entropy.detach(), accuracy=accuracy
     )
@@ -253,7 +262,7 @@ def critic_loss(
 ) -> CriticTerms:
     """Mean of both critics' MSE to r + g (1 - terminated) min(Q1', Q2')(z', a'), a' ~ pi(z').
 
-    z, z_next: (B, Z) target-encoder samples; action (B, A); reward, terminated (B,).
+    z, z_next: (S, B, Z) target-encoder samples; action (S, B, A); reward, terminated (S, B).
     ``entropy_bonus`` alpha > 0 (SAC-style ablation) adds alpha H(pi(.|z')) to the bootstrap.
     """
     with torch.no_grad():
@@ -263,11 +272,14 @@ def critic_loss(
         if entropy_bonus > 0:
             next_q = next_q + entropy_bonus * policy_entropy(next_std)
         target = reward + gamma * (1.0 - terminated) * next_q
-    q = wm.q(z, action).squeeze(-1)  # (2, B)
-    loss = (q - target).pow(2).mean()
-    q_detached = q.detach()
+    q = wm.q(z, action).squeeze(-1).transpose(0, 1)  # (S, 2, B)
+    loss = seed_mean((q - target.unsqueeze(1)).pow(2))
+    q_detached = q.detach().reshape(q.shape[0], -1)
     return CriticTerms(
-        loss=loss, q_mean=q_detached.mean(), q_std=q_detached.std(), target_mean=target.mean()
+        loss=loss,
+        q_mean=q_detached.mean(1),
+        q_std=q_detached.std(1),
+        target_mean=seed_mean(target),
     )
 
 
@@ -295,7 +307,7 @@ def actor_svg_loss(
     entropy_bonus: float = 0.0,
     action_penalty: float = 0.0,
 ) -> ActorTerms:
-    """-mean_t g^t R^lambda_t over a K-step imagined rollout from z (B, Z) with the policy.
+    """-mean_t g^t R^lambda_t over a K-step imagined rollout from z (S, B, Z) with the policy.
 
     Per step reward r(z_t, a_t) + c (logit1 - logit0)(z_t, a_t, z_{t+1}); bootstrap
     min(Q1, Q2)(z_{t+1}, a_{t+1}). As in the reference code the policy sees detached
@@ -317,45 +329,45 @@ def actor_svg_loss(
         actions.append(a)
         latents.append(z)
     actions.append(sample_action(*wm.policy(z.detach(), std), stddev_clip))
-    zs, acts = torch.stack(latents), torch.stack(actions)  # (K+1, B, Z), (K+1, B, A)
-    reward = wm.reward(zs[:-1], acts[:-1]).squeeze(-1)  # (K, B)
+    zs, acts = torch.stack(latents, 1), torch.stack(actions, 1)  # (S, K+1, B, Z|A)
+    reward = wm.reward(zs[:, :-1], acts[:, :-1]).squeeze(-1)  # (S, K, B)
     step_reward = reward
     if classifier_coef > 0:
-        bonus = classifier_reward(wm.logits(zs[:-1], acts[:-1], zs[1:].detach()))  # (K, B)
+        logits = wm.logits(zs[:, :-1], acts[:, :-1], zs[:, 1:].detach())
+        bonus = classifier_reward(logits)  # (S, K, B)
         step_reward = step_reward + classifier_coef * bonus
     else:
         bonus = torch.zeros_like(reward)
     entropy = torch.zeros_like(reward)
     if entropy_bonus > 0:
-        entropy = torch.stack(entropies)  # (K, B)
+        entropy = torch.stack(entropies, 1)  # (S, K, B)
         step_reward = step_reward + entropy_bonus * entropy
-    next_value = wm.q(zs[1:], acts[1:].detach()).min(0).values.squeeze(-1)  # (K, B)
+    next_value = wm.q(zs[:, 1:], acts[:, 1:].detach()).min(0).values.squeeze(-1)  # (S, K, B)
     returns = lambda_returns(step_reward, next_value, gamma, lambda_)
     weights = gamma ** torch.arange(horizon, device=z.device, dtype=returns.dtype)
-    loss = -(weights.unsqueeze(-1) * returns).mean()
+    loss = -seed_mean(weights.unsqueeze(-1) * returns)
     if action_penalty > 0:
-        loss = loss + action_penalty * torch.stack(means).pow(2).mean()
+        loss = loss + action_penalty * seed_mean(torch.stack(means, 1).pow(2))
     return ActorTerms(
         loss=loss,
-        imagined_reward=reward.detach().mean(),
-        classifier_reward=bonus.detach().mean(),
-        value=next_value.detach().mean(),
-        entropy=entropy.detach().mean(),
+        imagined_reward=seed_mean(reward.detach()),
+        classifier_reward=seed_mean(bonus.detach()),
+        value=seed_mean(next_value.detach()),
+        entropy=seed_mean(entropy.detach()),
     )
 
 
 def actor_td3_loss(wm: WorldModel, z: torch.Tensor) -> ActorTerms:
-    """TD3's model-free actor loss -Q1(z, pi(z)) on latents z (B, Z) of real states (Fig. 5c).
-
-    No model rollout, reward head or classifier: only the critic judges the policy.
+    """TD3's model-free actor loss -Q1(z, pi(z)) on latents z (S, B, Z) of real states
+    (Fig. 5c). No model rollout, reward head or classifier: only the critic judges the policy.
     """
-    q1 = wm.q(z.detach(), wm.pi(z.detach()))[0].squeeze(-1)  # (B,)
-    zero = torch.zeros((), device=z.device)
+    q1 = wm.q(z.detach(), wm.pi(z.detach()))[0].squeeze(-1)  # (S, B)
+    zero = torch.zeros(z.shape[0], device=z.device)
     return ActorTerms(
-        loss=-q1.mean(),
+        loss=-seed_mean(q1),
         imagined_reward=zero,
         classifier_reward=zero,
-        value=q1.detach().mean(),
+        value=seed_mean(q1.detach()),
         entropy=zero,
     )
 
@@ -365,7 +377,7 @@ def actor_td3_loss(wm: WorldModel, z: torch.Tensor) -> ActorTerms:
 def lower_bound_estimate(
     wm: WorldModel, obs: torch.Tensor, horizon: int, gamma: float, classifier_coef: float
 ) -> torch.Tensor:
-    """The K-step lower bound L^K at each state, evaluated with means: obs (N, D) -> (N,).
+    """The K-step lower bound L^K at each state, evaluated with means: obs (S, N, D) -> (S, N).
 
     z_0 is the encoder mean, a_t = pi(z_t) the deterministic action, z_{t+1} the latent
     model's mean (the deterministic policy of the bias analysis, App. E):

@@ -18,9 +18,11 @@ class NonFiniteError(AlmError):
 
 
 class MetricsWindow:
-    """Per-update metric tensors, turned into floats only when flushed (one host sync)."""
+    """Per-update metric tensors, each (S,) (one value per seed), turned into floats only
+    when flushed (one host sync). ``seeds`` names the seeds in a ``NonFiniteError``."""
 
-    def __init__(self) -> None:
+    def __init__(self, seeds: tuple[int, ...] = (0,)) -> None:
+        self.seeds = seeds
         self._rows: list[Metrics] = []
         self._first_update = 0
         self._started = time.perf_counter()
@@ -34,15 +36,17 @@ class MetricsWindow:
         return len(self._rows)
 
     def _table(self) -> tuple[list[str], torch.Tensor]:
-        """(keys, (updates, metrics) tensor); raises ``NonFiniteError`` at the first bad update."""
+        """(keys, (updates, metrics, seeds) tensor); raises ``NonFiniteError`` at the first
+        bad update, naming its seed."""
         keys = list(self._rows[0])
-        table = torch.stack([torch.stack([row[k].float() for k in keys]) for row in self._rows])
+        rows = [torch.stack([row[k].float().reshape(-1) for k in keys]) for row in self._rows]
+        table = torch.stack(rows)
         finite = torch.isfinite(table).cpu()
         if not bool(finite.all()):
-            bad_row, bad_col = (~finite).nonzero()[0].tolist()
+            bad_row, bad_col, bad_seed = (~finite).nonzero()[0].tolist()
             raise NonFiniteError(
-                f"non-finite {keys[bad_col]} at update {self._first_update + bad_row}; "
-                "the last checkpoint predates it"
+                f"non-finite {keys[bad_col]} at update {self._first_update + bad_row} of "
+                f"seed {self.seeds[bad_seed]}; the last checkpoint predates it"
             )
         return keys, table
 
@@ -51,14 +55,15 @@ class MetricsWindow:
         if self._rows:
             self._table()
 
-    def flush(self) -> dict[str, float]:
-        """Means over the window (after ``check_finite``), and updates per second."""
+    def flush(self) -> list[dict[str, float]]:
+        """Each seed's means over the window (after ``check_finite``), with updates per
+        second; [] for an empty window."""
         if not self._rows:
-            return {}
+            return []
         keys, table = self._table()
         elapsed = time.perf_counter() - self._started
-        out = dict(zip(keys, table.mean(0).tolist(), strict=True))
-        out["updates_per_sec"] = len(self._rows) / max(elapsed, 1e-9)
+        means = table.mean(0).T.tolist()  # (seeds, metrics)
+        rate = len(self._rows) / max(elapsed, 1e-9)
         self._rows.clear()
         self._started = time.perf_counter()
-        return out
+        return [{**dict(zip(keys, seed, strict=True)), "updates_per_sec": rate} for seed in means]

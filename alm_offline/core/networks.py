@@ -1,16 +1,23 @@
-"""Networks of ALM (paper App. D, Table 4): one MLP builder, a Gaussian head, twin critics.
+"""Networks of ALM (paper App. D, Table 4), stacked over seeds: one MLP builder, a Gaussian
+head, twin critics.
+
+Every network holds the weights of S independent seeds: a weight is (S, in, out) and an
+input is (S, ..., in), so S agents run as one batched matrix product per layer (``baddbmm``)
+and nothing mixes seeds. One seed is S = 1 of the same code. Seed s's weights are drawn from
+its own generator (``seed_generators``), so they do not depend on which seeds run beside it.
 
 All MLPs have two hidden layers with orthogonal weights and zero biases. Encoder and latent
 model output a diagonal Gaussian (mean squashed by ``30 tanh(m / 30)``, std softly bounded to
 [0.1, 10]); reward, classifier and critic heads use Linear -> LayerNorm -> Tanh -> Linear ->
 ELU -> Linear; the actor outputs a tanh mean and acts with clipped Gaussian noise.
-Every network's last layer runs in fp32 (``OutputLinear``), so under bf16 autocast only the
+Every network's last layer runs in fp32 (``fp32=True``), so under bf16 autocast only the
 hidden layers' matrix products run in bf16 and every output and loss is fp32.
 """
 
 from __future__ import annotations
 
-import math
+import copy
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,44 +31,113 @@ ACTION_EPS = 1e-6
 IDENTITY_STD = 0.1  # fixed std of the identity encoder (MnM-like ablation): z ~ N(s, 0.1^2)
 POLICY_LOG_STD = (-5.0, 0.0)  # range of a learned policy log-std (entropy-bonus ablation)
 
-
-def orthogonal_init(module: nn.Module) -> None:
-    """Orthogonal weights, zero biases for every ``nn.Linear`` in ``module``."""
-    if isinstance(module, nn.Linear):
-        nn.init.orthogonal_(module.weight)
-        nn.init.zeros_(module.bias)
+# one generator per seed (None: torch's global generator) that initialises its weights
+Generators = Sequence[torch.Generator | None]
 
 
-class OutputLinear(nn.Linear):
-    """The last layer of a network, always in fp32: under bf16 autocast its input is cast up
-    and the product runs in fp32, so Gaussian means and stds, rewards, logits, Q-values and
-    actions keep fp32 precision (bf16's 8-bit mantissa would put errors of about 0.1 on a
-    latent mean near 30, and of a whole unit on a Q-value near 300). In fp32 it is an
-    ``nn.Linear`` (same state-dict keys, same result)."""
+def seed_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """A CPU generator per seed, seeded with it: seed s's initial weights are its own."""
+    return [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+
+
+def per_seed(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """values (S, *tail) viewed to broadcast against ``like`` (S, ..., *tail)."""
+    middle = like.dim() - values.dim()
+    return values.reshape(values.shape[0], *([1] * middle), *values.shape[1:])
+
+
+def seed_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over everything but the leading seed dim: (S, ...) -> (S,)."""
+    return x.reshape(x.shape[0], -1).mean(1)
+
+
+class SeedLinear(nn.Module):
+    """One linear layer per seed (``members`` per seed for an ensemble, e.g. twin critics):
+    x (S * members, ..., in) -> (S * members, ..., out) by one ``baddbmm``.
+
+    Weights are (S, in, out), or (S, members, in, out): the seed is always the leading dim.
+    Each (out, in) matrix is orthogonal as ``nn.Linear``'s would be, drawn from its seed's
+    generator. ``fp32``: always in fp32 (a network's last layer; see the module docstring).
+    """
+
+    def __init__(
+        self,
+        generators: Generators,
+        in_dim: int,
+        out_dim: int,
+        *,
+        members: int = 0,
+        fp32: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.fp32 = in_dim, out_dim, fp32
+        lead = (len(generators), members) if members else (len(generators),)
+        self.weight = nn.Parameter(torch.empty(*lead, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(*lead, 1, out_dim))
+        with torch.no_grad():
+            for index, generator in enumerate(generators):  # construction, not the hot path
+                weights = self.weight[index].reshape(-1, in_dim, out_dim)
+                for member in range(weights.shape[0]):
+                    matrix = torch.empty(out_dim, in_dim)
+                    nn.init.orthogonal_(matrix, generator=generator)
+                    weights[member].copy_(matrix.T)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return F.linear(x.float(), self.weight, self.bias)
+        weight = self.weight.reshape(-1, self.in_features, self.out_features)
+        bias = self.bias.reshape(-1, 1, self.out_features)
+        lead = x.shape[:-1]
+        flat = x.reshape(weight.shape[0], -1, self.in_features)
+        if self.fp32:
+            with torch.autocast(x.device.type, enabled=False):
+                out = torch.baddbmm(bias, flat.float(), weight)
+        else:
+            out = torch.baddbmm(bias, flat, weight)
+        return out.reshape(*lead, self.out_features)
+
+
+class SeedLayerNorm(nn.Module):
+    """LayerNorm with an affine transform per seed (and member): (S * members, ..., H)."""
+
+    def __init__(self, seeds: int, dim: int, members: int = 0) -> None:
+        super().__init__()
+        lead = (seeds, members) if members else (seeds,)
+        self.weight = nn.Parameter(torch.ones(*lead, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(*lead, 1, dim))
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = per_seed(self.weight.reshape(-1, self.dim), x)
+        bias = per_seed(self.bias.reshape(-1, self.dim), x)
+        return F.layer_norm(x, (self.dim,)) * weight + bias
+
+
+class SeedMLP(nn.Sequential):
+    """Seed layers in sequence: x (S, ..., in) -> (S, ..., out)."""
 
 
 def mlp(
-    in_dim: int, hidden_dim: int, out_dim: int, *, normalized_head: bool = False
-) -> nn.Sequential:
+    generators: Generators,
+    in_dim: int,
+    hidden_dim: int,
+    out_dim: int,
+    *,
+    normalized_head: bool = False,
+) -> SeedMLP:
     """Two hidden layers. ``normalized_head`` uses LayerNorm+Tanh after the first layer."""
     # in-place ELU on a Linear's output (which its backward does not need): autograd then
     # saves the ELU's result and its backward needs no exp() (same values, less work)
     first_act: list[nn.Module] = (
-        [nn.LayerNorm(hidden_dim), nn.Tanh()] if normalized_head else [nn.ELU(inplace=True)]
+        [SeedLayerNorm(len(generators), hidden_dim), nn.Tanh()]
+        if normalized_head
+        else [nn.ELU(inplace=True)]
     )
-    net = nn.Sequential(
-        nn.Linear(in_dim, hidden_dim),
+    return SeedMLP(
+        SeedLinear(generators, in_dim, hidden_dim),
         *first_act,
-        nn.Linear(hidden_dim, hidden_dim),
+        SeedLinear(generators, hidden_dim, hidden_dim),
         nn.ELU(inplace=True),
-        OutputLinear(hidden_dim, out_dim),
+        SeedLinear(generators, hidden_dim, out_dim, fp32=True),
     )
-    net.apply(orthogonal_init)
-    return net
 
 
 def gaussian_params(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,126 +150,113 @@ def gaussian_params(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class GaussianMLP(nn.Module):
-    """x (..., in_dim) -> (mean, std), each (..., out_dim)."""
+    """x (S, ..., in_dim) -> (mean, std), each (S, ..., out_dim)."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+    def __init__(self, generators: Generators, in_dim: int, hidden_dim: int, out_dim: int):
         super().__init__()
-        self.net = mlp(in_dim, hidden_dim, 2 * out_dim)
+        self.net = mlp(generators, in_dim, hidden_dim, 2 * out_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return gaussian_params(self.net(x).float())
 
 
 class LatentModel(nn.Module):
-    """m(z' | z, a): z (..., Z), a (..., A) -> (mean, std) of z' (..., Z)."""
+    """m(z' | z, a): z (S, ..., Z), a (S, ..., A) -> (mean, std) of z' (S, ..., Z)."""
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+    def __init__(self, generators: Generators, latent_dim: int, action_dim: int, hidden_dim: int):
         super().__init__()
-        self.gaussian = GaussianMLP(latent_dim + action_dim, hidden_dim, latent_dim)
+        self.gaussian = GaussianMLP(generators, latent_dim + action_dim, hidden_dim, latent_dim)
 
     def forward(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.gaussian(torch.cat([z, a], dim=-1))
 
 
 class RewardHead(nn.Module):
-    """r(z, a): (..., Z), (..., A) -> (..., 1)."""
+    """r(z, a): (S, ..., Z), (S, ..., A) -> (S, ..., 1)."""
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+    def __init__(self, generators: Generators, latent_dim: int, action_dim: int, hidden_dim: int):
         super().__init__()
-        self.net = mlp(latent_dim + action_dim, hidden_dim, 1, normalized_head=True)
+        self.net = mlp(generators, latent_dim + action_dim, hidden_dim, 1, normalized_head=True)
 
     def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([z, a], dim=-1)).float()
 
 
 class Classifier(nn.Module):
-    """C(z, a, z'): two logits (..., 2); index 1 means "z' came from the encoder".
+    """C(z, a, z'): two logits (S, ..., 2); index 1 means "z' came from the encoder".
 
     ``linear`` makes it one affine map of (z, a, z') (the linear-classifier ablation, Fig. 16).
     """
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int, linear: bool = False):
+    def __init__(
+        self,
+        generators: Generators,
+        latent_dim: int,
+        action_dim: int,
+        hidden_dim: int,
+        linear: bool = False,
+    ) -> None:
         super().__init__()
         in_dim = 2 * latent_dim + action_dim
         self.net = (
-            OutputLinear(in_dim, 2) if linear else mlp(in_dim, hidden_dim, 2, normalized_head=True)
+            SeedMLP(SeedLinear(generators, in_dim, 2, fp32=True))
+            if linear
+            else mlp(generators, in_dim, hidden_dim, 2, normalized_head=True)
         )
-        self.net.apply(orthogonal_init)
 
     def forward(self, z: torch.Tensor, a: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([z, a, z_next], dim=-1)).float()
 
 
-class EnsembleLinear(nn.Module):
-    """``members`` independent linear layers: x (E, N, in) -> (E, N, out); ``fp32``: always
-    in fp32, as ``OutputLinear``."""
-
-    def __init__(self, members: int, in_dim: int, out_dim: int, fp32: bool = False) -> None:
-        super().__init__()
-        self.fp32 = fp32
-        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
-        self.bias = nn.Parameter(torch.zeros(members, 1, out_dim))
-        for member in range(members):  # orthogonal (out, in) matrix per member, as nn.Linear
-            self.weight.data[member] = nn.init.orthogonal_(torch.empty(out_dim, in_dim)).T
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fp32:
-            with torch.autocast(x.device.type, enabled=False):
-                return torch.baddbmm(self.bias, x.float(), self.weight)
-        return torch.baddbmm(self.bias, x, self.weight)
-
-
-class EnsembleLayerNorm(nn.Module):
-    """LayerNorm with a separate affine transform per member: (E, N, H) -> (E, N, H)."""
-
-    def __init__(self, members: int, dim: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(members, 1, dim))
-        self.bias = nn.Parameter(torch.zeros(members, 1, dim))
-        self.dim = dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, (self.dim,)) * self.weight + self.bias
-
-
 class TwinCritic(nn.Module):
-    """Q1, Q2 as one batched module: z (..., Z), a (..., A) -> (2, ..., 1)."""
+    """Q1, Q2 of every seed as one batched module: z (S, ..., Z), a (S, ..., A) ->
+    (2, S, ..., 1), the twin (member) dim first. Weights are (S, 2, in, out)."""
 
     members = 2
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+    def __init__(self, generators: Generators, latent_dim: int, action_dim: int, hidden_dim: int):
         super().__init__()
-        self.fc1 = EnsembleLinear(self.members, latent_dim + action_dim, hidden_dim)
-        self.norm = EnsembleLayerNorm(self.members, hidden_dim)
-        self.fc2 = EnsembleLinear(self.members, hidden_dim, hidden_dim)
-        self.out = EnsembleLinear(self.members, hidden_dim, 1, fp32=True)
+        seeds, members = len(generators), self.members
+        self.fc1 = SeedLinear(generators, latent_dim + action_dim, hidden_dim, members=members)
+        self.norm = SeedLayerNorm(seeds, hidden_dim, members=members)
+        self.fc2 = SeedLinear(generators, hidden_dim, hidden_dim, members=members)
+        self.out = SeedLinear(generators, hidden_dim, 1, members=members, fp32=True)
 
     def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         x = torch.cat([z, a], dim=-1)
-        lead = x.shape[:-1]
-        h = x.reshape(1, math.prod(lead), x.shape[-1]).expand(self.members, -1, -1)
+        seeds, lead = x.shape[0], x.shape[1:-1]
+        h = x.reshape(seeds, 1, -1, x.shape[-1]).expand(-1, self.members, -1, -1)
+        h = h.reshape(seeds * self.members, -1, x.shape[-1])  # (S * 2, M, in)
         h = torch.tanh(self.norm(self.fc1(h)))
         h = F.elu(self.fc2(h), inplace=True)
-        return self.out(h).float().reshape(self.members, *lead, 1)
+        q = self.out(h).float().reshape(seeds, self.members, *lead, 1)
+        return q.transpose(0, 1)
 
 
 class Actor(nn.Module):
-    """pi(a | z): z (..., Z) -> tanh mean (..., A); acts with clipped Gaussian noise whose std
-    is the exploration schedule's, or (``learn_std``, entropy-bonus ablation) its own."""
+    """pi(a | z): z (S, ..., Z) -> tanh mean (S, ..., A); acts with clipped Gaussian noise
+    whose std is the exploration schedule's, or (``learn_std``, entropy-bonus ablation) its
+    own."""
 
     def __init__(
-        self, latent_dim: int, action_dim: int, hidden_dim: int, learn_std: bool = False
+        self,
+        generators: Generators,
+        latent_dim: int,
+        action_dim: int,
+        hidden_dim: int,
+        learn_std: bool = False,
     ) -> None:
         super().__init__()
         self.learn_std = learn_std
-        self.net = mlp(latent_dim, hidden_dim, 2 * action_dim if learn_std else action_dim)
+        out_dim = 2 * action_dim if learn_std else action_dim
+        self.net = mlp(generators, latent_dim, hidden_dim, out_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out = self.net(z).float()
         return torch.tanh(out.chunk(2, dim=-1)[0] if self.learn_std else out)
 
     def distribution(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (..., Z) -> (tanh mean, std), each (..., A); only with ``learn_std``."""
+        """z (S, ..., Z) -> (tanh mean, std), each (S, ..., A); only with ``learn_std``."""
         mean, raw_std = self.net(z).float().chunk(2, dim=-1)
         low, high = POLICY_LOG_STD
         log_std = low + 0.5 * (high - low) * (torch.tanh(raw_std) + 1.0)
@@ -208,11 +271,12 @@ class IdentityEncoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """d(s | z): z (..., Z) -> reconstructed observation (..., D) (reconstruction ablation)."""
+    """d(s | z): z (S, ..., Z) -> reconstructed observation (S, ..., D) (reconstruction
+    ablation)."""
 
-    def __init__(self, latent_dim: int, obs_dim: int, hidden_dim: int) -> None:
+    def __init__(self, generators: Generators, latent_dim: int, obs_dim: int, hidden_dim: int):
         super().__init__()
-        self.net = mlp(latent_dim, hidden_dim, obs_dim)
+        self.net = mlp(generators, latent_dim, hidden_dim, obs_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).float()
@@ -235,14 +299,16 @@ def sample_action(
 
 
 class WorldModel(nn.Module):
-    """Every network of ALM and the two targets, with small named methods.
+    """Every network of ALM and the two targets, for S seeds, with small named methods.
 
-    Shapes: obs (..., D), z (..., Z), a (..., A). Gaussians are (mean, std) pairs. The
-    keyword switches build the paper's ablations (defaults: the main method):
+    Shapes: obs (S, ..., D), z (S, ..., Z), a (S, ..., A); the seed is always the leading
+    dim. Gaussians are (mean, std) pairs. ``generators`` (one per seed; ``seed_generators``)
+    draw each seed's initial weights; None: one seed from torch's global generator.
+    The keyword switches build the paper's ablations (defaults: the main method):
     ``identity_encoder`` (z = s, so Z = D), ``linear_classifier``, ``decoder`` (for the
     reconstruction-trained encoder) and ``learn_policy_std`` (entropy bonus).
-    ``standardize_obs``: both encoders see (obs - mean) / std, with the data's statistics
-    set once by ``set_observation_stats`` (buffers, saved with the weights).
+    ``standardize_obs``: both encoders see (obs - mean) / std, with each seed's statistics
+    (S, D) set once by ``set_observation_stats`` (buffers, saved with the weights).
     """
 
     def __init__(
@@ -253,6 +319,7 @@ class WorldModel(nn.Module):
         latent_dim: int,
         hidden_dim: int,
         model_hidden_dim: int,
+        generators: Generators | None = None,
         identity_encoder: bool = False,
         linear_classifier: bool = False,
         decoder: bool = False,
@@ -260,37 +327,41 @@ class WorldModel(nn.Module):
         standardize_obs: bool = False,
     ) -> None:
         super().__init__()
+        gens = list(generators) if generators is not None else [None]
+        self.num_seeds = seeds = len(gens)
         self.standardize_obs = standardize_obs
         if standardize_obs:
-            self.register_buffer("obs_mean", torch.zeros(obs_dim))
-            self.register_buffer("obs_std", torch.ones(obs_dim))
+            self.register_buffer("obs_mean", torch.zeros(seeds, obs_dim))
+            self.register_buffer("obs_std", torch.ones(seeds, obs_dim))
         if identity_encoder:
             latent_dim = obs_dim
             self.encoder: nn.Module = IdentityEncoder()
             self.encoder_target: nn.Module = IdentityEncoder()
         else:
-            self.encoder = GaussianMLP(obs_dim, hidden_dim, latent_dim)
-            self.encoder_target = GaussianMLP(obs_dim, hidden_dim, latent_dim)
+            self.encoder = GaussianMLP(gens, obs_dim, hidden_dim, latent_dim)
+            self.encoder_target = copy.deepcopy(self.encoder)
         self.latent_dim = latent_dim
-        self.model = LatentModel(latent_dim, action_dim, model_hidden_dim)
-        self.reward_head = RewardHead(latent_dim, action_dim, hidden_dim)
-        self.classifier = Classifier(latent_dim, action_dim, hidden_dim, linear=linear_classifier)
-        self.critic = TwinCritic(latent_dim, action_dim, hidden_dim)
-        self.critic_target = TwinCritic(latent_dim, action_dim, hidden_dim)
-        self.actor = Actor(latent_dim, action_dim, hidden_dim, learn_std=learn_policy_std)
-        self.decoder = Decoder(latent_dim, obs_dim, hidden_dim) if decoder else None
-        self.encoder_target.load_state_dict(self.encoder.state_dict())
-        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.model = LatentModel(gens, latent_dim, action_dim, model_hidden_dim)
+        self.reward_head = RewardHead(gens, latent_dim, action_dim, hidden_dim)
+        self.classifier = Classifier(
+            gens, latent_dim, action_dim, hidden_dim, linear=linear_classifier
+        )
+        self.critic = TwinCritic(gens, latent_dim, action_dim, hidden_dim)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.actor = Actor(gens, latent_dim, action_dim, hidden_dim, learn_std=learn_policy_std)
+        self.decoder = Decoder(gens, latent_dim, obs_dim, hidden_dim) if decoder else None
         for target in (self.encoder_target, self.critic_target):
             target.requires_grad_(False)
 
     def set_observation_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """The per-dim mean and std (D,) that ``standardize_obs`` divides by (in place)."""
+        """Each seed's per-dim mean and std (S, D) that ``standardize_obs`` divides by."""
         self.obs_mean.copy_(mean)
         self.obs_std.copy_(std.clamp_min(OBS_STD_FLOOR))
 
     def _input(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.obs_mean) / self.obs_std if self.standardize_obs else obs
+        if not self.standardize_obs:
+            return obs
+        return (obs - per_seed(self.obs_mean, obs)) / per_seed(self.obs_std, obs)
 
     def encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(self._input(obs))

@@ -12,6 +12,11 @@ per environment step, so sampling is ``randint`` + gather with no Python loop ov
 and no host sync (the count lives on the device too).
 
 ``terminated`` is the MDP terminal flag; truncations (time limits) only end the episode.
+
+Seeds: ``SeedReplay`` samples for S seeds at once, batches leading with the seed dim. Online,
+each seed has its own ``ReplayBuffer`` whose tensors are rows of one stacked storage
+(``SeedReplay.create``), so one ``rand`` + gather samples every seed's own data; offline,
+the seeds share one buffer of the dataset (``SeedReplay.shared``) and draw their own indices.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import torch
 
 @dataclass(frozen=True)
 class SequenceBatch:
-    """Length-K real sequences. obs: (K+1, B, D); action: (K, B, A); reward, terminated: (K, B)."""
+    """Length-K real sequences. obs: (K+1, B, D); action: (K, B, A); reward, terminated: (K, B)
+    for one buffer; with a leading seed dim (S, ...) from ``SeedReplay``."""
 
     obs: torch.Tensor
     action: torch.Tensor
@@ -34,7 +40,8 @@ class SequenceBatch:
 
 @dataclass(frozen=True)
 class TransitionBatch:
-    """Single transitions. obs, next_obs: (B, D); action: (B, A); reward, terminated: (B,)."""
+    """Single transitions. obs, next_obs: (B, D); action: (B, A); reward, terminated: (B,) for
+    one buffer; with a leading seed dim (S, ...) from ``SeedReplay``."""
 
     obs: torch.Tensor
     action: torch.Tensor
@@ -44,14 +51,25 @@ class TransitionBatch:
 
 
 class IndexSet:
-    """A set of slot ids with O(1) add/remove and uniform sampling on the device."""
+    """A set of slot ids with O(1) add/remove and uniform sampling on the device.
 
-    def __init__(self, capacity: int, device: torch.device) -> None:
+    ``members_device`` (capacity,) long and ``count_device`` (0-d float) may be views into a
+    stacked storage (``SeedReplay``); by default the set allocates its own."""
+
+    def __init__(
+        self,
+        capacity: int,
+        device: torch.device,
+        members_device: torch.Tensor | None = None,
+        count_device: torch.Tensor | None = None,
+    ) -> None:
         self._members = np.zeros(capacity, dtype=np.int64)
         self._position = np.full(capacity, -1, dtype=np.int64)
         self._count = 0
-        self.members_device = torch.zeros(capacity, dtype=torch.long, device=device)
-        self.count_device = torch.zeros((), dtype=torch.float32, device=device)
+        if members_device is None or count_device is None:
+            members_device = torch.zeros(capacity, dtype=torch.long, device=device)
+            count_device = torch.zeros((), dtype=torch.float32, device=device)
+        self.members_device, self.count_device = members_device, count_device
 
     def __len__(self) -> int:
         return self._count
@@ -117,21 +135,27 @@ class ReplayBuffer:
         action_dim: int,
         seq_len: int,
         device: torch.device | str = "cpu",
+        storage: ReplayStorage | None = None,
+        row: int = 0,
     ) -> None:
         if capacity < seq_len + 2:
             raise ValueError(f"replay capacity {capacity} is smaller than seq_len + 2")
         self.capacity = capacity
         self.seq_len = seq_len
         self.device = torch.device(device)
-        self.obs = torch.zeros(capacity, obs_dim, dtype=torch.float32, device=self.device)
-        self.action = torch.zeros(capacity, action_dim, dtype=torch.float32, device=self.device)
-        self.reward = torch.zeros(capacity, dtype=torch.float32, device=self.device)
-        self.terminated = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        if storage is None:
+            storage = ReplayStorage(1, capacity, obs_dim, action_dim, self.device)
+        self.obs, self.action = storage.obs[row], storage.action[row]
+        self.reward, self.terminated = storage.reward[row], storage.terminated[row]
         self.has_next = np.zeros(capacity, dtype=bool)
         self.head = 0  # the next slot to write
         self.size = 0  # slots holding an observation
-        self.sequence_starts = IndexSet(capacity, self.device)
-        self.transition_starts = IndexSet(capacity, self.device)
+        self.sequence_starts = IndexSet(
+            capacity, self.device, storage.sequence_members[row], storage.sequence_count[row]
+        )
+        self.transition_starts = IndexSet(
+            capacity, self.device, storage.transition_members[row], storage.transition_count[row]
+        )
         self._offsets = torch.arange(seq_len + 1, device=self.device)
 
     @staticmethod
@@ -319,3 +343,122 @@ class ReplayBuffer:
         self.head, self.size = state["head"], n
         self.sequence_starts.load_state_dict(state["sequence_starts"])
         self.transition_starts.load_state_dict(state["transition_starts"])
+
+
+class ReplayStorage:
+    """The device tensors of R replay buffers, stacked: obs (R, C, D), action (R, C, A),
+    reward and terminated (R, C), and the two index sets' members (R, C) and counts (R,).
+    Row r is buffer r's; ``ReplayBuffer`` works on views of its row."""
+
+    def __init__(
+        self, rows: int, capacity: int, obs_dim: int, action_dim: int, device: torch.device
+    ) -> None:
+        def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(*shape, dtype=dtype, device=device)
+
+        self.obs = zeros(rows, capacity, obs_dim)
+        self.action = zeros(rows, capacity, action_dim)
+        self.reward = zeros(rows, capacity)
+        self.terminated = zeros(rows, capacity)
+        self.sequence_members = zeros(rows, capacity, dtype=torch.long)
+        self.sequence_count = zeros(rows)
+        self.transition_members = zeros(rows, capacity, dtype=torch.long)
+        self.transition_count = zeros(rows)
+
+    @classmethod
+    def of(cls, buffer: ReplayBuffer) -> ReplayStorage:
+        """One buffer's tensors as a storage of one row (views, no copy)."""
+        storage = cls.__new__(cls)
+        storage.obs, storage.action = buffer.obs[None], buffer.action[None]
+        storage.reward, storage.terminated = buffer.reward[None], buffer.terminated[None]
+        sequences, transitions = buffer.sequence_starts, buffer.transition_starts
+        storage.sequence_members = sequences.members_device[None]
+        storage.sequence_count = sequences.count_device.reshape(1)
+        storage.transition_members = transitions.members_device[None]
+        storage.transition_count = transitions.count_device.reshape(1)
+        return storage
+
+
+class SeedReplay:
+    """Batches for S seeds in one draw, each seed from its own buffer (``create``: one per
+    seed, online) or all from one (``shared``: the dataset, offline).
+
+    ``rows[s]`` is the storage row seed s samples from. A draw is one ``rand`` of shape
+    (S, B) and one gather, whatever S: no loop over seeds or over the batch, no host sync.
+    """
+
+    def __init__(self, storage: ReplayStorage, buffers: list[ReplayBuffer], seeds: int) -> None:
+        self.storage, self.buffers, self.num_seeds = storage, buffers, seeds
+        device = storage.obs.device
+        rows = (
+            torch.arange(seeds) if len(buffers) == seeds else torch.zeros(seeds, dtype=torch.long)
+        )
+        self.rows = rows.to(device)
+        self.capacity, self.seq_len = buffers[0].capacity, buffers[0].seq_len
+        self._offsets = torch.arange(self.seq_len + 1, device=device)
+
+    @classmethod
+    def create(
+        cls,
+        seeds: int,
+        capacity: int,
+        obs_dim: int,
+        action_dim: int,
+        seq_len: int,
+        device: torch.device | str = "cpu",
+    ) -> SeedReplay:
+        """S empty buffers, one per seed, on one stacked storage."""
+        device = torch.device(device)
+        storage = ReplayStorage(seeds, capacity, obs_dim, action_dim, device)
+        buffers = [
+            ReplayBuffer(capacity, obs_dim, action_dim, seq_len, device, storage, row)
+            for row in range(seeds)
+        ]
+        return cls(storage, buffers, seeds)
+
+    @classmethod
+    def shared(cls, buffer: ReplayBuffer, seeds: int) -> SeedReplay:
+        """Every seed samples ``buffer`` (its own indices)."""
+        return cls(ReplayStorage.of(buffer), [buffer], seeds)
+
+    def can_sample(self) -> bool:
+        return all(buffer.can_sample() for buffer in self.buffers)
+
+    def _starts(self, members: torch.Tensor, counts: torch.Tensor, batch: int) -> torch.Tensor:
+        """(S, B) slot ids, each seed's drawn uniformly from its row's index set."""
+        u = torch.rand(self.num_seeds, batch, device=members.device)
+        picks = (u * counts[self.rows].unsqueeze(1)).long().clamp_(max=self.capacity - 1)
+        return members[self.rows.unsqueeze(1), picks]
+
+    def sample_sequences(self, batch_size: int) -> SequenceBatch:
+        """(S, K+1, B, D) sequences, each seed's from its own buffer, never crossing an
+        episode end."""
+        st = self.storage
+        start = self._starts(st.sequence_members, st.sequence_count, batch_size)  # (S, B)
+        idx = (start.unsqueeze(1) + self._offsets.view(1, -1, 1)) % self.capacity  # (S, K+1, B)
+        rows = self.rows.view(-1, 1, 1)
+        steps = idx[:, :-1]
+        return SequenceBatch(
+            obs=st.obs[rows, idx],
+            action=st.action[rows, steps],
+            reward=st.reward[rows, steps],
+            terminated=st.terminated[rows, steps],
+        )
+
+    def sample_transitions(self, batch_size: int) -> TransitionBatch:
+        """(S, B, ...) single transitions (s, a, r, s', terminated)."""
+        st = self.storage
+        idx = self._starts(st.transition_members, st.transition_count, batch_size)  # (S, B)
+        rows = self.rows.view(-1, 1)
+        nxt = (idx + 1) % self.capacity
+        return TransitionBatch(
+            obs=st.obs[rows, idx],
+            action=st.action[rows, idx],
+            reward=st.reward[rows, idx],
+            next_obs=st.obs[rows, nxt],
+            terminated=st.terminated[rows, idx],
+        )
+
+    def observations(self) -> list[torch.Tensor]:
+        """Each seed's stored observations (N_s, D) (views)."""
+        return [self.buffers[int(row)].observations() for row in self.rows.tolist()]

@@ -1,7 +1,8 @@
 """Sample-and-update steps: the seam between a replay buffer and the agent.
 
 ``make_updater(agent, replay)`` returns an object whose ``step(std)`` samples one batch of
-sequences and one of transitions and runs ``agent.update`` on them:
+sequences and one of transitions for every seed of the agent (``SeedReplay``; a plain
+``ReplayBuffer`` is shared by all seeds) and runs ``agent.update`` on them:
 
 * ``EagerUpdater``: plain PyTorch, on any device (the reference path).
 * ``CudaGraphUpdater``: on CUDA, sampling and the whole update (every forward, backward,
@@ -23,7 +24,7 @@ import torch
 
 from alm_offline.core.agent import AlmAgent
 from alm_offline.core.metrics import Metrics
-from alm_offline.core.replay import ReplayBuffer, SequenceBatch, TransitionBatch
+from alm_offline.core.replay import ReplayBuffer, SeedReplay, SequenceBatch, TransitionBatch
 from alm_offline.errors import AlmWarning
 
 WARMUP_UPDATES = 3
@@ -34,12 +35,18 @@ class EagerUpdater:
 
     graphed = False
 
-    def __init__(self, agent: AlmAgent, replay: ReplayBuffer) -> None:
+    def __init__(self, agent: AlmAgent, replay: ReplayBuffer | SeedReplay) -> None:
+        if isinstance(replay, ReplayBuffer):
+            replay = SeedReplay.shared(replay, agent.num_seeds)
+        if replay.num_seeds != agent.num_seeds:
+            raise ValueError(
+                f"a replay for {replay.num_seeds} seeds, the agent has {agent.num_seeds}"
+            )
         self.agent, self.replay = agent, replay
         self.batch_size = agent.cfg.batch_size
 
     def sample(self) -> tuple[SequenceBatch, TransitionBatch]:
-        """(K+1, B, D) sequences and (B, ...) transitions from the replay."""
+        """(S, K+1, B, D) sequences and (S, B, ...) transitions from the replay."""
         return (
             self.replay.sample_sequences(self.batch_size),
             self.replay.sample_transitions(self.batch_size),
@@ -53,7 +60,7 @@ class EagerUpdater:
 class CudaGraphUpdater(EagerUpdater):
     """Sample + update replayed from one captured CUDA graph (see the module docstring)."""
 
-    def __init__(self, agent: AlmAgent, replay: ReplayBuffer) -> None:
+    def __init__(self, agent: AlmAgent, replay: ReplayBuffer | SeedReplay) -> None:
         super().__init__(agent, replay)
         self.device = agent.device
         self._std = torch.zeros((), device=self.device)
@@ -116,7 +123,7 @@ class CudaGraphUpdater(EagerUpdater):
         return dict(zip(self._keys, stacked.unbind(0), strict=True))
 
 
-def make_updater(agent: AlmAgent, replay: ReplayBuffer) -> EagerUpdater:
+def make_updater(agent: AlmAgent, replay: ReplayBuffer | SeedReplay) -> EagerUpdater:
     """A ``CudaGraphUpdater`` on CUDA when ``agent.cfg.cuda_graph``, else eager."""
     if agent.device.type == "cuda" and agent.cfg.cuda_graph:
         return CudaGraphUpdater(agent, replay)

@@ -61,7 +61,8 @@ def monte_carlo_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
 
 @torch.no_grad()
 def latent_unroll(wm: WorldModel, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Model-mean unroll: z0 (..., Z), actions (T, ..., A) -> latents (T+1, ..., Z), [0] = z0."""
+    """Model-mean unroll: z0 (S, ..., Z), actions (T, S, ..., A) -> latents (T+1, S, ..., Z),
+    [0] = z0."""
     latents = [z0]
     for a in actions:
         latents.append(wm.next(latents[-1], a)[0])
@@ -188,7 +189,9 @@ def bias_analysis(
         env.close()
     obs = torch.as_tensor(np.concatenate(obs_parts), device=agent.device)
     estimates = (
-        lower_bound_estimate(agent.wm, obs, cfg.agent.seq_len, gamma, cfg.agent.classifier_coef)
+        lower_bound_estimate(
+            agent.wm, obs.unsqueeze(0), cfg.agent.seq_len, gamma, cfg.agent.classifier_coef
+        )[0]  # the one seed of a run dir's agent
         .cpu()
         .double()
         .numpy()
@@ -304,8 +307,8 @@ def rollout_analysis(
     obs = torch.as_tensor(observations, device=agent.device)
     actions = torch.as_tensor(actions_np, device=agent.device)
     with torch.no_grad():
-        true = agent.wm.encode(obs)[0]  # (T+1, Z)
-        predicted = latent_unroll(agent.wm, true[0], actions)  # (T+1, Z)
+        true = agent.wm.encode(obs.unsqueeze(0))[0][0]  # the one seed's (T+1, Z)
+        predicted = latent_unroll(agent.wm, true[:1], actions.unsqueeze(1))[:, 0]  # (T+1, Z)
     true_np = true.cpu().double().numpy()
     pred_np = predicted.cpu().double().numpy()
     errors = np.linalg.norm(pred_np - true_np, axis=-1)

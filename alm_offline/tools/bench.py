@@ -102,6 +102,17 @@ def device_name(device: torch.device) -> str:
     return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
 
 
+def machine_fields(env: str, device: torch.device) -> dict[str, Any]:
+    """What every bench result names: env, device (and its name), torch, threads."""
+    return {
+        "env": env,
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
 def matmul_gflops(
     device: torch.device, seconds: float = 1.0, dtype: torch.dtype = torch.float32
 ) -> float:
@@ -262,11 +273,7 @@ def run_bench(
     )
     reference_gflops = REFERENCE_GFLOP_PER_UPDATE * ups
     return BenchResult(
-        env=cfg.env,
-        device=str(device),
-        device_name=device_name(device),
-        torch_version=torch.__version__,
-        threads=torch.get_num_threads(),
+        **machine_fields(cfg.env, device),
         precision=cfg.agent.precision,
         graphed=updater.graphed,
         batch_size=cfg.agent.batch_size,

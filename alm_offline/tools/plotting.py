@@ -28,7 +28,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from alm_offline.config import ConfigError, load_config
 from alm_offline.errors import AlmError
 from alm_offline.training.loggers import read_jsonl
-from alm_offline.training.rundir import read_summary
+from alm_offline.training.rundir import batch_seed_dirs, read_summary
 
 
 class PlotError(AlmError):
@@ -213,7 +213,7 @@ def find_run_dirs(paths: Iterable[Path], depth: int = FIND_DEPTH) -> list[Path]:
         if not path.exists():
             raise PlotError(f"'{path}' does not exist")
         if (path / "config.yaml").is_file():
-            runs = [path]
+            runs = batch_seed_dirs(path) or [path]
         else:
             runs = _runs_below(path, depth) if path.is_dir() else []
             if not runs:
@@ -235,7 +235,7 @@ def _runs_below(folder: Path, depth: int) -> list[Path]:
         return []
     for child in children:
         if (child / "config.yaml").is_file():
-            runs.append(child)
+            runs += batch_seed_dirs(child) or [child]
         else:
             runs += _runs_below(child, depth - 1)
     return runs

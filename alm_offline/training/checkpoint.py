@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from alm_offline.config import ConfigError, RunConfig, config_from_dict, resolve_device, to_dict
-from alm_offline.core.agent import AlmAgent
+from alm_offline.core.agent import AlmAgent, stack_seed_states
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.errors import AlmError, WriteError
+from alm_offline.training.rundir import batch_seed_dirs
 from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights stacked over seeds (S, ...); env state as an episode tape
 LATEST = "latest.pt"
 BEST = "best.pt"  # the best-evaluated agent so far (no replay: for eval, not for resume)
 CHECKPOINTS = {"latest": LATEST, "best": BEST}
@@ -86,19 +87,21 @@ def save_checkpoint(
     path: Path,
     *,
     cfg: RunConfig,
-    agent: AlmAgent,
+    agent_state: dict[str, Any],
+    dims: tuple[int, int],
     counters: dict[str, Any],
     np_rng: np.random.Generator,
     replay: ReplayBuffer | None = None,
     env_rng: dict | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write one resumable checkpoint atomically."""
+    """Write one seed's resumable checkpoint atomically: ``agent_state`` is a one-seed
+    agent state (``agent.seed_state``), ``env_rng`` the training env's episode tape."""
     state = {
         "format_version": FORMAT_VERSION,
         "config": to_dict(cfg),
-        "dims": {"obs": agent.obs_dim, "action": agent.action_dim},
-        "agent": agent.state_dict(),
+        "dims": {"obs": dims[0], "action": dims[1]},
+        "agent": agent_state,
         "counters": dict(counters),
         "rng": {
             "torch": torch.get_rng_state(),
@@ -164,33 +167,43 @@ def checkpoint_config(state: dict[str, Any]) -> RunConfig:
         raise CheckpointError(f"checkpoint config is unusable: {exc}") from None
 
 
-def restore(
-    state: dict[str, Any],
-    *,
-    agent: AlmAgent,
-    np_rng: np.random.Generator,
-    replay: ReplayBuffer | None = None,
-) -> dict[str, Any]:
-    """Load agent, replay and RNG states from ``read_checkpoint`` output; returns counters."""
+def check_dims(state: dict[str, Any], agent: AlmAgent) -> None:
+    """``CheckpointError`` unless the checkpoint's obs/action dims are the agent's."""
     dims = state["dims"]
     if (dims["obs"], dims["action"]) != (agent.obs_dim, agent.action_dim):
         raise CheckpointError(
             f"checkpoint is for obs/action dims {dims['obs']}/{dims['action']}, "
             f"the run has {agent.obs_dim}/{agent.action_dim}"
         )
+
+
+def restore_seeds(
+    states: list[dict[str, Any]],
+    *,
+    agent: AlmAgent,
+    np_rngs: list[np.random.Generator],
+    replays: list[ReplayBuffer] | None = None,
+) -> list[dict[str, Any]]:
+    """Load every seed's ``read_checkpoint`` output (in the agent's seed order) into the
+    agent, the replays and the numpy generators, and torch's RNG from the first (all
+    seeds of a run save the same); returns each seed's counters."""
+    for state in states:
+        check_dims(state, agent)
     try:
-        agent.load_state_dict(state["agent"])
-        if replay is not None:
+        agent.load_state_dict(stack_seed_states([state["agent"] for state in states]))
+        for replay, state in zip(replays or [], states, strict=False):
             replay.load_state_dict(state["replay"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(
             f"checkpoint does not match the run: {str(exc).splitlines()[0]}"
         ) from None
-    torch.set_rng_state(state["rng"]["torch"])
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    np_rng.bit_generator.state = state["rng"]["numpy"]
-    return state["counters"]
+    first = states[0]["rng"]
+    torch.set_rng_state(first["torch"])
+    if first["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(first["cuda"])
+    for np_rng, state in zip(np_rngs, states, strict=True):
+        np_rng.bit_generator.state = state["rng"]["numpy"]
+    return [state["counters"] for state in states]
 
 
 def resolve_checkpoint(source: str | Path, which: str = "latest") -> tuple[Path, Path]:
@@ -201,6 +214,12 @@ def resolve_checkpoint(source: str | Path, which: str = "latest") -> tuple[Path,
     """
     source = Path(source)
     if source.is_dir():
+        seed_dirs = batch_seed_dirs(source)
+        if seed_dirs:
+            raise CheckpointError(
+                f"'{source}' is a batched run of {len(seed_dirs)} seeds: give one seed's run "
+                f"dir, e.g. {seed_dirs[0]}"
+            )
         path = checkpoint_path(source, which)
         if not path.is_file():
             kind = "" if which == "latest" else f"{which} "

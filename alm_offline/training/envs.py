@@ -163,10 +163,57 @@ def describe_env(env_id: str) -> EnvSpec:
 
 
 def rng_state(env: gym.Env) -> dict:
-    """The env's reset RNG state (a plain dict), for exact resume at an episode boundary."""
+    """The env's reset RNG state (a plain dict)."""
     return env.unwrapped.np_random.bit_generator.state
 
 
 def set_rng_state(env: gym.Env, state: dict) -> None:
     """Restore what ``rng_state`` returned; the next ``reset()`` then matches the saved run."""
     env.unwrapped.np_random.bit_generator.state = state
+
+
+class EpisodeTape:
+    """How the training env reached its current state: the reset that began the episode
+    (its seed, or the env's RNG state before a seedless reset) and the actions taken since.
+
+    A checkpoint stores the tape (``state``) and a resume replays it (``replay``): the
+    env is then bit for bit where the saved run left it, mid-episode or not, whatever the
+    env (the simulators are deterministic), with no simulator internals stored.
+    """
+
+    def __init__(self, reset_seed: int | None, rng: dict | None) -> None:
+        self.reset_seed, self.rng = reset_seed, rng
+        self.actions: list[np.ndarray] = []
+
+    @classmethod
+    def begin(cls, env: gym.Env, seed: int | None = None) -> tuple[np.ndarray, EpisodeTape]:
+        """Reset ``env`` (with ``seed``, or from its own RNG) and start recording."""
+        tape = cls(seed, None if seed is not None else rng_state(env))
+        obs, _ = env.reset(seed=seed)
+        return obs, tape
+
+    def record(self, action: np.ndarray) -> None:
+        self.actions.append(np.array(action, dtype=np.float32, copy=True))
+
+    def state(self) -> dict:
+        """Plain values and a tensor (what ``torch.load(weights_only=True)`` reads)."""
+        import torch  # here: making an env needs no torch
+
+        actions = np.stack(self.actions) if self.actions else np.zeros((0, 0), np.float32)
+        return {
+            "reset_seed": self.reset_seed,
+            "rng": self.rng,
+            "actions": torch.from_numpy(actions),
+        }
+
+    @classmethod
+    def replay(cls, env: gym.Env, state: dict) -> tuple[np.ndarray, EpisodeTape]:
+        """Bring ``env`` to the state ``state`` recorded; returns its observation and the tape."""
+        tape = cls(state["reset_seed"], state["rng"])
+        if tape.rng is not None:
+            set_rng_state(env, tape.rng)
+        obs, _ = env.reset(seed=tape.reset_seed)
+        for action in state["actions"].numpy():
+            obs, *_ = env.step(action)
+            tape.record(action)
+        return obs, tape

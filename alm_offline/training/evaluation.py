@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alm_offline.config import RunConfig
 from alm_offline.training.envs import make_env
 from alm_offline.training.loggers import RunLogger
@@ -64,6 +66,19 @@ class RunEvaluation:
             return
         started = time.perf_counter()
         returns = evaluate(policy, self.env, self.cfg.eval.episodes, self.cfg.seed)
+        self.record(returns, counters, logger, save_best, **where)
+        self.seconds += time.perf_counter() - started
+
+    def record(
+        self,
+        returns: np.ndarray,
+        counters: Counters,
+        logger: RunLogger,
+        save_best: Callable[[], None],
+        **where: int,
+    ) -> None:
+        """The rows of an evaluation whose returns (episodes,) were played elsewhere (a
+        batched run plays every seed's at once, ``rollout.evaluate_seeds``)."""
         row = eval_row(where, returns, self.refs)
         counters.last_eval = row
         counters.evaluations.append([where[self.step_key], row["return_mean"]])
@@ -71,7 +86,6 @@ class RunEvaluation:
         if row["return_mean"] > counters.best_eval.get("return_mean", -math.inf):
             counters.best_eval = row
             save_best()
-        self.seconds += time.perf_counter() - started
 
     def close(self) -> None:
         self.env.close()

@@ -29,7 +29,8 @@ def train_offline(
     resume: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Train ALM on a fixed dataset for ``cfg.steps`` updates (App. A.7: bound + BC term)."""
+    """Train ALM on a fixed dataset for ``cfg.steps`` updates (App. A.7: bound + BC term),
+    every seed of ``cfg`` on the same data, each drawing its own batches."""
     refs = (dataset.ref_min_score, dataset.ref_max_score)
     run = TrainingRun(
         cfg,
@@ -50,7 +51,9 @@ def train_offline(
             stacklevel=2,
         )
     fingerprint = dataset.fingerprint()
-    if resume and run.restore()["extra"].get("dataset_fingerprint") != fingerprint:
+    if resume and any(
+        state["extra"].get("dataset_fingerprint") != fingerprint for state in run.restore()
+    ):
         raise CheckpointError(f"the dataset of '{run_dir}' changed since the checkpoint")
     counters = run.counters
     if counters.updates == 0:  # obs_norm: the dataset's statistics (a resume restores them)
@@ -69,20 +72,17 @@ def train_offline(
             if counters.updates % cfg.checkpoint_every == 0 and counters.updates < cfg.steps:
                 run.checkpoint(extra={"dataset_fingerprint": fingerprint})
             if counters.updates % 50 == 0 or counters.updates == cfg.steps:
-                last = counters.last_eval.get("return_mean")
+                last = run.last_eval_mean
                 bar.advance(counters.updates, "" if last is None else f"eval {last:.1f}")
         run.log(updates=counters.updates)
     training_seconds = time.perf_counter() - started - run.eval_seconds
     run.checkpoint(extra={"dataset_fingerprint": fingerprint})
-    last = counters.last_eval
     return run.finish(
         env=dataset.env_id,
         mode="offline",
         dataset=cfg.dataset,
         dataset_return_mean=float(dataset.episode_returns().mean()),
         env_steps=0,
-        normalized_score_mean=last.get("normalized_score_mean"),
-        normalized_score_std=last.get("normalized_score_std"),
         ref_min_score=refs[0],
         ref_max_score=refs[1],
         updates_per_sec=(counters.updates - updates_at_start) / max(training_seconds, 1e-9),

@@ -6,7 +6,7 @@ A policy maps one observation (D,) to one action (A,) in the units the env expec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,38 @@ def evaluate(
         frames = on_frame if episode == 0 else None
         played = run_episode(policy, env, seed + EVAL_SEED_OFFSET + episode, on_frame=frames)
         returns[episode] = played.total_reward
+    return returns
+
+
+def evaluate_seeds(
+    act: Callable[[np.ndarray], np.ndarray],
+    envs: Sequence[gym.Env],
+    episodes: int,
+    seeds: Sequence[int],
+) -> np.ndarray:
+    """Undiscounted returns (S, episodes) of S seeds' policies, played side by side.
+
+    ``act`` maps observations (S, D) to actions (S, A), row s for seed s, so one call acts
+    for every seed; env s plays seed s's episodes, episode i from
+    ``reset(seed=seeds[s] + EVAL_SEED_OFFSET + i)`` as ``evaluate``, whose returns seed s's
+    row equals. A seed whose episodes are over keeps its last observation in the batch and
+    its actions are ignored.
+    """
+    count = len(envs)
+    returns = np.zeros((count, episodes), dtype=np.float64)
+    played = [0] * count
+    obs = [env.reset(seed=seeds[s] + EVAL_SEED_OFFSET)[0] for s, env in enumerate(envs)]
+    active = [episodes > 0] * count
+    while any(active):
+        actions = act(np.stack(obs))
+        for s in (s for s in range(count) if active[s]):  # the envs, not the networks
+            obs[s], reward, terminated, truncated, _ = envs[s].step(actions[s])
+            returns[s, played[s]] += float(reward)
+            if terminated or truncated:
+                played[s] += 1
+                active[s] = played[s] < episodes
+                if active[s]:
+                    obs[s], _ = envs[s].reset(seed=seeds[s] + EVAL_SEED_OFFSET + played[s])
     return returns
 
 

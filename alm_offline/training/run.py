@@ -1,45 +1,69 @@
-"""The machinery every training loop shares: ``TrainingRun``.
+"""The machinery every training loop shares: ``TrainingRun``, for one seed or several.
 
-It seeds torch and the trainer's numpy generator, builds the agent and the evaluation env,
-keeps the counters a resume continues from, and owns the run's checkpoints, evaluation
-rows (through ``evaluation.RunEvaluation``, which the baselines share), metrics window,
-logger session and summary. The loops in ``online.py`` and ``offline.py`` drive it and hold
-only what is their own (the env and its episodes online, the dataset offline).
+A run trains the seeds of its config (``seed``, or ``seeds=...``) as one agent whose update
+is one batched computation (core/agent.py). Everything else is each seed's own
+(``SeedRun``): its run dir (the run's own for one seed, ``RUN/s<SEED>`` for several), its
+numpy generator, evaluation env, counters, logger, checkpoints and summary, so every seed's
+run dir is an ordinary one-seed run dir. ``TrainingRun`` seeds torch, builds the agent,
+keeps the shared progress (env steps, updates) and the metrics window, evaluates every seed
+at once, and saves and restores every seed's checkpoint. The loops in ``online.py`` and
+``offline.py`` drive it and hold only what is their own (the envs and their episodes
+online, the dataset offline).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from alm_offline.config import RunConfig, resolve_device
-from alm_offline.core.agent import AlmAgent
+from alm_offline.config import RunConfig, resolve_device, run_seeds
+from alm_offline.core.agent import AlmAgent, seed_state
 from alm_offline.core.fused import fusion_decision
 from alm_offline.core.metrics import MetricsWindow, NonFiniteError
-from alm_offline.core.replay import ReplayBuffer
+from alm_offline.core.replay import ReplayBuffer, SeedReplay
 from alm_offline.core.updater import EagerUpdater
 from alm_offline.training.checkpoint import (
     checkpoint_path,
     read_resume_checkpoint,
-    restore,
+    restore_seeds,
     save_checkpoint,
 )
 from alm_offline.training.evaluation import Counters, RunEvaluation, summary_fields
 from alm_offline.training.loggers import RunLogger, make_run_logger
 from alm_offline.training.progress import ProgressDisplay
-from alm_offline.training.rundir import write_summary
+from alm_offline.training.rollout import evaluate_seeds
+from alm_offline.training.rundir import seed_run_dirs, write_summary
 from alm_offline.training.threads import ThreadPolicy
 
 
+class SeedRun:
+    """One seed's own part of a run: run dir, config (``seed`` = this seed), numpy
+    generator, evaluation, counters (episodes and evaluations) and logger."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        eval_env_id: str,
+        step_key: str,
+        refs: tuple[float | None, float | None],
+    ) -> None:
+        self.cfg, self.run_dir, self.seed = cfg, run_dir, cfg.seed
+        self.np_rng = np.random.default_rng(cfg.seed)
+        self.evaluation = RunEvaluation(cfg, eval_env_id, step_key, refs)
+        self.counters = Counters()
+        self.logger: RunLogger | None = None
+
+
 class TrainingRun:
-    """One run's shared machinery; the loops drive it (see the module docstring).
+    """A run's shared machinery for its S seeds; the loops drive it (module docstring).
 
     ``step_key`` names the x-axis of the logs (``env_step`` online, ``updates`` offline);
     ``refs`` are the (min, max) reference returns that add normalised scores to evaluations;
@@ -60,55 +84,85 @@ class TrainingRun:
     ) -> None:
         self.threads = ThreadPolicy(cfg.threads)
         self.cfg, self.run_dir, self.step_key = cfg, run_dir, step_key
+        self.seeds = run_seeds(cfg)
         self.device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)
-        self.np_rng = np.random.default_rng(cfg.seed)
-        self.evaluation = RunEvaluation(cfg, eval_env_id, step_key, refs)
-        fused, self.fusion_reason = fusion_decision(cfg.agent.compile, planned_updates, self.device)
-        self.agent = AlmAgent(*dims, cfg.agent, self.device, fused=fused)
-        self.refs = self.evaluation.refs
-        self.counters = Counters()
-        self.window = MetricsWindow()
-        self.logger: RunLogger | None = None
+        torch.manual_seed(self.seeds[0])  # the update's noise: one draw for all seeds
+        self.seed_runs = [
+            SeedRun(seed_cfg, seed_dir, eval_env_id, step_key, refs)
+            for seed_dir, seed_cfg in seed_run_dirs(run_dir, cfg)
+        ]
+        fused, self.fusion_reason = fusion_decision(
+            cfg.agent.compile, planned_updates, self.device, seeds=len(self.seeds)
+        )
+        self.agent = AlmAgent(*dims, cfg.agent, self.device, seeds=self.seeds, fused=fused)
+        self.refs = self.seed_runs[0].evaluation.refs
+        self.counters = Counters()  # the shared progress: env steps, updates, wall time
+        self.window = MetricsWindow(self.seeds)
         self.display: ProgressDisplay | None = None
         self._session_start = time.perf_counter()
         self._wall_before = 0.0
 
+    @property
+    def np_rngs(self) -> list[np.random.Generator]:
+        return [seed.np_rng for seed in self.seed_runs]
+
     def new_replay(self, capacity: int) -> ReplayBuffer:
-        """An empty replay of the agent's dims and sequence length, on its device."""
+        """An empty replay of the agent's dims and sequence length, on its device, that all
+        seeds sample (a dataset)."""
         agent = self.agent
         return ReplayBuffer(
             capacity, agent.obs_dim, agent.action_dim, self.cfg.agent.seq_len, self.device
         )
 
-    def restore(self, replay: ReplayBuffer | None = None) -> dict[str, Any]:
-        """Load the run's latest checkpoint (its config must match; ``steps`` may differ)."""
-        state = read_resume_checkpoint(self.run_dir, self.cfg)
-        counters = restore(state, agent=self.agent, np_rng=self.np_rng, replay=replay)
-        self.counters = Counters(**counters)
-        return state
+    def new_seed_replay(self, capacity: int) -> SeedReplay:
+        """One empty replay per seed, on one stacked storage (online)."""
+        agent = self.agent
+        return SeedReplay.create(
+            agent.num_seeds,
+            capacity,
+            agent.obs_dim,
+            agent.action_dim,
+            self.cfg.agent.seq_len,
+            self.device,
+        )
+
+    def restore(self, replay: SeedReplay | None = None) -> list[dict[str, Any]]:
+        """Load every seed's latest checkpoint (its config must match; ``steps`` may differ);
+        returns the checkpoints, in seed order."""
+        states = [read_resume_checkpoint(s.run_dir, s.cfg) for s in self.seed_runs]
+        buffers = None if replay is None else replay.buffers
+        counters = restore_seeds(states, agent=self.agent, np_rngs=self.np_rngs, replays=buffers)
+        for seed, saved in zip(self.seed_runs, counters, strict=True):
+            seed.counters = Counters(**saved)
+        self.counters = Counters(**counters[0])
+        return states
 
     @contextmanager
     def session(
         self, resumed: bool, done: int, label: str, quiet: bool
     ) -> Iterator[ProgressDisplay]:
-        """Open the logger (a resumed run drops rows past its checkpoint) and the progress
-        display; name the run dir in a ``NonFiniteError``."""
+        """Open every seed's logger (a resumed run drops rows past its checkpoint) and the
+        progress display; name the run dir in a ``NonFiniteError``."""
         self._session_start, self._wall_before = time.perf_counter(), self.counters.wall_seconds
-        self.logger = make_run_logger(self.cfg, self.run_dir, resume_step=done if resumed else None)
-        if resumed:
-            self.logger.truncate_after(self.step_key, done)
         enabled = None if not quiet else False
         try:
-            with self.logger, ProgressDisplay(self.cfg.steps, done, label, enabled) as bar:
+            with ExitStack() as stack:
+                for seed in self.seed_runs:
+                    resume_step = done if resumed else None
+                    seed.logger = make_run_logger(seed.cfg, seed.run_dir, resume_step=resume_step)
+                    if resumed:
+                        seed.logger.truncate_after(self.step_key, done)
+                    stack.enter_context(seed.logger)
+                bar = stack.enter_context(ProgressDisplay(self.cfg.steps, done, label, enabled))
                 self.display = bar
                 yield bar
         except NonFiniteError as exc:
             raise NonFiniteError(f"{exc} (run dir {self.run_dir})") from None
 
     def update(self, updater: EagerUpdater, std: float) -> None:
-        """One agent update; its metrics join the window, which is logged every ``log_every``.
-        Before the update that compiles the fused update, the progress display says so."""
+        """One update of every seed; its metrics (S,) join the window, which is logged every
+        ``log_every``. Before the update that compiles the fused update, the progress
+        display says so."""
         if self.display is not None and self.agent.compiles_next_update:
             self.display.note(
                 "compiling the fused update (seconds from Inductor's cache, up to a minute without)"
@@ -117,54 +171,118 @@ class TrainingRun:
         self.counters.updates += 1
 
     def log(self, **where: float) -> None:
-        """The window's means as one metrics row, at ``where`` (steps, schedules)."""
+        """The window's means as one metrics row per seed, at ``where`` (steps, schedules)."""
         self.threads.adjust()
-        row = self.window.flush()
-        if row:
-            self.logger.metrics({**where, **row})
+        for seed, row in zip(self.seed_runs, self.window.flush(), strict=False):
+            seed.logger.metrics({**where, **row})
 
     def evaluate(self, **where: int) -> None:
-        """The shared evaluation protocol (``RunEvaluation``), logged; best.pt on a new best."""
-        policy = self.agent.eval_policy(self.cfg.eval.latent, self.cfg.seed)
-        best = checkpoint_path(self.run_dir, "best")
-        self.evaluation(policy, self.counters, self.logger, lambda: self._save(best), **where)
+        """Every seed's evaluation (``RunEvaluation``'s protocol, all seeds' episodes played
+        side by side), logged; each seed's best.pt on its new best."""
+        cfg = self.cfg
+        if cfg.eval.episodes <= 0:
+            return
+        started = time.perf_counter()
+        act = self.agent.eval_actions(cfg.eval.latent, self.seeds)
+        envs = [seed.evaluation.env for seed in self.seed_runs]
+        returns = evaluate_seeds(act, envs, cfg.eval.episodes, self.seeds)
+        seconds = time.perf_counter() - started
+        for index, seed in enumerate(self.seed_runs):
+            best = checkpoint_path(seed.run_dir, "best")
+
+            def save_best(index: int = index, best: Path = best) -> None:
+                self._save(index, best)
+
+            seed.evaluation.record(returns[index], seed.counters, seed.logger, save_best, **where)
+            seed.evaluation.seconds += seconds
+
+    @property
+    def last_eval_mean(self) -> float | None:
+        """The mean over seeds of their last evaluation's mean return (None before one)."""
+        means = [s.counters.last_eval.get("return_mean") for s in self.seed_runs]
+        return None if None in means else float(np.mean(means))
 
     @property
     def eval_seconds(self) -> float:
         """This session's time in evaluations."""
-        return self.evaluation.seconds
+        return self.seed_runs[0].evaluation.seconds
 
-    def checkpoint(self, **state: Any) -> None:
-        """Save everything a resume needs (``state``: replay, env_rng, extra)."""
+    def checkpoint(
+        self,
+        replay: SeedReplay | None = None,
+        env_states: list[dict] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Save everything a resume needs, one checkpoint per seed (its replay and its
+        training env's tape online, ``extra`` offline)."""
         self.window.check_finite()
-        self._save(checkpoint_path(self.run_dir), **state)
+        for index, seed in enumerate(self.seed_runs):
+            self._save(
+                index,
+                checkpoint_path(seed.run_dir),
+                replay=None if replay is None else replay.buffers[index],
+                env_rng=None if env_states is None else env_states[index],
+                extra=extra,
+            )
 
-    def _save(self, path: Path, **state: Any) -> None:
+    def _save(self, index: int, path: Path, **state: Any) -> None:
         self.counters.wall_seconds = self._wall_before + time.perf_counter() - self._session_start
+        seed = self.seed_runs[index]
+        agent = self.agent
         save_checkpoint(
             path,
-            cfg=self.cfg,
-            agent=self.agent,
-            counters=asdict(self.counters),
-            np_rng=self.np_rng,
+            cfg=seed.cfg,
+            agent_state=seed_state(agent.state_dict(), index),
+            dims=(agent.obs_dim, agent.action_dim),
+            counters=asdict(self._seed_counters(seed)),
+            np_rng=seed.np_rng,
             **state,
         )
 
+    def _seed_counters(self, seed: SeedRun) -> Counters:
+        """A seed's counters with the shared progress filled in."""
+        shared = self.counters
+        return replace(
+            seed.counters,
+            env_steps=shared.env_steps,
+            updates=shared.updates,
+            wall_seconds=shared.wall_seconds,
+        )
+
     def finish(self, **fields: Any) -> dict[str, Any]:
-        """Close the eval env and write ``summary.json``: ``fields`` + the shared entries."""
-        self.evaluation.close()
-        best = checkpoint_path(self.run_dir, "best")
-        summary = {
+        """Close the eval envs and write each seed's ``summary.json`` (``fields`` + its own
+        entries); with several seeds also the run's, ``RUN/summary.json``, written last.
+        Returns the run's summary (for one seed, that seed's)."""
+        self.counters.wall_seconds = self._wall_before + time.perf_counter() - self._session_start
+        summaries = []
+        for seed in self.seed_runs:
+            seed.evaluation.close()
+            summaries.append(self._seed_summary(seed, fields))
+            write_summary(seed.run_dir, summaries[-1])
+        if not self.cfg.seeds:
+            return summaries[0]
+        summary = batch_summary(self.seeds, summaries, fields, self.run_dir)
+        write_summary(self.run_dir, summary)
+        return summary
+
+    def _seed_summary(self, seed: SeedRun, fields: dict[str, Any]) -> dict[str, Any]:
+        best = checkpoint_path(seed.run_dir, "best")
+        counters = self._seed_counters(seed)
+        last = counters.last_eval
+        return {
             **fields,
-            **summary_fields(self.counters, self.step_key, best),
+            "seed": seed.seed,
+            "episodes": counters.episodes,
+            **summary_fields(counters, self.step_key, best),
+            "normalized_score_mean": last.get("normalized_score_mean"),
+            "normalized_score_std": last.get("normalized_score_std"),
             "device": str(self.device),
+            "seeds_in_process": len(self.seeds),
             "fused_update": self.agent.fused_update is not None,
             "fused_update_reason": self.fusion_reason,
             **self._compile_fields(),
-            "run_dir": str(self.run_dir),
+            "run_dir": str(seed.run_dir),
         }
-        write_summary(self.run_dir, summary)
-        return summary
 
     def _compile_fields(self) -> dict[str, Any]:
         """This session's compile of the fused update (time, Inductor cache), if it ran."""
@@ -173,3 +291,36 @@ class TrainingRun:
         if report is None:
             return {}
         return {"compile_seconds": round(report.seconds, 2), "compile_cache": report.cache}
+
+
+def batch_summary(
+    seeds: tuple[int, ...],
+    summaries: list[dict[str, Any]],
+    fields: dict[str, Any],
+    run_dir: Path,
+) -> dict[str, Any]:
+    """``RUN/summary.json`` of a batched run: the shared fields, each seed's run dir and
+    results, and their mean and population std over seeds."""
+
+    def over_seeds(key: str) -> dict[str, Any]:
+        values = [s.get(key) for s in summaries]
+        if any(v is None for v in values):
+            return {f"{key}_seeds": values}
+        return {
+            f"{key}_seeds": values,
+            f"{key}_over_seeds": float(np.mean(values)),
+            f"{key}_std_over_seeds": float(np.std(values)),
+        }
+
+    return {
+        **fields,
+        "seeds": list(seeds),
+        "runs": {str(seed): s["run_dir"] for seed, s in zip(seeds, summaries, strict=True)},
+        **over_seeds("eval_return_mean"),
+        **over_seeds("best_eval_return_mean"),
+        **over_seeds("normalized_score_mean"),
+        "updates": summaries[0]["updates"],
+        "wall_seconds": summaries[0]["wall_seconds"],
+        "device": summaries[0]["device"],
+        "run_dir": str(run_dir),
+    }

@@ -7,10 +7,11 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from alm_offline.config import RunConfig, to_yaml
+from alm_offline.config import RunConfig, run_seeds, to_yaml
 from alm_offline.errors import AlmError, WriteError
 from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_path
 
@@ -34,7 +35,8 @@ class RunDirError(AlmError):
 
 def default_run_dir(cfg: RunConfig, prefix: str = "") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{prefix}{cfg.env}-s{cfg.seed}-{stamp}"
+    seeds = "-".join(str(seed) for seed in run_seeds(cfg))
+    return Path("runs") / f"{prefix}{cfg.env}-s{seeds}-{stamp}"
 
 
 def holds_run(path: Path) -> bool:
@@ -101,12 +103,42 @@ def prepare_new(path: Path, cfg: RunConfig, overwrite: bool) -> Path:
                     target.unlink()
         except OSError as exc:
             raise WriteError.of(path, exc, "run dir") from None
-    try:
-        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    try:  # a batched run's checkpoints are its seeds'
+        (path if cfg.seeds else path / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WriteError.of(path, exc, "run dir") from None
     write_text_atomic(path / "config.yaml", to_yaml(cfg))
+    if cfg.seeds:  # a batched run: each seed's own run dir below it
+        for seed_dir, seed_cfg in seed_run_dirs(path, cfg):
+            prepare_new(seed_dir, seed_cfg, overwrite)
     return path
+
+
+def batch_seed_dirs(path: Path) -> list[Path]:
+    """The seed run dirs ``RUN/s<SEED>`` of a batched run dir (sorted), [] for any other
+    folder: a batched run's own folder holds config.yaml but no metrics of its own."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file() or (path / "metrics.jsonl").exists():
+        return []
+    return sorted(
+        (child for child in path.glob("s*") if (child / "config.yaml").is_file()),
+        key=lambda child: (len(child.name), child.name),
+    )
+
+
+def seed_run_dirs(run_dir: Path, cfg: RunConfig) -> list[tuple[Path, RunConfig]]:
+    """(run dir, config) of each seed of a run: ``RUN/s<SEED>`` with ``seed=SEED`` for a
+    batched run (``seeds=...``), each an ordinary one-seed run dir; the run itself for one
+    ``seed``."""
+    if not cfg.seeds:
+        return [(Path(run_dir), cfg)]
+    return [
+        (
+            Path(run_dir) / f"s{seed}",
+            replace(cfg, seed=seed, seeds=[], run_dir=str(Path(run_dir) / f"s{seed}")),
+        )
+        for seed in run_seeds(cfg)
+    ]
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -148,6 +180,8 @@ def sparkline(values: list[float]) -> str:
 def describe_summary(summary: dict[str, Any]) -> str:
     """The end of a training run: its result, the evaluation curve at a glance with the best
     checkpoint, the run dir, and the commands to try next."""
+    if "runs" in summary:
+        return describe_batch_summary(summary)
     mean, std = summary.get("eval_return_mean"), summary.get("eval_return_std")
     result = "no evaluation" if mean is None else f"eval return {mean:.1f} +- {std:.1f}"
     if summary.get("normalized_score_mean") is not None:
@@ -185,5 +219,40 @@ def describe_summary(summary: dict[str, Any]) -> str:
     lines.append(
         f"next: alm eval {run_dir} --video {run_dir}/eval.mp4   "
         f"(add --best for the best checkpoint)\n      {plot}"
+    )
+    return "\n".join(lines)
+
+
+def describe_batch_summary(summary: dict[str, Any]) -> str:
+    """The end of a batched run: each seed's last and best evaluation, their mean and std
+    over seeds, the run dirs and the commands to try next."""
+    where = (
+        f"on {summary['dataset']}"
+        if summary.get("mode") == "offline"
+        else f"({summary['env_steps']} env steps)"
+    )
+    seeds = summary["seeds"]
+    lines = [
+        f"{summary['env']}: {len(seeds)} seeds in one process, {summary['updates']} updates "
+        f"each {where} in {summary['wall_seconds']:.0f} s"
+    ]
+    last, best = summary["eval_return_mean_seeds"], summary["best_eval_return_mean_seeds"]
+    for seed, last_mean, best_mean in zip(seeds, last, best, strict=True):
+        if last_mean is None:
+            lines.append(f"  seed {seed}: no evaluation")
+        else:
+            lines.append(f"  seed {seed}: eval return {last_mean:.1f} (best {best_mean:.1f})")
+    if summary.get("eval_return_mean_over_seeds") is not None:
+        lines.append(
+            f"mean over seeds: eval return {summary['eval_return_mean_over_seeds']:.1f} +- "
+            f"{summary['eval_return_mean_std_over_seeds']:.1f}, best "
+            f"{summary['best_eval_return_mean_over_seeds']:.1f} +- "
+            f"{summary['best_eval_return_mean_std_over_seeds']:.1f}"
+        )
+    run_dir = summary["run_dir"]
+    lines.append(f"run dir: {run_dir} (one run dir per seed: {run_dir}/s<SEED>)")
+    lines.append(
+        f"next: alm eval {run_dir}/s{seeds[0]} --best\n      "
+        f"alm plot {run_dir} --out {run_dir}/curves.png"
     )
     return "\n".join(lines)

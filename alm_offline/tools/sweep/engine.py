@@ -1,6 +1,8 @@
 """The sweep: check everything, join Ray, run the trials that are not finished, keep the
 record on disk after every trial, write the results. ``run_sweep`` starts a grid;
-``resume_sweep`` continues one from its folder alone."""
+``resume_sweep`` continues one from its folder alone. The record's ``trials`` are rows, one
+per (cell, method, seed), each naming the run dir of its trial (``trial_dir``): a batched
+trial fills several rows."""
 
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from alm_offline.tools.sweep import ray_runner
-from alm_offline.tools.sweep.grid import SweepError, SweepSpec, check_spec, grid_trials
+from alm_offline.tools.sweep.grid import (
+    SweepError,
+    SweepSpec,
+    check_spec,
+    grid_rows,
+    grid_trials,
+)
 from alm_offline.tools.sweep.results import (
     SWEEP_FILE,
     SweepResult,
@@ -22,12 +30,14 @@ from alm_offline.tools.sweep.results import (
 )
 from alm_offline.tools.sweep.trials import (
     FINISHED,
+    FRESH,
     RESUMABLE,
+    finished_rows,
     run_trial,
     trial_command,
+    trial_rows,
     trial_state,
 )
-from alm_offline.training.rundir import read_summary
 
 Report = Callable[[str], None]
 
@@ -57,10 +67,11 @@ def run_sweep(
             f"'{out}' already holds a sweep; use --resume to continue it or --overwrite "
             "to replace it"
         )
-    trials = [{**t, "status": "pending"} for t in grid_trials(spec, out)]
-    record = {**asdict(spec), "started": _now(), "status": "running", "trials": trials}
-    states = {i: "fresh" for i in range(len(trials))}
-    return _run(spec, out, record, states, overwrite, report or (lambda line: None))
+    trials = grid_trials(spec, out)
+    rows = grid_rows(trials)
+    record = {**asdict(spec), "started": _now(), "status": "running", "trials": rows}
+    states = {i: FRESH for i in range(len(trials))}
+    return _run(spec, out, record, trials, states, overwrite, report or (lambda line: None))
 
 
 def resume_sweep(
@@ -81,31 +92,49 @@ def resume_sweep(
              "gpus_per_trial": gpus_per_trial}  # fmt: skip
     spec = replace(SweepSpec.from_record(record), **{k: v for k, v in given.items() if v})
     check_spec(spec)
-    grid = grid_trials(spec, out)
-    if [t["run_dir"] for t in grid] != [t.get("run_dir") for t in record["trials"]]:
+    trials = grid_trials(spec, out)
+    if [_dirs(row) for row in grid_rows(trials)] != [_dirs(row) for row in record["trials"]]:
         raise SweepError(f"'{out / SWEEP_FILE}' does not list its grid's trials")
+    states, rows = resume_states(trials)
+    record.update(asdict(spec), trials=rows, status="running", resumed=_now())
+    return _run(spec, out, record, trials, states, True, report or (lambda line: None))
+
+
+def _dirs(row: Any) -> tuple[Any, Any]:
+    """A record row's run dir and its trial's (a record from before batched trials has no
+    ``trial_dir``: each trial was its row's run dir)."""
+    if not isinstance(row, dict):
+        return None, None
+    return row.get("run_dir"), row.get("trial_dir", row.get("run_dir"))
+
+
+def resume_states(trials: list[dict[str, Any]]) -> tuple[dict[int, str], list[dict[str, Any]]]:
+    """What resuming does with each trial, from its run dir alone: the states of those to
+    run (index -> ``fresh`` or ``resumable``) and the rows to start from (a finished
+    trial's from its seeds' ``summary.json``, the others pending)."""
     states: dict[int, str] = {}
-    for i, (trial, row) in enumerate(zip(grid, record["trials"], strict=True)):
-        state = trial_state(trial["run_dir"])
-        if state != FINISHED:
+    rows: list[dict[str, Any]] = []
+    for i, trial in enumerate(trials):
+        state = trial_state(trial["run_dir"], trial["seeds"])
+        if state == FINISHED:
+            rows += finished_rows(trial)
+        else:
             states[i] = state
-            record["trials"][i] = {**trial, "status": "pending"}
-        elif row.get("status") != "ok" or not row.get("summary"):  # finished, not recorded
-            record["trials"][i] = {**trial, "status": "ok", "summary": read_summary(
-                trial["run_dir"]), "error": None}  # fmt: skip
-    record.update(asdict(spec), status="running", resumed=_now())
-    return _run(spec, out, record, states, True, report or (lambda line: None))
+            rows += trial_rows(trial)
+    return states, rows
 
 
 def _run(
     spec: SweepSpec,
     out: Path,
     record: dict[str, Any],
+    trials: list[dict[str, Any]],
     states: dict[int, str],
     overwrite: bool,
     say: Report,
 ) -> SweepResult:
-    """Run the trials ``states`` names (index -> fresh or resumable) and write the results."""
+    """Run the ``trials`` that ``states`` names (index -> fresh or resumable), put each
+    one's rows into ``record`` as it finishes, and write the results."""
     ray = ray_runner.import_ray()
     todo = sorted(states)
     where = spec.address or "local"
@@ -118,14 +147,15 @@ def _run(
         save_record(out, record)
         resumed = sum(states[i] == RESUMABLE for i in todo)
         say(
-            f"sweep {spec.name}: {len(todo)} of {len(record['trials'])} {spec.mode} trials to "
+            f"sweep {spec.name}: {len(todo)} of {len(trials)} {spec.mode} trials to "
             f"run ({resumed} resumed) on Ray ({where}), out {out}"
         )
+        position = {row["run_dir"]: k for k, row in enumerate(record["trials"])}
         arguments = [
             (
-                {k: v for k, v in record["trials"][i].items() if k != "status"},
+                trials[i],
                 trial_command(
-                    record["trials"][i],
+                    trials[i],
                     mode=spec.mode,
                     state=states[i],
                     python=spec.python,
@@ -139,14 +169,14 @@ def _run(
         ]
         done = [0]
 
-        def failed(j: int, exc: BaseException) -> dict[str, Any]:
-            error = ray_runner.first_line(exc)
-            return {**arguments[j][0], "status": "failed", "summary": None, "error": error}
+        def failed(j: int, exc: BaseException) -> list[dict[str, Any]]:
+            return trial_rows(arguments[j][0], "failed", ray_runner.first_line(exc))
 
-        def finished(j: int, row: dict[str, Any]) -> None:
+        def finished(j: int, rows: list[dict[str, Any]]) -> None:
             done[0] += 1
-            record["trials"][todo[j]] = row
-            say(describe(row, f"[{done[0]}/{len(todo)}]"))
+            for row in rows:
+                record["trials"][position[row["run_dir"]]] = row
+                say(describe(row, f"[{done[0]}/{len(todo)}]"))
             save_record(out, record)
 
         try:

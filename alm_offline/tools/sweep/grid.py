@@ -1,5 +1,6 @@
-"""The grid of a sweep: its spec, its trials (one unique run dir each) and every check that
-must pass before Ray starts or anything is written."""
+"""The grid of a sweep: its spec, its trials (one unique run dir each; an ALM trial may
+train several seeds in one process) and every check that must pass before Ray starts or
+anything is written."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from typing import Any
 
 from alm_offline.config import BASELINE_METHODS, METHODS, ConfigError, RunConfig, load_config
 from alm_offline.errors import AlmError
+from alm_offline.tools.sweep.trials import trial_rows
 
 ADDRESS_TIMEOUT_S = 5.0
 DEFAULT_CPUS_PER_TRIAL = 1.0
 DEFAULT_GPUS_PER_TRIAL = 0.0
+LEGACY_RECORD = {"seeds_per_trial": 1}  # a record from before batched trials: one seed each
 
 
 class SweepError(AlmError):
@@ -29,6 +32,8 @@ class SweepSpec:
 
     ``mode`` is ``online`` (``cells`` are env ids, ``methods`` is ``["alm"]``) or
     ``offline`` (``cells`` are dataset specs: Minari ids, folders or .hdf5 files).
+    ``seeds_per_trial`` is how many seeds of a cell one ALM trial trains in one process
+    (``None``: all of them); baselines always train one seed per trial.
     """
 
     mode: str
@@ -42,6 +47,7 @@ class SweepSpec:
     address: str | None = None
     cpus_per_trial: float = DEFAULT_CPUS_PER_TRIAL
     gpus_per_trial: float = DEFAULT_GPUS_PER_TRIAL
+    seeds_per_trial: int | None = None
 
     @property
     def threads(self) -> int:
@@ -50,8 +56,9 @@ class SweepSpec:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> SweepSpec:
+        values = {**LEGACY_RECORD, **record}
         try:
-            return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+            return cls(**{name: values[name] for name in cls.__dataclass_fields__})
         except (KeyError, TypeError) as exc:
             raise SweepError(f"sweep.json is not a sweep record ({exc})") from None
 
@@ -105,21 +112,43 @@ def cell_slugs(mode: str, cells: Sequence[str]) -> list[str]:
     return slugs
 
 
+def seed_chunks(spec: SweepSpec, method: str) -> list[list[int]]:
+    """The seeds of one (cell, ``method``) split into trials: consecutive chunks of
+    ``seeds_per_trial`` (all the seeds when ``None``) for ALM, one seed each for a baseline
+    (d3rlpy runs cannot batch)."""
+    size = 1 if method in BASELINE_METHODS else spec.seeds_per_trial or len(spec.seeds)
+    size = max(1, size)  # check_spec refuses a size below 1 before any grid is made
+    return [spec.seeds[i : i + size] for i in range(0, len(spec.seeds), size)]
+
+
 def grid_trials(spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
-    """Every trial in grid order (cell, then method, then seed), each with its run dir:
-    ``OUT/ENV/sSEED`` online, ``OUT/DATASET/METHOD/sSEED`` offline."""
+    """Every trial in grid order (cell, then method, then seeds), each with its run dir
+    under ``OUT/ENV`` online, ``OUT/DATASET/METHOD`` offline: ``sSEED`` for one seed, that
+    folder itself for a batch of all the seeds, ``seeds-FIRST-LAST`` for a batch of some
+    (the seeds of a batch land in ``DIR/sSEED``)."""
     key = "env" if spec.mode == "online" else "dataset"
     trials = []
     for cell, slug in zip(spec.cells, cell_slugs(spec.mode, spec.cells), strict=True):
         for method in spec.methods:
-            for seed in spec.seeds:
-                folder = out / slug
-                if spec.mode == "offline":
-                    folder = folder / method.replace("+", "")
+            folder = out / slug
+            if spec.mode == "offline":
+                folder = folder / method.replace("+", "")
+            for seeds in seed_chunks(spec, method):
+                if len(seeds) == 1:
+                    run_dir = folder / f"s{seeds[0]}"
+                elif len(seeds) == len(spec.seeds):
+                    run_dir = folder
+                else:
+                    run_dir = folder / f"seeds-{seeds[0]}-{seeds[-1]}"
                 trials.append(
-                    {key: cell, "method": method, "seed": seed, "run_dir": str(folder / f"s{seed}")}
+                    {key: cell, "method": method, "seeds": seeds, "run_dir": str(run_dir)}
                 )
     return trials
+
+
+def grid_rows(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pending rows of ``trials``, one per (cell, method, seed), in grid order."""
+    return [row for trial in trials for row in trial_rows(trial)]
 
 
 # ------------------------------------------------------------------------------ checks
@@ -138,6 +167,9 @@ def check_spec(spec: SweepSpec) -> None:
         repeated = sorted({str(x) for x in items if list(items).count(x) > 1})
         if repeated:
             raise SweepError(f"{label} listed twice: {', '.join(repeated)}")
+    per_trial = spec.seeds_per_trial
+    if per_trial is not None and (type(per_trial) is not int or per_trial < 1):
+        raise SweepError(f"--seeds-per-trial must be an integer >= 1, got {per_trial}")
     if not spec.cpus_per_trial > 0:
         raise SweepError(f"--cpus-per-trial must be positive, got {spec.cpus_per_trial:g}")
     if not spec.gpus_per_trial >= 0:

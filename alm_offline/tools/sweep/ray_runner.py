@@ -1,5 +1,9 @@
 """Ray: joining a cluster (or starting a local one) and running one task per trial.
 
+A task asks Ray for ``--cpus-per-trial`` CPUs and ``--gpus-per-trial`` GPUs whatever its
+number of seeds: a batched ALM trial trains its seeds in one process (one ``threads=``
+torch pool, one device), so a cell of five seeds takes the slot of one trial, not five.
+
 Each task runs with ``max_retries=0``: a trial whose worker or node dies is a ``failed``
 row, never retried automatically (a retry would start it again from scratch, on a node
 chosen by Ray, while the driver reports nothing); ``alm sweep --resume`` continues it from
@@ -53,19 +57,23 @@ def connect(ray: Any, address: str | None) -> None:
         raise SweepError(f"cannot start Ray ({address or 'local'}): {first_line(exc)}") from None
 
 
+Rows = list[dict[str, Any]]
+
+
 def run_tasks(
     ray: Any,
-    function: Callable[..., dict[str, Any]],
+    function: Callable[..., Rows],
     arguments: Sequence[tuple],
-    failed_row: Callable[[int, BaseException], dict[str, Any]],
-    finished: Callable[[int, dict[str, Any]], None],
+    failed_rows: Callable[[int, BaseException], Rows],
+    finished: Callable[[int, Rows], None],
     *,
     cpus_per_trial: float,
     gpus_per_trial: float,
 ) -> None:
-    """Run ``function(*arguments[i])`` for every i as a task on the connected Ray and give
-    each row to ``finished(i, row)`` as it comes; a task that died (crashed worker, dead
-    node, lost object) becomes ``failed_row(i, exc)``."""
+    """Run ``function(*arguments[i])`` (a trial's rows) for every i as a task on the
+    connected Ray, each with the same resources, and give each result to
+    ``finished(i, rows)`` as it comes; a task that died (crashed worker, dead node, lost
+    object) becomes ``failed_rows(i, exc)``."""
     task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(function)
     pending = {task.remote(*args): i for i, args in enumerate(arguments)}
     while pending:
@@ -73,8 +81,8 @@ def run_tasks(
         for ref in ready:
             i = pending.pop(ref)
             try:
-                row = ray.get(ref)
+                rows = ray.get(ref)
             except Exception as exc:  # RayTaskError, WorkerCrashedError, NodeDiedError, ...
                 cause = getattr(exc, "cause", None)
-                row = failed_row(i, cause if isinstance(cause, BaseException) else exc)
-            finished(i, row)
+                rows = failed_rows(i, cause if isinstance(cause, BaseException) else exc)
+            finished(i, rows)

@@ -33,13 +33,15 @@ CSV_COLUMNS = (
     "wall_seconds",
     "run_dir",
     "error",
+    "trial_dir",
 )
 SUMMARY_COLUMNS = CSV_COLUMNS[5:12]
 
 
 @dataclass
 class SweepResult:
-    """What a finished sweep wrote; ``trials`` in grid order (cell, method, seed)."""
+    """What a finished sweep wrote; ``trials`` are its rows, one per (cell, method, seed)
+    in grid order (a batched trial fills one row per seed)."""
 
     out: Path
     trials: list[dict[str, Any]]
@@ -134,7 +136,8 @@ def results_table(
 
 
 def results_csv(trials: Sequence[dict[str, Any]]) -> str:
-    """One CSV row per trial (``CSV_COLUMNS``); empty cells where a trial has no value."""
+    """One CSV row per (cell, method, seed) (``CSV_COLUMNS``; ``run_dir`` is the seed's,
+    ``trial_dir`` its trial's); empty cells where a row has no value."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -143,6 +146,7 @@ def results_csv(trials: Sequence[dict[str, Any]]) -> str:
         row = {key: summary.get(key) for key in SUMMARY_COLUMNS}
         row.update({key: t.get(key) for key in ("dataset", "method", "seed", "status")})
         row.update(env=t.get("env") or summary.get("env"), run_dir=t["run_dir"])
+        row["trial_dir"] = t.get("trial_dir", t["run_dir"])
         row["error"] = t.get("error")
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return buffer.getvalue()

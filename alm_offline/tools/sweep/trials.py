@@ -1,10 +1,15 @@
 """One trial: its state on disk, its command line, and running it (the body of a Ray task).
 
-Every trial is a ``python -m cli train-online|train-offline|baseline ... run_dir=DIR``
-subprocess, so its state is what its run dir holds, whatever happened to the sweep's
-driver or worker: ``summary.json`` = finished; ``checkpoints/latest.pt`` = resumable
-(ALM's checkpoint; a d3rlpy baseline writes none mid-run, cannot resume and starts
-again); otherwise fresh. This module imports nothing heavy: a Ray worker imports it to run a task.
+Every trial is a ``python -m cli train-online|train-offline ... run_dir=DIR`` subprocess, so
+its state is what its run dir holds, whatever happened to the sweep's driver or worker.
+
+A trial trains one seed (``seed=S``; ``DIR`` is that seed's run dir) or, for ALM, a batch of
+seeds in one process (``seeds=1,2,3``; each seed's run dir is ``DIR/s<SEED>``, and
+``DIR/summary.json`` is written once every seed has finished). Its state: ``summary.json``
+in ``DIR`` = finished; ALM's ``checkpoints/latest.pt`` in ``DIR`` (a batch: ``DIR/config.yaml``
+and the checkpoint of every seed) = resumable; otherwise fresh (a d3rlpy baseline writes no
+checkpoint mid-run, cannot resume and starts again). A trial comes back as one row per seed.
+This module imports nothing heavy: a Ray worker imports it to run a task.
 """
 
 from __future__ import annotations
@@ -27,14 +32,61 @@ LOCK_WAIT_S = 30.0  # a killed trial's process may take a moment to go (and free
 PR_SET_PDEATHSIG = 1
 
 
-def trial_state(run_dir: str | Path) -> str:
-    """``finished``, ``resumable`` or ``fresh``, from the files of ``run_dir`` alone."""
+def is_batched(trial: dict[str, Any]) -> bool:
+    """Whether ``trial`` trains two or more seeds in one process (``seeds=...``)."""
+    return len(trial["seeds"]) > 1
+
+
+def seed_run_dir(trial: dict[str, Any], seed: int) -> str:
+    """The run dir of ``seed`` within ``trial``: ``DIR/s<SEED>`` for a batch, else ``DIR``."""
+    return str(Path(trial["run_dir"]) / f"s{seed}") if is_batched(trial) else trial["run_dir"]
+
+
+def trial_rows(
+    trial: dict[str, Any], status: str = "pending", error: str | None = None
+) -> list[dict[str, Any]]:
+    """One row per seed of ``trial`` (what ``sweep.json``, the CSV and the table hold): the
+    seed's own ``run_dir`` and, as ``trial_dir``, the run dir of the process that trains it."""
+    cell = {key: trial[key] for key in ("env", "dataset") if key in trial}
+    return [
+        {
+            **cell,
+            "method": trial["method"],
+            "seed": seed,
+            "run_dir": seed_run_dir(trial, seed),
+            "trial_dir": trial["run_dir"],
+            "status": status,
+            "summary": None,
+            "error": error,
+        }
+        for seed in trial["seeds"]
+    ]
+
+
+def finished_rows(trial: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a finished trial, each from its seed's own ``summary.json`` (a seed
+    without one is a ``failed`` row)."""
+    rows = trial_rows(trial)
+    for row in rows:
+        summary = read_summary(row["run_dir"])
+        error = None if summary else f"no summary.json in {row['run_dir']}"
+        row.update(status="ok" if summary else "failed", summary=summary or None, error=error)
+    return rows
+
+
+def trial_state(run_dir: str | Path, seeds: Sequence[int] = ()) -> str:
+    """``finished``, ``resumable`` or ``fresh``, from the files of ``run_dir`` alone; with
+    two or more ``seeds``, of a batched run dir (resumable once every seed has a checkpoint:
+    the batch resumes together)."""
     path = Path(run_dir)
-    if (path / "summary.json").is_file():
+    if (path / "summary.json").is_file():  # a batch writes it after all its seeds
         return FINISHED
-    if (path / "checkpoints" / "latest.pt").is_file():  # ALM's resume checkpoint
-        return RESUMABLE
-    return FRESH
+    if len(seeds) > 1:
+        checkpoints = [path / f"s{seed}" / "checkpoints" / "latest.pt" for seed in seeds]
+        ready = (path / "config.yaml").is_file() and all(p.is_file() for p in checkpoints)
+    else:
+        ready = (path / "checkpoints" / "latest.pt").is_file()  # ALM's resume checkpoint
+    return RESUMABLE if ready else FRESH
 
 
 def trial_command(
@@ -48,7 +100,8 @@ def trial_command(
     threads: int,
     overwrite: bool,
 ) -> list[str]:
-    """The command line that runs ``trial`` from ``state`` (``fresh`` or ``resumable``)."""
+    """The command line that runs ``trial`` from ``state`` (``fresh`` or ``resumable``):
+    ``seed=S`` for one seed, ``seeds=1,2,3`` for a batch (always ``run_dir=DIR``)."""
     head = [python, "-m", "cli"]
     command = "train-online" if mode == "online" else "train-offline"
     if state == RESUMABLE:
@@ -57,6 +110,9 @@ def trial_command(
         keys = [f"env={trial['env']}"]
     else:  # the method through train-offline's table (alm baseline ALGO adds method=ALGO)
         keys = ["--dataset", trial["dataset"], f"method={trial['method']}"]
+    seeds = trial["seeds"]
+    batch = ",".join(str(seed) for seed in seeds)
+    seed_key = f"seeds={batch}" if is_batched(trial) else f"seed={seeds[0]}"
     return [
         *head,
         command,
@@ -65,7 +121,7 @@ def trial_command(
         *(["--overwrite"] if overwrite else []),
         *(["--config", config] if config else []),
         *overrides,
-        f"seed={trial['seed']}",
+        seed_key,
         f"threads={threads}",
         f"run_dir={trial['run_dir']}",
     ]
@@ -108,10 +164,13 @@ def wait_for_lock(run_dir: str | Path, timeout: float = LOCK_WAIT_S) -> None:
             return
 
 
-def run_trial(trial: dict[str, Any], command: list[str]) -> dict[str, Any]:
-    """Run ``command`` (inside a Ray worker) and return ``trial``'s row; never raises: a
-    failure is a ``failed`` row with the last line the trial wrote to stderr."""
+def run_trial(trial: dict[str, Any], command: list[str]) -> list[dict[str, Any]]:
+    """Run ``command`` (inside a Ray worker) and return ``trial``'s rows, one per seed;
+    never raises: a failure (for a batch: of any seed) makes every seed a ``failed`` row
+    with the last line the trial wrote to stderr."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # idle OpenMP threads yield the core
+    for seed in trial["seeds"] if is_batched(trial) else ():
+        wait_for_lock(seed_run_dir(trial, seed))
     wait_for_lock(trial["run_dir"])
     try:
         done = subprocess.run(
@@ -123,9 +182,8 @@ def run_trial(trial: dict[str, Any], command: list[str]) -> dict[str, Any]:
             preexec_fn=die_with_parent(),  # safe: a worker runs one task at a time
         )
     except OSError as exc:
-        return {**trial, "status": "failed", "summary": None, "error": f"OSError: {exc}"}
-    summary = read_summary(trial["run_dir"])
-    if done.returncode != 0 or not summary:
+        return trial_rows(trial, "failed", f"OSError: {exc}")
+    if done.returncode != 0 or not read_summary(trial["run_dir"]):
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
-        return {**trial, "status": "failed", "summary": None, "error": lines[-1]}
-    return {**trial, "status": "ok", "summary": summary, "error": None}
+        return trial_rows(trial, "failed", lines[-1])
+    return finished_rows(trial)
