@@ -28,7 +28,7 @@ run: install
 test: install baselines-env
 	ALM_BASELINES_PYTHON=$(abspath $(BASELINES_VENV))/bin/python $(PYTHON) -m pytest -q -n auto --dist loadfile -m "not learning"
 
-# the 5-seed learning-parity run (tests/test_learning.py, docs/seeds.md), alone: about 9 minutes
+# the 5-seed learning-parity run (tests/test_learning.py, docs/seeds.md), alone: about 6 minutes
 test-learning: install
 	$(PYTHON) -m pytest -q -p no:xdist -m learning
 

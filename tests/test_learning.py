@@ -12,7 +12,7 @@ from alm_offline.training.envs import make_env
 from alm_offline.training.rollout import evaluate
 from cli import alm
 
-# trains the quick config's five seeds for about 9 CPU minutes: `make test-learning`, apart
+# trains the quick config's five seeds for about 6 CPU minutes: `make test-learning`, apart
 # from `make test` (whose 15-minute budget it would take half of, docs/seeds.md)
 pytestmark = [pytest.mark.slow, pytest.mark.learning]
 
