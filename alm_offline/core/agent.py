@@ -81,7 +81,6 @@ class AlmAgent:
         self.cfg = cfg
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.device = torch.device(device)
-        self.seeds = tuple(seeds) if seeds is not None else None
         self.wm = WorldModel(
             obs_dim,
             action_dim,

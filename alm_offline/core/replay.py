@@ -53,22 +53,14 @@ class TransitionBatch:
 class IndexSet:
     """A set of slot ids with O(1) add/remove and uniform sampling on the device.
 
-    ``members_device`` (capacity,) long and ``count_device`` (0-d float) may be views into a
-    stacked storage (``SeedReplay``); by default the set allocates its own."""
+    Its device side lives in a ``ReplayStorage`` row: ``members_device`` (capacity,) long
+    and ``count_device`` (0-d float) are views, so ``SeedReplay`` samples every row at once."""
 
-    def __init__(
-        self,
-        capacity: int,
-        device: torch.device,
-        members_device: torch.Tensor | None = None,
-        count_device: torch.Tensor | None = None,
-    ) -> None:
+    def __init__(self, members_device: torch.Tensor, count_device: torch.Tensor) -> None:
+        capacity = members_device.shape[0]
         self._members = np.zeros(capacity, dtype=np.int64)
         self._position = np.full(capacity, -1, dtype=np.int64)
         self._count = 0
-        if members_device is None or count_device is None:
-            members_device = torch.zeros(capacity, dtype=torch.long, device=device)
-            count_device = torch.zeros((), dtype=torch.float32, device=device)
         self.members_device, self.count_device = members_device, count_device
 
     def __len__(self) -> int:
@@ -145,16 +137,15 @@ class ReplayBuffer:
         self.device = torch.device(device)
         if storage is None:
             storage = ReplayStorage(1, capacity, obs_dim, action_dim, self.device)
+        self.storage, self.row = storage, row
         self.obs, self.action = storage.obs[row], storage.action[row]
         self.reward, self.terminated = storage.reward[row], storage.terminated[row]
         self.has_next = np.zeros(capacity, dtype=bool)
         self.head = 0  # the next slot to write
         self.size = 0  # slots holding an observation
-        self.sequence_starts = IndexSet(
-            capacity, self.device, storage.sequence_members[row], storage.sequence_count[row]
-        )
+        self.sequence_starts = IndexSet(storage.sequence_members[row], storage.sequence_count[row])
         self.transition_starts = IndexSet(
-            capacity, self.device, storage.transition_members[row], storage.transition_count[row]
+            storage.transition_members[row], storage.transition_count[row]
         )
         self._offsets = torch.arange(seq_len + 1, device=self.device)
 
@@ -365,19 +356,6 @@ class ReplayStorage:
         self.transition_members = zeros(rows, capacity, dtype=torch.long)
         self.transition_count = zeros(rows)
 
-    @classmethod
-    def of(cls, buffer: ReplayBuffer) -> ReplayStorage:
-        """One buffer's tensors as a storage of one row (views, no copy)."""
-        storage = cls.__new__(cls)
-        storage.obs, storage.action = buffer.obs[None], buffer.action[None]
-        storage.reward, storage.terminated = buffer.reward[None], buffer.terminated[None]
-        sequences, transitions = buffer.sequence_starts, buffer.transition_starts
-        storage.sequence_members = sequences.members_device[None]
-        storage.sequence_count = sequences.count_device.reshape(1)
-        storage.transition_members = transitions.members_device[None]
-        storage.transition_count = transitions.count_device.reshape(1)
-        return storage
-
 
 class SeedReplay:
     """Batches for S seeds in one draw, each seed from its own buffer (``create``: one per
@@ -387,14 +365,16 @@ class SeedReplay:
     (S, B) and one gather, whatever S: no loop over seeds or over the batch, no host sync.
     """
 
-    def __init__(self, storage: ReplayStorage, buffers: list[ReplayBuffer], seeds: int) -> None:
-        self.storage, self.buffers, self.num_seeds = storage, buffers, seeds
-        device = storage.obs.device
-        rows = (
-            torch.arange(seeds) if len(buffers) == seeds else torch.zeros(seeds, dtype=torch.long)
-        )
-        self.rows = rows.to(device)
-        self.capacity, self.seq_len = buffers[0].capacity, buffers[0].seq_len
+    def __init__(self, seed_buffers: list[ReplayBuffer]) -> None:
+        """``seed_buffers[s]``: the buffer seed s samples, all rows of one storage."""
+        self.storage = seed_buffers[0].storage
+        if any(buffer.storage is not self.storage for buffer in seed_buffers):
+            raise ValueError("a SeedReplay's buffers must share one ReplayStorage")
+        self.seed_buffers, self.num_seeds = seed_buffers, len(seed_buffers)
+        self.buffers = list({id(b): b for b in seed_buffers}.values())  # each buffer once
+        device = self.storage.obs.device
+        self.rows = torch.tensor([buffer.row for buffer in seed_buffers], device=device)
+        self.capacity, self.seq_len = seed_buffers[0].capacity, seed_buffers[0].seq_len
         self._offsets = torch.arange(self.seq_len + 1, device=device)
 
     @classmethod
@@ -410,16 +390,17 @@ class SeedReplay:
         """S empty buffers, one per seed, on one stacked storage."""
         device = torch.device(device)
         storage = ReplayStorage(seeds, capacity, obs_dim, action_dim, device)
-        buffers = [
-            ReplayBuffer(capacity, obs_dim, action_dim, seq_len, device, storage, row)
-            for row in range(seeds)
-        ]
-        return cls(storage, buffers, seeds)
+        return cls(
+            [
+                ReplayBuffer(capacity, obs_dim, action_dim, seq_len, device, storage, row)
+                for row in range(seeds)
+            ]
+        )
 
     @classmethod
     def shared(cls, buffer: ReplayBuffer, seeds: int) -> SeedReplay:
         """Every seed samples ``buffer`` (its own indices)."""
-        return cls(ReplayStorage.of(buffer), [buffer], seeds)
+        return cls([buffer] * seeds)
 
     def can_sample(self) -> bool:
         return all(buffer.can_sample() for buffer in self.buffers)
@@ -461,4 +442,4 @@ class SeedReplay:
 
     def observations(self) -> list[torch.Tensor]:
         """Each seed's stored observations (N_s, D) (views)."""
-        return [self.buffers[int(row)].observations() for row in self.rows.tolist()]
+        return [buffer.observations() for buffer in self.seed_buffers]

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from alm_offline.config import RunConfig, run_seeds, to_yaml
+from alm_offline.config import ConfigError, RunConfig, load_config, run_seeds, to_yaml
 from alm_offline.errors import AlmError, WriteError
 from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_path
 
@@ -115,15 +115,13 @@ def prepare_new(path: Path, cfg: RunConfig, overwrite: bool) -> Path:
 
 
 def batch_seed_dirs(path: Path) -> list[Path]:
-    """The seed run dirs ``RUN/s<SEED>`` of a batched run dir (sorted), [] for any other
-    folder: a batched run's own folder holds config.yaml but no metrics of its own."""
-    path = Path(path)
-    if not (path / "config.yaml").is_file() or (path / "metrics.jsonl").exists():
+    """The seed run dirs ``RUN/s<SEED>`` of a batched run dir, in its config's seed order;
+    [] for any other folder (no config.yaml, an unreadable one, or one seed)."""
+    try:
+        cfg = load_config(str(Path(path) / "config.yaml"))
+    except (ConfigError, OSError):
         return []
-    return sorted(
-        (child for child in path.glob("s*") if (child / "config.yaml").is_file()),
-        key=lambda child: (len(child.name), child.name),
-    )
+    return [run_dir for run_dir, _ in seed_run_dirs(Path(path), cfg)] if cfg.seeds else []
 
 
 def seed_run_dirs(run_dir: Path, cfg: RunConfig) -> list[tuple[Path, RunConfig]]:
