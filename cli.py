@@ -8,6 +8,7 @@ print as ``warning: ...`` lines. Any other exception is a bug and keeps its trac
 from __future__ import annotations
 
 import json
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import click
 
 from alm_offline.config import BASELINE_METHODS, EVAL_LATENTS
 from alm_offline.datasets.formats import FORMATS, INFERRED
+from alm_offline.datasets.suite import EXPERT_FACTOR, SUITE_KINDS
 from alm_offline.errors import AlmError, AlmWarning, printable
 
 # ------------------------------------------------------------------- errors, warnings
@@ -98,11 +100,48 @@ REF_SCORES = options(
     click.option("--ref-min", type=float, default=None, help="Random-policy return (scores)."),
     click.option("--ref-max", type=float, default=None, help="Expert-policy return (scores)."),
 )
+
+
+class ActionBound(click.ParamType):
+    """``--action-low``/``--action-high``: one number (for every dim) or comma-separated
+    numbers (one per dim), each finite; their count and low < high are checked against the
+    data (``datasets.action_box.box_from_bounds``)."""
+
+    name = "bound"
+
+    def convert(self, value, param, ctx) -> tuple[float, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            bounds = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"'{value}' is not a number or comma-separated numbers", param, ctx)
+        if not all(math.isfinite(bound) for bound in bounds):
+            self.fail(f"'{value}' holds a value that is not finite", param, ctx)
+        return bounds
+
+
+ACTION_BOX = options(
+    click.option(
+        "--action-low",
+        type=ActionBound(),
+        default=None,
+        metavar="LOW[,LOW...]",
+        help="Low bound of the box the actions are stored in: one value for every dim or one "
+        "per dim (with --action-high; for data whose env is unknown, or to check the file's).",
+    ),
+    click.option(
+        "--action-high",
+        type=ActionBound(),
+        default=None,
+        metavar="HIGH[,HIGH...]",
+        help="High bound of that box, likewise.",
+    ),
+)
 DATASET_SOURCE = options(
     click.option("--env", "env_id", default=None, help="Env id of the data (action box, dims)."),
-    click.option(
-        "--clip-actions", is_flag=True, help="Clip actions into the env's box, don't fail."
-    ),
+    ACTION_BOX,
+    click.option("--clip-actions", is_flag=True, help="Clip actions into their box, don't fail."),
     click.option("--download", is_flag=True, help="Download a Minari id missing locally."),
 )
 DATASET_OPTION = click.option(
@@ -163,51 +202,87 @@ def train_online_command(config, resume, overwrite, quiet, overrides) -> None:
     _train(start_online(config, overrides, resume=resume, overwrite=overwrite), quiet)
 
 
+OFFLINE_DATA = options(
+    DATASET_OPTION,
+    REF_SCORES,
+    ACTION_BOX,
+    click.option("--clip-actions", is_flag=True, help="Clip dataset actions into their box."),
+)
+
+
 @alm.command("train-offline")
-@DATASET_OPTION
-@REF_SCORES
-@click.option("--clip-actions", is_flag=True, help="Clip dataset actions into the env's box.")
+@OFFLINE_DATA
 @TRAIN
 def train_offline_command(
-    dataset_spec, ref_min, ref_max, clip_actions, config, resume, overwrite, quiet, overrides
+    dataset_spec,
+    ref_min,
+    ref_max,
+    action_low,
+    action_high,
+    clip_actions,
+    config,
+    resume,
+    overwrite,
+    quiet,
+    overrides,
 ) -> None:
-    """Train ALM offline on a fixed dataset (paper appendix A.7); steps counts updates."""
+    """Train ALM offline on a fixed dataset (paper appendix A.7); steps counts updates.
+
+    A dataset that names no env (and no env=ENV_ID) trains with evaluation off (eval.every=0);
+    its actions need a known box: the file's, or the one --action-low and --action-high give."""
     from alm_offline.training.start import start_offline
 
-    extra = _offline_overrides(dataset_spec, ref_min, ref_max, clip_actions)
+    extra = _offline_overrides(
+        dataset_spec, ref_min, ref_max, action_low, action_high, clip_actions
+    )
     if resume is not None and extra:
-        raise AlmError("--dataset/--ref-*/--clip-actions cannot change on --resume")
+        raise AlmError("--dataset/--ref-*/--action-*/--clip-actions cannot change on --resume")
     _train(start_offline(config, (*overrides, *extra), resume=resume, overwrite=overwrite), quiet)
 
 
-def _offline_overrides(dataset_spec, ref_min, ref_max, clip_actions) -> list[str]:
+def _offline_overrides(
+    dataset_spec, ref_min, ref_max, action_low, action_high, clip_actions
+) -> list[str]:
     """The offline options as KEY=VALUE overrides."""
     if dataset_spec is not None and not dataset_spec.strip():
         raise UserError("--dataset is empty: give a Minari id, a Minari folder or an .hdf5 file")
     extra = [f"dataset={dataset_spec}"] if dataset_spec is not None else []
     extra += [f"eval.ref_min={ref_min}"] if ref_min is not None else []
     extra += [f"eval.ref_max={ref_max}"] if ref_max is not None else []
+    for key, bounds in (("action_low", action_low), ("action_high", action_high)):
+        extra += [f"{key}=[{','.join(map(repr, bounds))}]"] if bounds is not None else []
     return extra + (["clip_actions=true"] if clip_actions else [])
 
 
 @alm.command("baseline")
 @click.argument("algo", type=click.Choice(BASELINE_METHODS), metavar="ALGO")
-@DATASET_OPTION
-@REF_SCORES
-@click.option("--clip-actions", is_flag=True, help="Clip dataset actions into the env's box.")
+@OFFLINE_DATA
 @click.option("--config", "config", default=None, help="YAML file, or offline (the default).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in run_dir.")
 @click.option("--quiet", is_flag=True, help="No per-evaluation lines.")
 @click.argument("overrides", nargs=-1)
 def baseline_command(
-    algo, dataset_spec, ref_min, ref_max, clip_actions, config, overwrite, quiet, overrides
+    algo,
+    dataset_spec,
+    ref_min,
+    ref_max,
+    action_low,
+    action_high,
+    clip_actions,
+    config,
+    overwrite,
+    quiet,
+    overrides,
 ) -> None:
     """Train d3rlpy's ALGO (its D4RL settings) on a dataset, into a run dir like
     train-offline's. OVERRIDES are KEY=VALUE (steps, seed, eval.every, eval.episodes, ...).
     Needs the baselines extra: pip install 'alm-offline[baselines]'."""
     from alm_offline.training.start import start_offline
 
-    extra = [*_offline_overrides(dataset_spec, ref_min, ref_max, clip_actions), f"method={algo}"]
+    extra = _offline_overrides(
+        dataset_spec, ref_min, ref_max, action_low, action_high, clip_actions
+    )
+    extra.append(f"method={algo}")
     _train(start_offline(config, (*overrides, *extra), overwrite=overwrite), quiet)
 
 
@@ -236,7 +311,8 @@ DESTINATION_RULE = (
     "convert",
     help=f"""Convert SRC (HDF5 file, Minari folder or Minari id) to DST.
 
-{DESTINATION_RULE} Actions are written in the env's own units.""",
+{DESTINATION_RULE} Actions are written in the env's own units; without a known env, in their
+stored units with their box (--action-low/--action-high, or the source's) declared.""",
 )
 @click.argument("src")
 @click.argument("dst")
@@ -244,7 +320,19 @@ DESTINATION_RULE = (
 @REF_SCORES
 @OVERWRITE
 @DATASET_SOURCE
-def dataset_convert(src, dst, fmt, ref_min, ref_max, overwrite, env_id, clip_actions, download):
+def dataset_convert(
+    src,
+    dst,
+    fmt,
+    ref_min,
+    ref_max,
+    overwrite,
+    env_id,
+    action_low,
+    action_high,
+    clip_actions,
+    download,
+):
     from alm_offline.datasets import convert, resolve_destination
 
     data = convert(
@@ -257,6 +345,8 @@ def dataset_convert(src, dst, fmt, ref_min, ref_max, overwrite, env_id, clip_act
         overwrite,
         clip_actions=clip_actions,
         download=download,
+        action_low=action_low or (),
+        action_high=action_high or (),
     )
     where, fmt = resolve_destination(dst, fmt)
     click.echo(f"wrote {where} ({fmt}): {data.num_episodes} episodes, {data.num_steps} steps")
@@ -315,11 +405,21 @@ def dataset_collect(env_id, policy, steps, episodes, out, fmt, noise, seed, over
 @click.argument("spec", metavar="DATASET")
 @JSON
 @DATASET_SOURCE
-def dataset_info(spec, as_json, env_id, clip_actions, download) -> None:
-    """Describe DATASET (HDF5 file, Minari folder or Minari id): sizes, returns, flags, scores."""
+def dataset_info(spec, as_json, env_id, action_low, action_high, clip_actions, download) -> None:
+    """Describe DATASET (HDF5 file, Minari folder or Minari id): sizes, returns, flags, scores.
+
+    Without an env or a declared box the actions are described as stored, box unknown."""
     from alm_offline.datasets import load_dataset
 
-    data = load_dataset(spec, download, env_id=env_id, clip_actions=clip_actions)
+    data = load_dataset(
+        spec,
+        download,
+        env_id=env_id,
+        clip_actions=clip_actions,
+        action_low=action_low or (),
+        action_high=action_high or (),
+        require_box=False,
+    )
     click.echo(json.dumps(data.summary(), indent=2) if as_json else data.describe(spec))
 
 
@@ -345,7 +445,7 @@ def dataset_list(folder: str | None) -> None:
     type=click.IntRange(min=1),
     default=100_000,
     show_default=True,
-    help="Transitions of each random and medium dataset.",
+    help="Transitions of each random, medium and expert dataset.",
 )
 @click.option(
     "--train-steps",
@@ -353,6 +453,20 @@ def dataset_list(folder: str | None) -> None:
     default=20_000,
     show_default=True,
     help="Env steps of each behaviour (medium) policy's online training.",
+)
+@click.option(
+    "--expert-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Env steps the behaviour run trains on to, for the expert policy (more than "
+    f"--train-steps) [default: {EXPERT_FACTOR} x --train-steps].",
+)
+@click.option(
+    "--levels",
+    default=",".join(SUITE_KINDS),
+    show_default=True,
+    help="Comma-separated levels to make (only expert and medium-expert train on to "
+    "--expert-steps).",
 )
 @click.option(
     "--config",
@@ -371,11 +485,21 @@ def dataset_list(folder: str | None) -> None:
 @OVERWRITE
 @click.argument("overrides", nargs=-1)
 def dataset_make_suite(
-    envs, prefix, steps, train_steps, behaviour_config, work_dir, seed, overwrite, overrides
+    envs,
+    prefix,
+    steps,
+    train_steps,
+    expert_steps,
+    levels,
+    behaviour_config,
+    work_dir,
+    seed,
+    overwrite,
+    overrides,
 ) -> None:
-    """Make a D4RL-style suite per env (random, medium, medium-replay) as Minari datasets
-    PREFIX/FAMILY/KIND-v0 in the local store. OVERRIDES (KEY=VALUE) go to the behaviour
-    training runs (e.g. threads=1)."""
+    """Make a D4RL-style suite per env (random, medium, medium-replay, expert,
+    medium-expert) as Minari datasets PREFIX/FAMILY/KIND-v0 in the local store. OVERRIDES
+    (KEY=VALUE) go to the behaviour training runs (e.g. threads=1)."""
     from alm_offline.datasets.suite import make_suite
 
     env_ids = [env.strip() for env in envs.split(",") if env.strip()]
@@ -384,6 +508,8 @@ def dataset_make_suite(
         prefix=prefix,
         steps=steps,
         train_steps=train_steps,
+        expert_steps=expert_steps,
+        levels=[level.strip() for level in levels.split(",") if level.strip()],
         behaviour_config=behaviour_config,
         behaviour_overrides=overrides,
         work_dir=work_dir,

@@ -52,7 +52,14 @@ class AgentConfig:
     # standardise observations (per dim) with the data's mean and std, set at the first update
     # from the warm-up data (online) or the dataset (offline); off in the paper
     obs_norm: bool = False
-    bc_coef: float = 0.0  # weight of the behaviour-cloning term (offline, App. A.7)
+    # offline ALM's behaviour-cloning term (App. A.7), in the bound's own units (1 = the
+    # paper's): likelihood: bc_weight * sum_t -log pi(a_t | z_t) of the data's actions along
+    # the model latents, pi = N(pi(z), s^2) with the exploration std s (so 1 / (2 s^2) per
+    # squared error); behaviour-kl: bc_weight * sum_t g^t [log pi_b - log pi](a_t | z_t),
+    # a_t ~ pi, along the actor's imagined rollouts, pi_b a Gaussian head fit to the data (the
+    # paper's form, and the better on halfcheetah-medium-replay: docs/offline-locomotion.md)
+    bc_term: str = "behaviour-kl"
+    bc_weight: float = 0.0  # weight of that term; 0: off (online ALM)
     precision: str = "fp32"  # fp32; tf32 (CUDA matmuls on TF32 cores); bf16 (autocast networks)
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
     # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates x seeds),
@@ -74,7 +81,9 @@ class AgentConfig:
 class EvalConfig:
     """Deterministic evaluation cadence."""
 
-    every: int = 5000  # env steps (online) or updates (offline) between evaluations
+    # env steps (online) or updates (offline) between evaluations (and one at the end);
+    # 0: never evaluate (an offline dataset that names no env trains so)
+    every: int = 5000
     episodes: int = 5  # episodes per evaluation
     latent: str = "mean"  # z the policy acts on: the encoder's mean, or a sample (the reference's)
     ref_min: float | None = None  # return of a random policy, for normalised scores
@@ -99,7 +108,11 @@ class RunConfig:
     )
     dataset: str | None = None  # offline: .hdf5 file, Minari folder or id (None: the bundled one)
     method: str = "alm"  # alm; offline also d3rlpy's bc, td3+bc, iql, cql (alm baseline ALGO)
-    clip_actions: bool = False  # offline: clip dataset actions into [-1, 1] instead of failing
+    clip_actions: bool = False  # offline: clip dataset actions into their box instead of failing
+    # offline: the box the dataset's actions are stored in, one value (every dim) or one per dim
+    # (--action-low/--action-high); empty: the box the dataset declares, else its env's
+    action_low: list[float] = field(default_factory=list)
+    action_high: list[float] = field(default_factory=list)  # its high bounds (see action_low)
     seed: int = 1  # seeds torch, numpy, the envs and the replay sampling
     # several seeds in one process (seeds=1,2,3): one batched computation, a run dir
     # RUN/s<SEED> per seed (docs/seeds.md); empty: seed alone. Given, it overrides seed
@@ -127,6 +140,11 @@ CHOICES = {
     "classifier": ("mlp", "linear"),
     "encoder": ("mlp", "identity"),
     "encoder_objective": ("alm", "reconstruction"),
+    "bc_term": ("likelihood", "behaviour-kl"),
+}
+RENAMED = {  # keys of earlier versions -> the one line saying what replaced them
+    "bc_coef": "agent.bc_coef was replaced by agent.bc_weight, in units of -log pi (bc_coef C at "
+    "exploration std s is bc_weight 2 s^2 C: 10000 at s = 0.1 is 200), and agent.bc_term",
 }
 
 
@@ -182,11 +200,16 @@ def load_config(
                 raise ConfigError(f"cannot read config '{path}': {exc}") from None
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"config '{path}' must be a mapping of keys to values")
+            refuse_renamed(OmegaConf.to_container(loaded, resolve=False))
             merged = OmegaConf.merge(merged, loaded)
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not KEY=VALUE")
         overrides = [_seed_list_override(item) for item in overrides]
+        for item in overrides:
+            key = item.split("=", 1)[0].strip()
+            if key.startswith("agent."):
+                refuse_renamed({"agent": {key[len("agent.") :]: None}})
         if overrides:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
         refuse_resolvers(OmegaConf.to_container(merged, resolve=False), "config")
@@ -197,6 +220,15 @@ def load_config(
     if cfg.seeds:
         cfg.seed = cfg.seeds[0]
     return cfg
+
+
+def refuse_renamed(raw: Any) -> None:
+    """``ConfigError`` naming the replacement of a key earlier versions had (``RENAMED``) in
+    the raw config mapping ``raw``."""
+    agent = raw.get("agent") if isinstance(raw, dict) else None
+    for key in agent if isinstance(agent, dict) else ():
+        if key in RENAMED:
+            raise ConfigError(RENAMED[key])
 
 
 def _seed_list_override(item: str) -> str:
@@ -215,6 +247,7 @@ def run_seeds(cfg: RunConfig) -> tuple[int, ...]:
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuild a ``RunConfig`` from ``to_dict`` output (checkpoints, run dirs)."""
     refuse_resolvers(data, "stored config")
+    refuse_renamed(data)
     try:
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), data))
     except OmegaConfBaseException as exc:
@@ -277,7 +310,6 @@ def validate(cfg: RunConfig) -> None:
         "steps": cfg.steps,
         "checkpoint_every": cfg.checkpoint_every,
         "log_every": cfg.log_every,
-        "eval.every": cfg.eval.every,
         "agent.seq_len": a.seq_len,
         "agent.batch_size": a.batch_size,
         "agent.hidden_dim": a.hidden_dim,
@@ -300,6 +332,7 @@ def validate(cfg: RunConfig) -> None:
         if not value > 0:
             raise ConfigError(f"{key} must be positive, got {value}")
     non_negative = {
+        "eval.every": cfg.eval.every,
         "eval.episodes": cfg.eval.episodes,
         "threads": cfg.threads,
         "agent.warmup_steps": a.warmup_steps,
@@ -307,7 +340,7 @@ def validate(cfg: RunConfig) -> None:
         "agent.expl_std_start": a.expl_std_start,
         "agent.expl_std_end": a.expl_std_end,
         "agent.stddev_clip": a.stddev_clip,
-        "agent.bc_coef": a.bc_coef,
+        "agent.bc_weight": a.bc_weight,
         "agent.kl_coef": a.kl_coef,
         "agent.entropy_bonus": a.entropy_bonus,
         "agent.action_penalty": a.action_penalty,

@@ -10,6 +10,7 @@ in float64 as ``mid + half * a`` so that a box of [-1, 1] is the identity, bit f
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -91,6 +92,38 @@ class ActionBox:
     def _mid_half(self) -> tuple[np.ndarray, np.ndarray]:
         low, high = self.low.astype(np.float64), self.high.astype(np.float64)
         return (high + low) / 2.0, (high - low) / 2.0
+
+
+BOUND_OPTIONS = "--action-low/--action-high"
+
+
+def box_from_bounds(low: Sequence[float], high: Sequence[float], dim: int) -> ActionBox:
+    """The box ``--action-low``/``--action-high`` declare for actions of ``dim`` dims.
+
+    Each bound is one value (for every dim) or ``dim`` values; all must be finite with low <
+    high in every dim, else a one-line ``DatasetError`` naming the options.
+    """
+    bounds = {"--action-low": list(low), "--action-high": list(high)}
+    if not all(bounds.values()):
+        raise DatasetError(f"give both {' and '.join(bounds)}, or neither")
+    for option, values in bounds.items():
+        if len(values) not in (1, dim):
+            raise DatasetError(
+                f"{option} has {len(values)} values, the actions {dim} dims: give one value "
+                f"for every dim or {dim} comma-separated values"
+            )
+        if not all(np.isfinite(values)):
+            raise DatasetError(f"{option} must be finite numbers, got {_numbers(values)}")
+    low_, high_ = (np.broadcast_to(np.float32(v), (dim,)) for v in bounds.values())
+    if not np.all(low_ < high_):
+        raise DatasetError(
+            f"{BOUND_OPTIONS} must have low < high in every dim, got {_span(low_, high_)}"
+        )
+    return ActionBox(low_, high_)
+
+
+def _numbers(values: Sequence[float]) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 def _span(low: np.ndarray, high: np.ndarray) -> str:

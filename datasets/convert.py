@@ -17,6 +17,7 @@ Each format is a row of ``formats.FORMATS``; nothing here names one.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from alm_offline.errors import printable
 from alm_offline.scores import reference_scores
 from alm_offline.training.envs import EnvSpec, describe_env, env_spec, make_env
 
-from .action_box import ActionBox
+from .action_box import BOUND_OPTIONS, ActionBox, box_from_bounds
 from .atomic import check_can_create, check_destination
 from .collect import check_collect_args, collect, policy_for
 from .episodes import (
@@ -40,6 +41,9 @@ from .hdf5 import HDF5_SUFFIXES, hdf5_overview
 from .minari_io import is_minari_id, list_minari_store, minari_store
 
 ENV_HINT = "--env ENV_ID (train-offline: env=ENV_ID)"
+BOX_HINT = (
+    f"declare their box with {BOUND_OPTIONS} (-1 and 1 if they already lie in the agent's [-1, 1])"
+)
 
 
 BUNDLED_DATASET = "inverted_pendulum-alm-v0.hdf5"
@@ -79,13 +83,21 @@ def load_dataset(
     ref_min: float | None = None,
     ref_max: float | None = None,
     clip_actions: bool = False,
+    action_low: Sequence[float] = (),
+    action_high: Sequence[float] = (),
+    require_box: bool = True,
 ) -> EpisodeDataset:
-    """Read ``spec`` (see the module docstring), settle env id and reference scores, validate.
+    """Read ``spec`` (see the module docstring), settle env id, action box and reference
+    scores, validate.
 
     ``env_id`` overrides the source's env; the data's dims are checked against it (or the
-    source's env when gymnasium knows it). ``download`` fetches a Minari id missing locally;
-    None says the caller has no ``--download`` option (see ``read_minari_id``). Raises
-    ``DatasetError`` or ``EnvError``.
+    source's env when gymnasium knows it). ``action_low``/``action_high`` (one value for
+    every dim, or one per dim) declare the box the actions are stored in: for a source that
+    declares none it takes the place of the env's box; a source that declares another box is
+    refused. ``require_box=False`` loads a source whose box stays unknown (no env, no
+    declared box) with ``action_box`` None, its actions unchecked (``alm dataset info``).
+    ``download`` fetches a Minari id missing locally; None says the caller has no
+    ``--download`` option (see ``read_minari_id``). Raises ``DatasetError`` or ``EnvError``.
     """
     check_ref_scores(ref_min, ref_max, "--ref-min/--ref-max")
     env_spec = describe_env(env_id) if env_id is not None else None
@@ -108,8 +120,10 @@ def load_dataset(
                 DatasetWarning,
                 stacklevel=2,
             )
+    if action_low or action_high:
+        dataset.action_box = _given_box(spec, dataset, action_low, action_high)
     if dataset.action_box is None:
-        dataset.action_box = _env_action_box(spec, dataset.env_id, env_spec)
+        dataset.action_box = _env_action_box(spec, dataset.env_id, env_spec, require_box)
     if ref_min is not None:
         dataset.ref_min_score, dataset.ref_max_score = ref_min, ref_max
     elif dataset.ref_min_score is None or dataset.ref_max_score is None:
@@ -156,8 +170,11 @@ def convert(
     *,
     clip_actions: bool = False,
     download: bool | None = None,
+    action_low: Sequence[float] = (),
+    action_high: Sequence[float] = (),
 ) -> EpisodeDataset:
-    """Load ``src``, write it to ``dst`` as ``fmt`` and return what was written.
+    """Load ``src`` (``action_low``/``action_high`` as ``load_dataset`` takes them), write it
+    to ``dst`` as ``fmt`` and return what was written.
 
     The destination is checked before anything is read: it must not exist unless
     ``overwrite`` (then it is replaced atomically) and must not be the source.
@@ -170,7 +187,14 @@ def convert(
     if path.exists() and source.exists() and path.resolve() == source.resolve():
         raise DatasetError(f"the destination {dst} is the source")
     dataset = load_dataset(
-        src, download, env_id=env_id, ref_min=ref_min, ref_max=ref_max, clip_actions=clip_actions
+        src,
+        download,
+        env_id=env_id,
+        ref_min=ref_min,
+        ref_max=ref_max,
+        clip_actions=clip_actions,
+        action_low=action_low,
+        action_high=action_high,
     )
     save_dataset(dataset, dst, fmt, overwrite=overwrite)
     return dataset
@@ -266,17 +290,36 @@ def _read(spec: str | Path, download: bool | None, env_spec: EnvSpec | None) -> 
     return form.read(spec, download, env_spec)
 
 
-def _env_action_box(spec: str | Path, env_id: str | None, env_spec: EnvSpec | None) -> ActionBox:
-    """The env's own action box for a source that declares none (a D4RL-layout file)."""
-    if env_id is None:
+def _given_box(
+    spec: str | Path, dataset: EpisodeDataset, low: Sequence[float], high: Sequence[float]
+) -> ActionBox:
+    """The box ``--action-low``/``--action-high`` declare: the source's own must be the same."""
+    box = box_from_bounds(low, high, dataset.action_dim)
+    own = dataset.action_box
+    if own is not None and not own.same_as(box):
         raise DatasetError(
-            f"{spec} names no env, so the units of its actions are unknown; "
-            f"name its env with {ENV_HINT}"
+            f"{BOUND_OPTIONS} declare the action box {box.describe()}, but {spec} declares "
+            f"{own.describe()}; drop them to use the source's box"
         )
-    if env_id not in gym.registry:
+    return box
+
+
+def _env_action_box(
+    spec: str | Path, env_id: str | None, env_spec: EnvSpec | None, required: bool
+) -> ActionBox | None:
+    """The env's own action box for a source that declares none (a D4RL-layout file); None
+    when no env gymnasium knows gives one and the box is not ``required``."""
+    if env_id is None or env_id not in gym.registry:
+        if not required:
+            return None
+        named = (
+            "names no env"
+            if env_id is None
+            else f"names env {env_id!r}, which gymnasium does not know,"
+        )
         raise DatasetError(
-            f"{spec} names env {env_id!r}, which gymnasium does not know, so the units of "
-            f"its actions are unknown; name its env with {ENV_HINT}"
+            f"{spec} {named} and declares no action box, so the units of its actions are "
+            f"unknown; {BOX_HINT}, or name its env with {ENV_HINT}"
         )
     box = ActionBox.of_env(env_id)
     if env_spec is not None and box.dim != env_spec.action_dim:

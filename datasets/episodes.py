@@ -183,8 +183,8 @@ class EpisodeDataset:
     def _known_box(self) -> ActionBox:
         if self.action_box is None:
             raise DatasetError(
-                "the dataset's action box is unknown; name its env (--env ENV_ID) so that its "
-                "actions can be read in the env's units"
+                "the dataset's action box is unknown; declare it (--action-low/--action-high) "
+                "or name its env (--env ENV_ID) so that its actions can be read in their units"
             )
         return self.action_box
 
@@ -217,9 +217,9 @@ class EpisodeDataset:
         """Raise ``DatasetError`` unless the dataset is consistent and usable.
 
         Checks shapes against ``episode_lengths``, finite values, termination/truncation
-        flags only on episode ends, actions within ``action_box`` (clipped to it in place, with
-        a ``DatasetWarning``, when ``clip_actions``), the dims of ``env_spec`` when given and
-        the reference scores.
+        flags only on episode ends, actions within ``action_box`` when it is known (clipped to
+        it in place, with a ``DatasetWarning``, when ``clip_actions``), the dims of
+        ``env_spec`` when given and the reference scores.
         """
         self._check_shapes()
         for name in ("observations", "actions", "rewards"):
@@ -274,7 +274,9 @@ class EpisodeDataset:
                 raise DatasetError(f"{bad} {name} fall inside an episode instead of at its end")
 
     def _check_action_range(self, clip_actions: bool) -> None:
-        box = self._known_box()
+        if self.action_box is None:  # units unknown: nothing to check them against
+            return
+        box = self.action_box
         if box.dim != self.action_dim:
             raise DatasetError(
                 f"the action box {box.describe()} has {box.dim} dims, the actions {self.action_dim}"
@@ -320,7 +322,12 @@ class EpisodeDataset:
                 "shape": list(self.observations.shape),
                 "dtype": str(self.observations.dtype),
             },
-            "actions": {"shape": list(self.actions.shape), "dtype": str(self.actions.dtype)},
+            "actions": {
+                "shape": list(self.actions.shape),
+                "dtype": str(self.actions.dtype),
+                "min": self.actions.min(axis=0).tolist(),  # per dim, as stored
+                "max": self.actions.max(axis=0).tolist(),
+            },
             "episode_length": {
                 "mean": float(self.episode_lengths.mean()),
                 "min": int(self.episode_lengths.min()),
@@ -352,7 +359,8 @@ class EpisodeDataset:
             ("steps", summary["steps"]),
             ("observations", f"{tuple(obs['shape'])} {obs['dtype']}"),
             ("actions", f"{tuple(act['shape'])} {act['dtype']}"),
-            ("action box", f"{summary['action_box']} (env units on disk)"),
+            ("action range", f"min {min(act['min']):.4g}, max {max(act['max']):.4g} (as stored)"),
+            ("action box", _describe_box(summary["action_box"])),
             (
                 "episode length",
                 f"mean {lengths['mean']:.1f}, min {lengths['min']}, max {lengths['max']}",
@@ -369,6 +377,61 @@ class EpisodeDataset:
             rows.append(("reference scores", scores))
         rows += list(summary["metadata"].items())
         return "\n".join(f"{printable(key) + ':':<18}{printable(value)}" for key, value in rows)
+
+
+def concatenate(first: EpisodeDataset, second: EpisodeDataset) -> EpisodeDataset:
+    """The episodes of ``first`` followed by those of ``second`` (D4RL's medium-expert).
+
+    Both must have the same env, obs and action dims, action box and reference scores
+    (``DatasetError`` otherwise). Episode seeds are kept (-1 for a dataset that has none);
+    ``open_end`` is ``second``'s (``first``'s open episode is held truncated, as it is);
+    ``metadata`` is left for the caller.
+    """
+    for name in ("env_id", "obs_dim", "action_dim", "ref_min_score", "ref_max_score"):
+        if getattr(first, name) != getattr(second, name):
+            raise DatasetError(
+                f"cannot concatenate datasets of {name} {getattr(first, name)} and "
+                f"{getattr(second, name)}"
+            )
+    boxes = (first.action_box, second.action_box)
+    if None in boxes:
+        same_box = boxes[0] is None and boxes[1] is None
+    else:
+        same_box = boxes[0].same_as(boxes[1])
+    if not same_box:
+        shown = [box.describe() if box is not None else "unknown" for box in boxes]
+        raise DatasetError(f"cannot concatenate datasets of action boxes {shown[0]} and {shown[1]}")
+    seeds = None
+    if first.episode_seeds is not None or second.episode_seeds is not None:
+        seeds = np.concatenate(
+            [
+                data.episode_seeds
+                if data.episode_seeds is not None
+                else np.full(data.num_episodes, -1, dtype=np.int64)
+                for data in (first, second)
+            ]
+        )
+    arrays = ("observations", "actions", "rewards", "terminations", "truncations")
+    return EpisodeDataset(
+        **{name: np.concatenate([getattr(first, name), getattr(second, name)]) for name in arrays},
+        episode_lengths=np.concatenate([first.episode_lengths, second.episode_lengths]),
+        env_id=first.env_id,
+        ref_min_score=first.ref_min_score,
+        ref_max_score=first.ref_max_score,
+        action_box=first.action_box,
+        episode_seeds=seeds,
+        open_end=second.open_end,
+    )
+
+
+def _describe_box(box: str | None) -> str:
+    """The ``action box`` line of ``describe``: the box, or what an unknown one means."""
+    if box is None:
+        return (
+            "unknown: actions in stored units (declare the box with --action-low/--action-high "
+            "or name the env with --env)"
+        )
+    return f"{box} (the units of the stored actions)"
 
 
 def _plain(value: object) -> object:

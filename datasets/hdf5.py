@@ -24,8 +24,8 @@ Actions are in the env's own units (D4RL's convention). Their box is, in this or
 one the file declares (``metadata/`` attributes ``action_low``, ``action_high``, written with
 ``action_units="env"``); [-1, 1] for files this project wrote before it stored env units
 (they say ``action_units="normalized"``, or their description says the actions are
-"normalised to [-1, 1]"); else the env's box, settled by ``load_dataset`` from ``--env`` or
-``metadata/env_id``.
+"normalised to [-1, 1]"); else the box ``load_dataset`` settles: ``--action-low`` /
+``--action-high``, or the env's from ``--env`` or ``metadata/env_id``.
 
 Final observations: with ``next_observations``, an episode's last observation is
 ``next_observations`` of its last transition. Without it, the successor of an episode's

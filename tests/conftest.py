@@ -33,6 +33,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: each file's own order is kept
 
 
+# a tiny offline run (60 updates) on whichever dataset the test gives
+TINY_OFFLINE = (
+    "device=cpu",
+    "threads=1",
+    "steps=60",
+    "checkpoint_every=30",
+    "log_every=20",
+    "eval.every=30",
+    "eval.episodes=1",
+    "agent.batch_size=16",
+    "agent.hidden_dim=32",
+    "agent.model_hidden_dim=32",
+    "agent.latent_dim=8",
+)
 TINY_OVERRIDES = (
     "env=InvertedPendulum-v5",
     "device=cpu",

@@ -11,9 +11,9 @@ from alm_offline.config import AgentConfig
 from alm_offline.core.agent import AlmAgent, exploration_std
 from alm_offline.core.losses import (
     actor_svg_loss,
-    behaviour_cloning_loss,
     classifier_loss,
     critic_loss,
+    likelihood_bc_loss,
     model_bound_loss,
     reward_loss,
 )
@@ -101,12 +101,13 @@ def test_losses_depend_on_the_modules_the_paper_says():
     assert reached(bound.loss) == {"encoder", "model", "reward_head", "critic"}
     # App. A.7's BC term along the bound's latents: the actor through pi, encoder + model
     # through z_t; on the detached latents only the actor
-    assert reached(behaviour_cloning_loss(wm, bound.latents, seq.action).loss) == {
+    assert reached(likelihood_bc_loss(wm, bound.latents, seq.action, 0.5).loss) == {
         "actor",
         "encoder",
         "model",
     }
-    assert reached(behaviour_cloning_loss(wm, bound.latents.detach(), seq.action).loss) == {"actor"}
+    detached = likelihood_bc_loss(wm, bound.latents.detach(), seq.action, 0.5)
+    assert reached(detached.loss) == {"actor"}
 
     z = wm.encode_target(batch.obs)[0]
     actor = actor_svg_loss(

@@ -51,10 +51,11 @@ def test_every_bundled_config_loads_by_name(name):
 def test_offline_locomotion_is_the_config_of_the_readme_table():
     """The values docs/offline-locomotion.md's figures were measured with."""
     a = load_config("offline-locomotion").agent
-    assert (a.bc_coef, a.lr, a.batch_size, a.seq_len, a.obs_norm) == (10000.0, 1e-3, 128, 3, True)
+    assert a.bc_term == "behaviour-kl"
+    assert (a.bc_weight, a.lr, a.batch_size, a.seq_len, a.obs_norm) == (1.0, 1e-3, 128, 3, True)
     assert (a.hidden_dim, a.model_hidden_dim, a.latent_dim) == (128, 256, 50)
     cfg = load_config("offline-locomotion")
-    assert (cfg.steps, cfg.eval.every, cfg.eval.episodes, cfg.threads) == (3000, 1000, 5, 1)
+    assert (cfg.steps, cfg.eval.every, cfg.eval.episodes, cfg.threads) == (10000, 2000, 5, 1)
 
 
 def test_yaml_then_dotlist_overrides(tmp_path):
@@ -78,7 +79,9 @@ def test_yaml_then_dotlist_overrides(tmp_path):
         (["steps=0"], "steps must be positive"),
         (["steps=-5"], "steps must be positive"),
         (["agent.gamma=1.5"], "agent.gamma"),
-        (["agent.bc_coef=-1"], "agent.bc_coef must be >= 0"),
+        (["agent.bc_weight=-1"], "agent.bc_weight must be >= 0"),
+        (["agent.bc_coef=1000"], "agent.bc_coef was replaced by agent.bc_weight"),
+        (["agent.bc_term=kl"], "agent.bc_term must be one of likelihood, behaviour-kl"),
         (["agent.action_penalty=-0.5"], "agent.action_penalty must be >= 0"),
         (["agent.action_penalty=1", "agent.actor_loss=td3"], "applies to the svg actor loss"),
         (["device=tpu"], "device"),

@@ -178,7 +178,9 @@ def d4rl_pendulum_file(path: Path, env_id: str | None = "InvertedPendulum-v5") -
     return np.asarray(rows["actions"], dtype=np.float32)
 
 
-def test_d4rl_file_in_env_units_reads_and_needs_an_env_when_it_names_none(tmp_path) -> None:
+def test_d4rl_file_in_env_units_reads_and_needs_an_env_or_box_to_convert_when_it_names_none(
+    tmp_path,
+) -> None:
     named = tmp_path / "pendulum.hdf5"
     raw = d4rl_pendulum_file(named)
     assert np.abs(raw).max() > 2.5
@@ -187,7 +189,10 @@ def test_d4rl_file_in_env_units_reads_and_needs_an_env_when_it_names_none(tmp_pa
 
     anonymous = tmp_path / "anonymous.hdf5"
     d4rl_pendulum_file(anonymous, env_id=None)
-    assert_one_line_error(alm_cli("dataset", "info", anonymous), "name its env with --env ENV_ID")
+    described = alm_cli("dataset", "info", anonymous)  # issue 28: any valid file is described
+    assert described.exit_code == 0 and "action box:       unknown" in described.output
+    converted = alm_cli("dataset", "convert", anonymous, tmp_path / "out.hdf5")
+    assert_one_line_error(converted, "name its env with --env ENV_ID")
     result = alm_cli("dataset", "info", anonymous, "--env", "InvertedPendulum-v5", "--json")
     assert result.exit_code == 0, result.output
     assert '"action_box": "[-3, 3]"' in result.stdout

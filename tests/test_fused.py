@@ -28,6 +28,8 @@ ABLATIONS = {
     "reconstruction": {"encoder_objective": "reconstruction"},
     "obs-norm": {"obs_norm": True},
     "bf16": {"precision": "bf16"},
+    "offline-behaviour-kl": {"bc_weight": 1.0, "bc_term": "behaviour-kl"},
+    "behaviour-kl-td3-actor": {"bc_weight": 1.0, "bc_term": "behaviour-kl", "actor_loss": "td3"},
 }
 
 
@@ -94,7 +96,7 @@ def test_inductor_fused_update_matches_eager_for_8_updates():
     """Offline (the BC term on): its graph holds every online term too, so one compile covers
     both (the online graph alone traced in the aot_eager tests below; 3 seeds in
     tests/test_seeds.py)."""
-    eager, fused = eager_and_fused("inductor", bc_coef=3.0)
+    eager, fused = eager_and_fused("inductor", bc_weight=0.06, bc_term="likelihood")
     assert_same_updates(eager, fused, 8)
     report = fused.fused_update.report
     assert report is not None and report.seconds > 0 and report.cache in ("hit", "miss")

@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 
 import h5py
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import filled_replay, load_benchmark, seed_batches
+from conftest import TINY_OFFLINE, filled_replay, load_benchmark, seed_batches
 
 from alm_offline.config import AgentConfig
 from alm_offline.core.agent import AlmAgent
-from alm_offline.core.losses import behaviour_cloning_loss, model_bound_loss
+from alm_offline.core.losses import likelihood_bc_loss, model_bound_loss
 from alm_offline.core.networks import rsample
 from alm_offline.datasets import bundled_dataset_path
 from alm_offline.training.checkpoint import checkpoint_path, read_checkpoint
 from cli import alm
 
-TINY = (
-    "device=cpu",
-    "threads=1",
-    "steps=60",
-    "checkpoint_every=30",
-    "log_every=20",
-    "eval.every=30",
-    "eval.episodes=1",
-    "agent.batch_size=16",
-    "agent.hidden_dim=32",
-    "agent.model_hidden_dim=32",
-    "agent.latent_dim=8",
-)
+TINY = TINY_OFFLINE
 
 
 def invoke(*args: str):
@@ -54,11 +43,13 @@ def test_bc_term_value_and_gradient_routing():
 
     torch.manual_seed(1)
     z0 = rsample(*wm.encode(obs[:, 0]))  # the first draw model_bound_loss makes
-    closed_form = (wm.pi(z0) - action[:, 0]).pow(2).sum(-1).mean(-1)  # (S,)
+    # -log N(a; pi(z0), 0.1^2): squared error / (2 * 0.01) + A log(0.1 sqrt(2 pi)), A = 2
+    constant = 2 * (math.log(0.1) + 0.5 * math.log(2 * math.pi))
+    closed_form = ((wm.pi(z0) - action[:, 0]).pow(2).sum(-1) / 0.02 + constant).mean(-1)  # (S,)
     torch.manual_seed(1)
     bound = model_bound_loss(wm, obs, action, std=0.1, stddev_clip=0.3)
     torch.testing.assert_close(bound.latents[:, 0], z0)
-    bc = behaviour_cloning_loss(wm, bound.latents, action)
+    bc = likelihood_bc_loss(wm, bound.latents, action, 0.1)
     torch.testing.assert_close(bc.loss, closed_form)
     torch.testing.assert_close(bc.per_step, closed_form.detach())
 
@@ -81,7 +72,7 @@ def test_bc_gradient_is_added_to_the_actor_update():
     cfg = AgentConfig(hidden_dim=16, model_hidden_dim=16, latent_dim=3, batch_size=8)
     replay = filled_replay(obs_dim=4, action_dim=2)
     a = AlmAgent(4, 2, cfg)
-    b = AlmAgent(4, 2, AgentConfig(**{**cfg.__dict__, "bc_coef": 5.0}))
+    b = AlmAgent(4, 2, AgentConfig(**{**cfg.__dict__, "bc_weight": 0.1, "bc_term": "likelihood"}))
     b.wm.load_state_dict(a.wm.state_dict())
     seq, batch = seed_batches(replay, 8)
     torch.manual_seed(3)
@@ -96,6 +87,39 @@ def test_bc_gradient_is_added_to_the_actor_update():
     assert mb["loss/behaviour_cloning"].item() > 0.0
     assert ma.keys() == mb.keys()
     assert not torch.equal(a.wm.actor.net[0].weight, b.wm.actor.net[0].weight)
+
+
+def test_behaviour_kl_trains_pi_b_and_the_actor_and_leaves_the_bound_as_online():
+    """behaviour-kl (App. A.7 along the actor's rollouts): the encoder and model see the
+    online bound (their weights after an update are bit for bit a no-BC agent's); pi_b is
+    fit to the data's actions; the actor's loss carries the term."""
+    cfg = AgentConfig(hidden_dim=16, model_hidden_dim=16, latent_dim=3, batch_size=8)
+    replay = filled_replay(obs_dim=4, action_dim=2)
+    plain = AlmAgent(4, 2, cfg, seeds=[1])
+    kl = AlmAgent(
+        4,
+        2,
+        AgentConfig(**{**cfg.__dict__, "bc_weight": 1.0, "bc_term": "behaviour-kl"}),
+        seeds=[1],
+    )
+    assert kl.wm.behaviour is not None and plain.wm.behaviour is None
+    shared = {k: v for k, v in kl.wm.state_dict().items() if not k.startswith("behaviour.")}
+    assert all(torch.equal(v, plain.wm.state_dict()[k]) for k, v in shared.items())  # drawn last
+    before = {k: v.clone() for k, v in kl.wm.state_dict().items()}
+    seq, batch = seed_batches(replay, 8)
+    torch.manual_seed(3)
+    m_plain = plain.update(seq, batch, 0.1)
+    torch.manual_seed(3)
+    m_kl = kl.update(seq, batch, 0.1)
+    assert m_plain.keys() == m_kl.keys()
+    for name in ("encoder", "model"):
+        for key, value in getattr(kl.wm, name).state_dict().items():
+            assert torch.equal(value, getattr(plain.wm, name).state_dict()[key]), (name, key)
+    assert not torch.equal(kl.wm.behaviour.net[0].weight, before["behaviour.net.0.weight"])
+    assert not torch.equal(kl.wm.actor.net[0].weight, plain.wm.actor.net[0].weight)
+    assert m_kl["behaviour/nll"].item() != 0.0 and m_plain["behaviour/nll"].item() == 0.0
+    assert m_kl["actor/behaviour_kl"].item() != 0.0 and m_plain["actor/behaviour_kl"].item() == 0.0
+    assert m_kl["loss/behaviour_cloning"].item() == 0.0  # the likelihood form is off
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +142,7 @@ def test_offline_learning_on_the_bundled_dataset(offline_run):
 
 
 @pytest.mark.slow
-def test_bc_coef_zero_runs_and_reference_scores_normalise(tmp_path):
+def test_bc_weight_zero_runs_and_reference_scores_normalise(tmp_path):
     run_dir = tmp_path / "nobc"
     result = invoke(
         "train-offline",
@@ -128,7 +152,7 @@ def test_bc_coef_zero_runs_and_reference_scores_normalise(tmp_path):
         "--ref-max",
         "1005",
         *TINY,
-        "agent.bc_coef=0",
+        "agent.bc_weight=0",
         f"run_dir={run_dir}",
     )
     assert result.exit_code == 0, result.output
@@ -137,7 +161,9 @@ def test_bc_coef_zero_runs_and_reference_scores_normalise(tmp_path):
     assert summary["normalized_score_mean"] == pytest.approx(expected)
     rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
     assert [r["updates"] for r in rows] == [30, 60] and "normalized_score_mean" in rows[0]
-    assert_one_line_error(invoke("train-offline", *TINY, "agent.bc_coef=-1"), "bc_coef")
+    assert_one_line_error(invoke("train-offline", *TINY, "agent.bc_weight=-1"), "bc_weight")
+    renamed = invoke("train-offline", *TINY, "agent.bc_coef=10000")  # the key before issue 28
+    assert_one_line_error(renamed, "agent.bc_coef was replaced by agent.bc_weight")
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ def test_the_readme_library_example_runs_and_prints_the_losses():
     assert {"loss/model_bound", "loss/behaviour_cloning", "loss/critic"} <= printed.keys()
     for values in printed.values():  # one loss per seed, each finite
         assert len(values) == 3 and all(isinstance(v, float) and v == v for v in values)
-    assert min(printed["loss/behaviour_cloning"]) > 0  # the offline config's BC term is on
+    assert 0 not in printed["loss/behaviour_cloning"]  # the offline config's BC term is on
     assert len(set(printed["loss/critic"])) == 3  # three agents, three losses
 
 

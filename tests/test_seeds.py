@@ -25,7 +25,7 @@ from alm_offline.core.replay import SequenceBatch, TransitionBatch
 from alm_offline.training.checkpoint import checkpoint_path, read_checkpoint
 
 OBS, ACT = 5, 2
-CFG = AgentConfig(hidden_dim=32, model_hidden_dim=48, latent_dim=6, batch_size=16, bc_coef=0.5)
+CFG = AgentConfig(hidden_dim=32, model_hidden_dim=48, latent_dim=6, batch_size=16, bc_weight=0.5)
 
 
 def batches(seeds: int, seed: int = 0) -> tuple[SequenceBatch, TransitionBatch]:

@@ -61,9 +61,16 @@ def updated_weights(agent: AlmAgent, replay: ReplayBuffer, std, seed: int = 3):
     return metrics, weights
 
 
-@pytest.mark.parametrize("bc_coef", [0.0, 2.0])
-def test_fast_update_matches_plain_backward_reference(bc_coef):
-    fast, _ = agent_pair(bc_coef=bc_coef)
+@pytest.mark.parametrize(
+    "bc",
+    [
+        {},
+        {"bc_weight": 0.04, "bc_term": "likelihood"},
+        {"bc_weight": 0.5, "bc_term": "behaviour-kl"},
+    ],
+)
+def test_fast_update_matches_plain_backward_reference(bc):
+    fast, _ = agent_pair(**bc)
     plain = PlainAgent(OBS, ACT, fast.cfg)
     plain.load_state_dict(fast.state_dict())
     replay = filled_replay(OBS, ACT)

@@ -1,10 +1,12 @@
-"""alm dataset make-suite: random, medium and medium-replay Minari datasets per env."""
+"""alm dataset make-suite: D4RL's five levels (random, medium, medium-replay, expert,
+medium-expert) as Minari datasets per env."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import minari
 import numpy as np
@@ -12,9 +14,12 @@ import pytest
 from conftest import TINY_OVERRIDES
 
 from alm_offline.core.replay import ReplayBuffer
+from alm_offline.datasets.action_box import ActionBox
 from alm_offline.datasets.convert import save_dataset
-from alm_offline.datasets.episodes import DatasetError
-from alm_offline.datasets.suite import merge_record, replay_dataset, suite_id
+from alm_offline.datasets.episodes import DatasetError, concatenate
+from alm_offline.datasets.safety import MEMORY_HEADROOM
+from alm_offline.datasets.suite import SUITE_KINDS, merge_record, replay_dataset, suite_id
+from alm_offline.training.checkpoint import read_checkpoint
 
 
 def test_suite_ids_follow_minari_s_namespaces():
@@ -98,22 +103,61 @@ def test_a_wrapped_replay_is_refused():
         replay_dataset(replay.state_dict(), "InvertedPendulum-v5")
 
 
-@pytest.mark.slow
-def test_make_suite_writes_three_minari_datasets_that_minari_reads(tmp_path, minari_store):
+def test_two_datasets_concatenate_episode_by_episode():
+    first = replay_dataset(_filled(), "InvertedPendulum-v5")
+    replay = ReplayBuffer(100, 4, 1, seq_len=1)
+    _fill(replay, np.random.default_rng(2), [(3, False), (7, True), (2, True)], 4, 1)
+    second = replay_dataset(replay.state_dict(), "InvertedPendulum-v5")
+    second.episode_seeds = np.array([11, 12, 13])
+    both = concatenate(first, second)
+    both.validate()
+    assert both.episode_lengths.tolist() == [5, 4, 3, 7, 2]
+    assert both.episode_seeds.tolist() == [-1, -1, 11, 12, 13]  # first recorded none
+    for i in range(5):
+        source, j = (first, i) if i < 2 else (second, i - 2)
+        for key, value in both.episode(i).items():
+            assert np.array_equal(value, source.episode(j)[key]), (i, key)
+    assert both.env_id == "InvertedPendulum-v5" and both.action_box.same_as(first.action_box)
+
+    with pytest.raises(DatasetError, match="env_id InvertedPendulum-v5 and Hopper-v5"):
+        concatenate(first, replace(second, env_id="Hopper-v5"))
+    with pytest.raises(DatasetError, match="action boxes"):
+        concatenate(first, replace(second, action_box=ActionBox(low=[-3.0], high=[3.0])))
+    with pytest.raises(DatasetError, match="obs_dim 4 and 3"):
+        concatenate(first, replay_dataset(_filled_3d(), "InvertedPendulum-v5"))
+
+
+def _filled_3d() -> dict:
+    replay = ReplayBuffer(100, 3, 1, seq_len=1)
+    _fill(replay, np.random.default_rng(3), [(4, True)], obs_dim=3, action_dim=1)
+    return replay.state_dict()
+
+
+def _suite_command(tmp_path, *args: str) -> subprocess.CompletedProcess:
     tiny = [o for o in TINY_OVERRIDES if not o.startswith(("env=", "steps=", "agent.buffer"))]
-    result = subprocess.run(
+    return subprocess.run(
         [
-            sys.executable, "-m", "cli", "dataset", "make-suite",
-            "--envs", "Hopper-v5", "--prefix", "t", "--steps", "1500",
-            "--train-steps", "400", "--config", "quick", "--work-dir", str(tmp_path / "w"),
-            *tiny,
+            sys.executable, "-m", "cli", "dataset", "make-suite", "--prefix", "t",
+            "--config", "quick", "--work-dir", str(tmp_path / "w"), *args, *tiny,
         ],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+
+
+def _episodes(dataset_id: str) -> list:
+    return list(minari.load_dataset(dataset_id).iterate_episodes())
+
+
+@pytest.mark.slow
+def test_make_suite_writes_five_minari_datasets_that_minari_reads(tmp_path, minari_store):
+    result = _suite_command(
+        tmp_path, "--envs", "Hopper-v5", "--steps", "1500", "--train-steps", "300",
+        "--expert-steps", "700",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((tmp_path / "w" / "suite.json").read_text())
     rows = {row["id"]: row for row in record["datasets"]}
-    assert list(rows) == ["t/hopper/random-v0", "t/hopper/medium-v0", "t/hopper/medium-replay-v0"]
+    assert list(rows) == [f"t/hopper/{kind}-v0" for kind in SUITE_KINDS]
     for dataset_id, row in rows.items():
         data = minari.load_dataset(dataset_id)
         assert data.total_steps == row["steps"]
@@ -123,13 +167,61 @@ def test_make_suite_writes_three_minari_datasets_that_minari_reads(tmp_path, min
         assert 0 < row["normalized_score_mean"] < 100  # D4RL's hopper reference scores
     assert rows["t/hopper/random-v0"]["steps"] == 1500
     assert rows["t/hopper/medium-v0"]["steps"] == 1500
-    assert rows["t/hopper/medium-replay-v0"]["steps"] == 400  # the whole training run
+    assert rows["t/hopper/medium-replay-v0"]["steps"] == 300  # the whole training run
+    assert rows["t/hopper/expert-v0"]["steps"] == 1500
+    assert rows["t/hopper/medium-expert-v0"]["steps"] == 3000
     behaviour = record["behaviour"]["Hopper-v5"]
-    assert [at for at, _ in behaviour["evaluations"]][-1] == 400
+    assert [at for at, _ in behaviour["evaluations"]] == [150, 300]  # the medium policy's
+    # the expert phase: the same run resumed to --expert-steps, recorded apart
+    expert = behaviour["expert"]
+    assert expert["steps"] == 700 and [at for at, _ in expert["evaluations"]] == [450, 600, 700]
+    medium_state = read_checkpoint(behaviour["checkpoint"])  # checkpoints/medium.pt
+    expert_state = read_checkpoint(expert["checkpoint"])  # checkpoints/expert.pt
+    assert medium_state["counters"]["env_steps"] == 300
+    assert expert_state["counters"]["env_steps"] == expert_state["config"]["steps"] == 700
+    assert medium_state["replay"]["size"] < medium_state["replay"]["capacity"] == 602
+    assert expert_state["replay"]["size"] == 602  # the ring wrapped in the expert phase
+    # medium-expert: exactly medium's episodes, then expert's
+    medium, expert_episodes = _episodes("t/hopper/medium-v0"), _episodes("t/hopper/expert-v0")
+    mixed = _episodes("t/hopper/medium-expert-v0")
+    assert len(mixed) == len(medium) + len(expert_episodes)
+    for got, want in zip(mixed, medium + expert_episodes, strict=True):
+        for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+            assert np.array_equal(getattr(got, key), getattr(want, key))
     # the replay's episodes are the training run's, whose warm-up is uniform random actions
     replay = minari.load_dataset("t/hopper/medium-replay-v0")
     first = next(iter(replay.iterate_episodes()))
     assert np.all(np.abs(first.actions) <= 1.0) and first.actions.std() > 0.3
+
+
+@pytest.mark.slow
+def test_make_suite_levels_without_the_expert_skip_its_training(tmp_path, minari_store):
+    result = _suite_command(
+        tmp_path, "--envs", "InvertedPendulum-v5", "--steps", "100", "--train-steps", "150",
+        "--levels", "medium,random",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "expert" not in result.stdout
+    record = json.loads((tmp_path / "w" / "suite.json").read_text())
+    ids = ["t/invertedpendulum/random-v0", "t/invertedpendulum/medium-v0"]  # D4RL's order
+    assert [row["id"] for row in record["datasets"]] == ids
+    assert sorted(minari.list_local_datasets()) == sorted(ids)
+    assert "expert" not in record["behaviour"]["InvertedPendulum-v5"]
+    checkpoints = tmp_path / "w" / "invertedpendulum-behaviour" / "checkpoints"
+    assert not (checkpoints / "expert.pt").exists()
+    assert read_checkpoint(checkpoints / "latest.pt")["counters"]["env_steps"] == 150
+
+
+def test_the_memory_check_counts_medium_expert_twice(monkeypatch):
+    import alm_offline.datasets.suite as suite
+    from alm_offline.training.envs import describe_env
+
+    envs = [describe_env("InvertedPendulum-v5")]
+    row = 4 * (2 * 4 + 1 + 1) + 2  # bytes of one transition: obs, next obs, action, reward
+    monkeypatch.setattr(suite, "available_memory", lambda: 1.5 * row * 10**6 * MEMORY_HEADROOM)
+    suite._check_memory(envs, ("random", "medium", "expert"), 10**6, 10)
+    with pytest.raises(DatasetError, match="GB available"):
+        suite._check_memory(envs, SUITE_KINDS, 10**6, 10)
 
 
 # --------------------------------------------------- make-suite: checked before training
@@ -175,10 +267,17 @@ def _make_suite(work, *args: str):
         (["--steps", "0"], "--steps"),
         (["--steps", "-5"], "--steps"),
         (["--train-steps", "0"], "--train-steps"),
+        (["--expert-steps", "20"], "--expert-steps (20) must be larger than --train-steps (20)"),
+        (["--expert-steps", "3", "--levels", "random"], "must be larger than --train-steps"),
+        (["--expert-steps", "0"], "--expert-steps"),
+        (["--levels", "random,expert,nosuch"], "--levels: unknown level 'nosuch'"),
+        (["--levels", "Expert"], "unknown level 'Expert' (the levels: random, medium,"),
+        (["--levels", ","], "--levels names no level"),
         (["--steps", str(10**12)], "GB available"),
         (["--train-steps", str(10**11)], "GB available"),
         (["--seed", "-1"], "seed"),
         (["--seed", str(2**32 - 1)], "seed"),
+        (["--seed", str(2**32 - 2)], "expert seed + 2"),
         (["--config", "nosuch"], "nosuch"),
         (["nosuch.key=1"], "nosuch"),
         (["method=iql"], "offline baseline"),

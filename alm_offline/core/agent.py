@@ -1,7 +1,8 @@
 """The ALM agent: networks, targets and optimisers; ``act`` and ``update(batch) -> metrics``.
 
 The agent owns no env, buffer or logger. Online and offline training use the same class;
-they differ only by ``AgentConfig.bc_coef`` (the behaviour-cloning term of App. A.7).
+they differ only by ``AgentConfig.bc_weight`` (the behaviour-cloning term of App. A.7, in
+the form ``bc_term`` names).
 
 Seeds: one agent holds S independent seeds (``seeds``), each with its own weights, targets
 and Adam moments, stacked along a leading dim (networks.py). Batches lead with the seed dim
@@ -30,9 +31,10 @@ from alm_offline.core.fused import FusedUpdate, clip_and_adam_step, clip_coeffic
 from alm_offline.core.losses import (
     actor_svg_loss,
     actor_td3_loss,
-    behaviour_cloning_loss,
+    behaviour_policy_loss,
     classifier_loss,
     critic_loss,
+    likelihood_bc_loss,
     log_shift_reward,
     model_bound_loss,
     reward_loss,
@@ -81,6 +83,8 @@ class AlmAgent:
         self.cfg = cfg
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.device = torch.device(device)
+        # offline ALM's behaviour-kl form (App. A.7): a behaviour policy pi_b to stay near
+        self.behaviour_kl = cfg.bc_weight > 0 and cfg.bc_term == "behaviour-kl"
         self.wm = WorldModel(
             obs_dim,
             action_dim,
@@ -92,6 +96,7 @@ class AlmAgent:
             linear_classifier=cfg.classifier == "linear",
             decoder=cfg.encoder_objective == "reconstruction",
             learn_policy_std=cfg.entropy_bonus > 0,
+            behaviour_policy=self.behaviour_kl,
             standardize_obs=cfg.obs_norm,
         ).to(self.device)
         self.num_seeds = self.wm.num_seeds
@@ -279,7 +284,8 @@ class AlmAgent:
     ) -> Metrics:
         cfg, wm = self.cfg, self.wm
 
-        # 1. encoder + model on the bound (Eq. 7), plus BC along its latents when offline
+        # 1. encoder + model on the bound (Eq. 7), plus -log pi(a_data | z) along its latents
+        # when offline in the likelihood form
         bound = model_bound_loss(
             wm,
             seq.obs,
@@ -292,10 +298,11 @@ class AlmAgent:
         )
         world_loss = bound.loss
         zero = torch.zeros(self.num_seeds, device=self.device)
-        bc_loss = bc_per_step = zero
-        if cfg.bc_coef > 0:
-            bc = behaviour_cloning_loss(wm, bound.latents, seq.action)
-            world_loss = world_loss + cfg.bc_coef * bc.loss
+        bc_loss = bc_per_step = behaviour_nll = zero
+        likelihood = cfg.bc_weight > 0 and cfg.bc_term == "likelihood"
+        if likelihood:
+            bc = likelihood_bc_loss(wm, bound.latents, seq.action, std)
+            world_loss = world_loss + cfg.bc_weight * bc.loss
             bc_loss, bc_per_step = bc.loss, bc.per_step
         world_norm = self._apply("world", world_loss)
 
@@ -310,11 +317,16 @@ class AlmAgent:
         if cfg.log_reward_shift > 0:
             reward = log_shift_reward(reward, cfg.log_reward_shift)
 
-        # 2. reward (Eq. 11) + classifier (Eq. 9), one parameter group
+        # 2. reward (Eq. 11) + classifier (Eq. 9), one parameter group; with behaviour-kl,
+        # pi_b's maximum likelihood on the same real transitions too
         z, z_next = rsample(z_mean, z_std), rsample(next_mean, next_std)
         reward_terms = reward_loss(wm, z, batch.action, reward)
         classifier = classifier_loss(wm, z, batch.action, z_next, z_model_next)
         reward_classifier = reward_terms.loss + classifier.loss
+        if self.behaviour_kl:
+            behaviour = behaviour_policy_loss(wm, z, batch.action)
+            reward_classifier = reward_classifier + behaviour.loss
+            behaviour_nll = behaviour.nll
         reward_norm = self._apply("reward", reward_classifier)
 
         # 3. critic (Eq. 10)
@@ -333,9 +345,16 @@ class AlmAgent:
         critic_norm = self._apply("critic", critic.loss)
 
         # 4. actor on imagined rollouts from target-encoder latents (Eq. 8, or TD3's -Q1),
-        # plus BC on the bound's latents (their values; the world step above used the graph)
+        # with the behaviour-kl term in its rewards, or plus the likelihood term on the
+        # bound's latents (their values; the world step above used the graph)
         if cfg.actor_loss == "td3":
-            actor = actor_td3_loss(wm, rsample(z_mean, z_std))
+            actor = actor_td3_loss(
+                wm,
+                rsample(z_mean, z_std),
+                std=std,
+                stddev_clip=cfg.stddev_clip,
+                behaviour_weight=cfg.bc_weight if self.behaviour_kl else 0.0,
+            )
         else:
             actor = actor_svg_loss(
                 wm,
@@ -348,11 +367,12 @@ class AlmAgent:
                 classifier_coef=cfg.classifier_coef,
                 entropy_bonus=cfg.entropy_bonus,
                 action_penalty=cfg.action_penalty,
+                behaviour_weight=cfg.bc_weight if self.behaviour_kl else 0.0,
             )
         actor_total = actor.loss
-        if cfg.bc_coef > 0:
-            actor_bc = behaviour_cloning_loss(wm, bound.latents.detach(), seq.action)
-            actor_total = actor_total + cfg.bc_coef * actor_bc.loss
+        if likelihood:
+            actor_bc = likelihood_bc_loss(wm, bound.latents.detach(), seq.action, std)
+            actor_total = actor_total + cfg.bc_weight * actor_bc.loss
         actor_norm = self._apply("actor", actor_total)
 
         # 5. targets
@@ -382,6 +402,8 @@ class AlmAgent:
             "actor/classifier_reward": actor.classifier_reward,
             "actor/value": actor.value,
             "actor/entropy": actor.entropy,
+            "actor/behaviour_kl": actor.behaviour_kl,
+            "behaviour/nll": behaviour_nll,
             "grad_norm/world": world_norm,
             "grad_norm/reward": reward_norm,
             "grad_norm/critic": critic_norm,

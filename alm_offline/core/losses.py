@@ -66,13 +66,30 @@ def log_shift_reward(reward: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * torch.log1p(reward / shift)
 
 
-def behaviour_cloning(policy_mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    """-log pi(a | z) of a fixed-std Gaussian policy, up to scale and constant: (..., A) -> (...).
+def gaussian_log_prob(
+    x: torch.Tensor, mean: torch.Tensor, std: float | torch.Tensor
+) -> torch.Tensor:
+    """log N(x; mean, diag(std^2)), summed over the last dim: (..., A) -> (...)."""
+    std = torch.as_tensor(std, dtype=mean.dtype, device=mean.device).expand_as(mean)
+    z = (x - mean) / std
+    return (-0.5 * z.pow(2) - std.log() - 0.5 * math.log(2.0 * math.pi)).sum(-1)
 
-    With pi = N(mu, s^2 I), -log pi(a) = ||a - mu||^2 / (2 s^2) + const; the 1 / (2 s^2) is
-    folded into the caller's coefficient.
+
+def behaviour_log_ratio(
+    action: torch.Tensor,
+    behaviour_mean: torch.Tensor,
+    behaviour_std: torch.Tensor,
+    policy_mean: torch.Tensor,
+    policy_std: float | torch.Tensor,
+) -> torch.Tensor:
+    """App. A.7's behaviour-cloning term at one step: log pi_b(a | z) - log pi_phi(a | z).
+
+    All (..., A) -> (...). With a ~ pi_phi its expectation is -KL(pi_phi || pi_b), so a
+    policy that maximises it stays where the behaviour policy puts mass.
     """
-    return (policy_mean - action).pow(2).sum(-1)
+    return gaussian_log_prob(action, behaviour_mean, behaviour_std) - gaussian_log_prob(
+        action, policy_mean, policy_std
+    )
 
 
 # ---------------------------------------------------------------------------- losses
@@ -162,26 +179,47 @@ def model_bound_loss(
 
 @dataclass(frozen=True)
 class BehaviourCloningTerms:
-    """The behaviour-cloning term of offline ALM (App. A.7)."""
+    """The likelihood form of offline ALM's behaviour-cloning term (App. A.7)."""
 
     loss: torch.Tensor
-    per_step: torch.Tensor  # mean over steps and batch of ||pi(z_t) - a_t||^2
+    per_step: torch.Tensor  # mean over steps and batch of -log pi_phi(a_t | z_t)
 
 
-def behaviour_cloning_loss(
-    wm: WorldModel, latents: torch.Tensor, action: torch.Tensor
+def likelihood_bc_loss(
+    wm: WorldModel, latents: torch.Tensor, action: torch.Tensor, std: float | torch.Tensor
 ) -> BehaviourCloningTerms:
-    """sum_t -log pi(a_t | z_t) (up to scale), batch mean (S,): latents (S, K, B, Z), action
-    (S, K, B, A).
+    """sum_t -log pi_phi(a_t | z_t) of the data's actions, batch mean (S,): latents (S, K, B, Z),
+    action (S, K, B, A).
 
-    Along the model latents of ``model_bound_loss`` its gradient reaches the encoder and
-    the model through z_t and the actor through pi; the caller picks which it applies by
-    passing the latents with or without their graph.
+    pi_phi = N(pi(z), s^2 I) with the policy's own std s (the exploration schedule's, or the
+    learned one), so -log pi_phi(a | z) = ||a - pi(z)||^2 / (2 s^2) + A log(s sqrt(2 pi)):
+    unit weight is the bound's own scale. Along the model latents of ``model_bound_loss``
+    the gradient reaches the encoder and the model through z_t and the actor through pi;
+    the caller picks which it applies by passing the latents with or without their graph.
     """
-    per_step = behaviour_cloning(wm.pi(latents), action)  # (S, K, B)
+    mean, policy_std = wm.policy(latents, std)
+    per_step = -gaussian_log_prob(action, mean, policy_std)  # (S, K, B)
     return BehaviourCloningTerms(
         loss=seed_mean(per_step.sum(1)), per_step=seed_mean(per_step.detach())
     )
+
+
+@dataclass(frozen=True)
+class BehaviourPolicyTerms:
+    """Maximum likelihood of the behaviour policy pi_b on the data (App. A.7's pi_b)."""
+
+    loss: torch.Tensor
+    nll: torch.Tensor  # batch mean of -log pi_b(a | z) on real transitions
+
+
+def behaviour_policy_loss(
+    wm: WorldModel, z: torch.Tensor, action: torch.Tensor
+) -> BehaviourPolicyTerms:
+    """-log pi_b(a | z), batch mean (S,): z (S, B, Z) latents of real states, action (S, B, A)
+    the data's actions. The latents are detached: pi_b fits the data, it shapes no encoder."""
+    mean, std = wm.behaviour_policy(z.detach())
+    nll = seed_mean(-gaussian_log_prob(action, mean, std))
+    return BehaviourPolicyTerms(loss=nll, nll=nll.detach())
 
 
 @dataclass(frozen=True)
@@ -292,6 +330,9 @@ class ActorTerms:
     classifier_reward: torch.Tensor
     value: torch.Tensor
     entropy: torch.Tensor  # mean policy entropy along the rollout (0 without the bonus)
+    # mean over the rollout of log pi_phi(a | z) - log pi_b(a | z), a ~ pi_phi: the estimate of
+    # KL(pi_phi || pi_b) the behaviour-kl term penalises (0 without it)
+    behaviour_kl: torch.Tensor
 
 
 def actor_svg_loss(
@@ -306,6 +347,7 @@ def actor_svg_loss(
     classifier_coef: float,
     entropy_bonus: float = 0.0,
     action_penalty: float = 0.0,
+    behaviour_weight: float = 0.0,
 ) -> ActorTerms:
     """-mean_t g^t R^lambda_t over a K-step imagined rollout from z (S, B, Z) with the policy.
 
@@ -316,12 +358,18 @@ def actor_svg_loss(
     ``classifier_coef`` = 0 removes the classifier term (Sec. 5.3); ``entropy_bonus`` alpha
     > 0 adds alpha H(pi(.|z_t)) to every step's reward (SAC-style ablation, Table 5);
     ``action_penalty`` > 0 adds its weight times the mean of pi(z_t)^2 over the rollout.
+
+    ``behaviour_weight`` w > 0 (offline, App. A.7's behaviour-kl form) adds to every step's
+    reward w [log pi_b(a_t | z_t) - log pi_phi(a_t | z_t)] at the rollout's own a_t ~ pi_phi,
+    so the returns carry sum_t g^t of it as the bound does; pi_b (``wm.behaviour_policy``)
+    is not trained here (its parameters are not the actor's).
     """
-    latents, actions, entropies, means = [z], [], [], []
+    latents, actions, entropies, means, stds = [z], [], [], [], []
     for _ in range(horizon):
         mean, a_std = wm.policy(z.detach(), std)
-        if action_penalty > 0:
+        if action_penalty > 0 or behaviour_weight > 0:
             means.append(mean)
+            stds.append(torch.as_tensor(a_std, dtype=mean.dtype, device=mean.device))
         a = sample_action(mean, a_std, stddev_clip)
         if entropy_bonus > 0:
             entropies.append(policy_entropy(a_std))
@@ -342,6 +390,14 @@ def actor_svg_loss(
     if entropy_bonus > 0:
         entropy = torch.stack(entropies, 1)  # (S, K, B)
         step_reward = step_reward + entropy_bonus * entropy
+    log_ratio = torch.zeros_like(reward)
+    if behaviour_weight > 0:
+        policy_mean = torch.stack(means, 1)  # (S, K, B, A)
+        policy_std = torch.stack([s.expand_as(m) for s, m in zip(stds, means, strict=True)], 1)
+        log_ratio = behaviour_log_ratio(
+            acts[:, :-1], *wm.behaviour_policy(zs[:, :-1]), policy_mean, policy_std
+        )  # (S, K, B)
+        step_reward = step_reward + behaviour_weight * log_ratio
     next_value = wm.q(zs[:, 1:], acts[:, 1:].detach()).min(0).values.squeeze(-1)  # (S, K, B)
     returns = lambda_returns(step_reward, next_value, gamma, lambda_)
     weights = gamma ** torch.arange(horizon, device=z.device, dtype=returns.dtype)
@@ -354,21 +410,43 @@ def actor_svg_loss(
         classifier_reward=seed_mean(bonus.detach()),
         value=seed_mean(next_value.detach()),
         entropy=seed_mean(entropy.detach()),
+        behaviour_kl=-seed_mean(log_ratio.detach()),
     )
 
 
-def actor_td3_loss(wm: WorldModel, z: torch.Tensor) -> ActorTerms:
+def actor_td3_loss(
+    wm: WorldModel,
+    z: torch.Tensor,
+    *,
+    std: float | torch.Tensor = 0.0,
+    stddev_clip: float | None = None,
+    behaviour_weight: float = 0.0,
+) -> ActorTerms:
     """TD3's model-free actor loss -Q1(z, pi(z)) on latents z (S, B, Z) of real states
     (Fig. 5c). No model rollout, reward head or classifier: only the critic judges the policy.
+
+    ``behaviour_weight`` w > 0 adds the behaviour-kl term at the one step there is,
+    -w [log pi_b(a | z) - log pi_phi(a | z)] with a ~ pi_phi(z) (the same term as
+    ``actor_svg_loss``'s, without the rollout: the no-model ablation of that form).
     """
-    q1 = wm.q(z.detach(), wm.pi(z.detach()))[0].squeeze(-1)  # (S, B)
+    z = z.detach()
+    mean = wm.pi(z)
+    q1 = wm.q(z, mean)[0].squeeze(-1)  # (S, B)
     zero = torch.zeros(z.shape[0], device=z.device)
+    loss, behaviour_kl = -seed_mean(q1), zero
+    if behaviour_weight > 0:
+        mean, policy_std = wm.policy(z, std)
+        action = sample_action(mean, policy_std, stddev_clip)
+        ratio = behaviour_log_ratio(action, *wm.behaviour_policy(z), mean, policy_std)  # (S, B)
+        loss = loss - behaviour_weight * seed_mean(ratio)
+        behaviour_kl = -seed_mean(ratio.detach())
     return ActorTerms(
-        loss=-seed_mean(q1),
+        loss=loss,
         imagined_reward=zero,
         classifier_reward=zero,
         value=seed_mean(q1.detach()),
         entropy=zero,
+        behaviour_kl=behaviour_kl,
     )
 
 

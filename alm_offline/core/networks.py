@@ -306,7 +306,9 @@ class WorldModel(nn.Module):
     draw each seed's initial weights; None: one seed from torch's global generator.
     The keyword switches build the paper's ablations (defaults: the main method):
     ``identity_encoder`` (z = s, so Z = D), ``linear_classifier``, ``decoder`` (for the
-    reconstruction-trained encoder) and ``learn_policy_std`` (entropy bonus).
+    reconstruction-trained encoder) and ``learn_policy_std`` (entropy bonus);
+    ``behaviour_policy`` adds pi_b, a Gaussian head on the latents fit to a dataset's actions
+    (offline ALM's behaviour-kl term, App. A.7).
     ``standardize_obs``: both encoders see (obs - mean) / std, with each seed's statistics
     (S, D) set once by ``set_observation_stats`` (buffers, saved with the weights).
     """
@@ -324,6 +326,7 @@ class WorldModel(nn.Module):
         linear_classifier: bool = False,
         decoder: bool = False,
         learn_policy_std: bool = False,
+        behaviour_policy: bool = False,
         standardize_obs: bool = False,
     ) -> None:
         super().__init__()
@@ -350,6 +353,12 @@ class WorldModel(nn.Module):
         self.critic_target = copy.deepcopy(self.critic)
         self.actor = Actor(gens, latent_dim, action_dim, hidden_dim, learn_std=learn_policy_std)
         self.decoder = Decoder(gens, latent_dim, obs_dim, hidden_dim) if decoder else None
+        # drawn last, so that every other network's initial weights are the same without it
+        self.behaviour = (
+            Actor(gens, latent_dim, action_dim, hidden_dim, learn_std=True)
+            if behaviour_policy
+            else None
+        )
         for target in (self.encoder_target, self.critic_target):
             target.requires_grad_(False)
 
@@ -396,16 +405,27 @@ class WorldModel(nn.Module):
             return self.actor.distribution(z)
         return self.actor(z), std
 
+    def behaviour_policy(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pi_b(a | z): z (S, ..., Z) -> (tanh mean, std), each (S, ..., A)."""
+        assert self.behaviour is not None, "built without a behaviour policy"
+        return self.behaviour.distribution(z)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         assert self.decoder is not None, "built without a decoder"
         return self.decoder(z)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """The four groups with their own optimiser (targets excluded)."""
+        """The four groups with their own optimiser (targets excluded). pi_b joins the reward
+        group: like the reward head and the classifier it is fit to real transitions."""
         decoder = [] if self.decoder is None else list(self.decoder.parameters())
+        behaviour = [] if self.behaviour is None else list(self.behaviour.parameters())
         return {
             "world": [*self.encoder.parameters(), *self.model.parameters(), *decoder],
-            "reward": [*self.reward_head.parameters(), *self.classifier.parameters()],
+            "reward": [
+                *self.reward_head.parameters(),
+                *self.classifier.parameters(),
+                *behaviour,
+            ],
             "critic": list(self.critic.parameters()),
             "actor": list(self.actor.parameters()),
         }

@@ -353,6 +353,11 @@ def _analyze(
         raise AnalysisError(f"--seed must be >= 0, got {settings['seed']}")
     resolve_device(device)
     agent, cfg, state = load_agent(source, device)
+    if not cfg.env:
+        raise AnalysisError(
+            f"'{source}' was trained on dataset '{cfg.dataset}', which names no env: the "
+            "analyses play episodes in the run's env"
+        )
     result = analysis(agent, cfg)
     checkpoint, run_dir = resolve_checkpoint(source)
     payload = {

@@ -132,7 +132,8 @@ def evaluate_checkpoint(
     """Deterministic returns of a run's latest checkpoint (or a checkpoint file).
 
     The env is the run's (for offline runs, the dataset's evaluation env) unless ``env_id``
-    is given; it must have the checkpoint's observation and action sizes. ``video`` writes
+    is given, which a run on a dataset that names no env needs; it must have the
+    checkpoint's observation and action sizes. ``video`` writes
     the first episode as an mp4 rendered offscreen. ``latent`` (mean or sample) is the z the
     policy acts on; None takes the run's ``eval.latent``.
     """
@@ -169,6 +170,11 @@ def evaluate_checkpoint(
         if latent not in EVAL_LATENTS:
             raise EvalError(f"--latent must be one of {', '.join(EVAL_LATENTS)}, got '{latent}'")
         policy, dims = agent.eval_policy(latent, seed), (agent.obs_dim, agent.action_dim)
+    if not (env_id or cfg.env):
+        raise EvalError(
+            f"'{path}' was trained on dataset '{cfg.dataset}', which names no env: evaluate it "
+            f"with --env ENV_ID (an env of obs/action dims {dims[0]}/{dims[1]})"
+        )
     env_id = env_id or cfg.env
     env = make_env(env_id, seed=seed, render_mode="rgb_array" if video_path else None)
     writer = None
@@ -176,7 +182,7 @@ def evaluate_checkpoint(
         spec = env_spec(env)
         if (spec.obs_dim, spec.action_dim) != dims:
             raise EvalError(
-                f"checkpoint was trained on {cfg.env} (obs/action dims {dims[0]}/"
+                f"checkpoint was trained on {cfg.env or cfg.dataset} (obs/action dims {dims[0]}/"
                 f"{dims[1]}); {env_id} has {spec.obs_dim}/{spec.action_dim}"
             )
         if video_path is not None:

@@ -85,8 +85,8 @@ class RunCurve:
     run_dir: Path
 
 
-def _run_config(run_dir: Path) -> tuple[str, int, bool]:
-    """(env, seed, has a dataset) from ``run_dir/config.yaml``."""
+def _run_config(run_dir: Path) -> tuple[str, int, bool, bool]:
+    """(env, seed, has a dataset, evaluates) from ``run_dir/config.yaml``."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise PlotError(f"'{run_dir}' is not a run directory (no config.yaml)")
@@ -94,7 +94,7 @@ def _run_config(run_dir: Path) -> tuple[str, int, bool]:
         cfg = load_config(str(path))
     except ConfigError as exc:
         raise PlotError(f"'{path}': {exc}") from None
-    return cfg.env, cfg.seed, cfg.dataset is not None
+    return cfg.env, cfg.seed, cfg.dataset is not None, cfg.eval.every > 0
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -132,11 +132,11 @@ def read_run_curve(run_dir: Path, metric: str = "return_mean") -> RunCurve:
     ``config.yaml``, a metric no row of either file has, or a known metric without rows yet.
     """
     run_dir = Path(run_dir)
-    env, seed, has_dataset = _run_config(run_dir)
+    env, seed, has_dataset, evaluates = _run_config(run_dir)
     eval_rows = _read_rows(run_dir / "eval.jsonl")
     metric_rows = _read_rows(run_dir / "metrics.jsonl")
     mode = _run_mode(run_dir, eval_rows + metric_rows, has_dataset)
-    if not env:  # an offline config stored before its env was settled
+    if not env:  # offline data that names no env, or a config stored before it was settled
         env = "unknown env"
     x_key = "env_step" if mode == "online" else "updates"
     source = run_dir / "eval.jsonl"
@@ -146,9 +146,15 @@ def read_run_curve(run_dir: Path, metric: str = "return_mean") -> RunCurve:
         rows = [row for row in metric_rows if metric in row]
     if not rows:
         known = {key for row in eval_rows + metric_rows for key in row}
+        names = sorted(known - {"env_step", "updates", "returns"})
+        if metric in EVAL_METRICS and not eval_rows and not evaluates and names:
+            example = "loss/model_bound" if "loss/model_bound" in names else names[0]
+            raise PlotError(
+                f"run dir '{run_dir}' never evaluates (eval.every=0): plot a metric it logs "
+                f"with --metric, e.g. {example}"
+            )
         if not known or (metric in EVAL_METRICS and not eval_rows):
             raise PlotError(f"run dir '{run_dir}' has no '{metric}' rows yet")
-        names = sorted(known - {"env_step", "updates", "returns"})
         raise PlotError(f"unknown metric '{metric}' (run dir '{run_dir}' has: {', '.join(names)})")
     points: dict[float, float] = {}  # by x; a later row for the same x wins
     for row in rows:

@@ -32,7 +32,12 @@ import torch
 from alm_offline.config import BASELINE_METHODS, RunConfig, load_config, resolve_device
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.errors import AlmError, first_line
-from alm_offline.training.evaluation import Counters, RunEvaluation, summary_fields
+from alm_offline.training.evaluation import (
+    Counters,
+    RunEvaluation,
+    evaluation_due,
+    summary_fields,
+)
 from alm_offline.training.loggers import make_run_logger
 from alm_offline.training.rundir import write_summary
 from alm_offline.training.threads import ThreadPolicy
@@ -183,7 +188,7 @@ def train_baseline(
 
         def on_step(_algo: Any, _epoch: int, step: int) -> None:
             counters.updates = step
-            if step % cfg.eval.every and step != cfg.steps:
+            if not evaluation_due(cfg, step):
                 return
             evaluation(act, counters, logger, lambda: algo.save(str(best)), updates=step)
             last = counters.last_eval.get("return_mean")

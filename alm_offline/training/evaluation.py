@@ -35,21 +35,31 @@ class Counters:
     evaluations: list[list[float]] = field(default_factory=list)  # [step, return mean] rows
 
 
+def evaluation_due(cfg: RunConfig, step: int) -> bool:
+    """Whether the loops evaluate at ``step`` (env steps online, updates offline): every
+    ``eval.every`` steps and at the last; never with ``eval.every=0``."""
+    every = cfg.eval.every
+    return every > 0 and (step % every == 0 or step == cfg.steps)
+
+
 class RunEvaluation:
     """Deterministic returns over ``eval.episodes`` fixed-seed episodes (episode i from
     ``seed + 10000 + i``) in the run's own evaluation env (seeded ``seed + 1``), with
-    ``refs`` (min, max) adding normalised scores; ``eval.episodes=0`` evaluates nothing."""
+    ``refs`` (min, max) adding normalised scores. ``eval.episodes=0``, ``eval.every=0`` or
+    no env (``env_id`` None or empty: an offline dataset that names none) evaluate nothing,
+    and then no env is made."""
 
     def __init__(
         self,
         cfg: RunConfig,
-        env_id: str,
+        env_id: str | None,
         step_key: str,
         refs: tuple[float | None, float | None] = (None, None),
     ) -> None:
         self.cfg, self.step_key = cfg, step_key
         self.refs = refs if None not in refs else None
-        self.env = make_env(env_id, seed=cfg.seed + 1)
+        self.enabled = bool(env_id) and cfg.eval.every > 0 and cfg.eval.episodes > 0
+        self.env = make_env(env_id, seed=cfg.seed + 1) if self.enabled else None
         self.seconds = 0.0  # this session's time in evaluations
 
     def __call__(
@@ -62,7 +72,7 @@ class RunEvaluation:
     ) -> None:
         """Evaluate ``policy`` at ``where`` (the step keys): one eval.jsonl row, the counters'
         last/best rows and curve, and ``save_best()`` when the mean return is a new best."""
-        if self.cfg.eval.episodes <= 0:
+        if not self.enabled:
             return
         started = time.perf_counter()
         returns = evaluate(policy, self.env, self.cfg.eval.episodes, self.cfg.seed)
@@ -88,7 +98,8 @@ class RunEvaluation:
             save_best()
 
     def close(self) -> None:
-        self.env.close()
+        if self.env is not None:
+            self.env.close()
 
 
 def summary_fields(

@@ -18,6 +18,7 @@ from alm_offline.core.updater import make_updater
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.errors import AlmWarning
 from alm_offline.training.checkpoint import CheckpointError
+from alm_offline.training.evaluation import evaluation_due
 from alm_offline.training.run import TrainingRun
 
 
@@ -30,7 +31,8 @@ def train_offline(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train ALM on a fixed dataset for ``cfg.steps`` updates (App. A.7: bound + BC term),
-    every seed of ``cfg`` on the same data, each drawing its own batches."""
+    every seed of ``cfg`` on the same data, each drawing its own batches; evaluated in the
+    dataset's env, never when it names none."""
     refs = (dataset.ref_min_score, dataset.ref_max_score)
     run = TrainingRun(
         cfg,
@@ -43,7 +45,7 @@ def train_offline(
     )
     replay = run.new_replay(len(dataset.observations))
     replay.load_episodes(*dataset.replay_arrays())
-    if run.refs is None and not quiet:
+    if run.evaluates and run.refs is None and not quiet:
         warnings.warn(
             "no reference scores for this dataset; reporting raw returns "
             "(give --ref-min/--ref-max for normalised scores)",
@@ -61,13 +63,14 @@ def train_offline(
     updater = make_updater(run.agent, replay)
     updates_at_start, started = counters.updates, time.perf_counter()
 
-    with run.session(resume, counters.updates, f"offline {dataset.env_id}", quiet) as bar:
+    label = f"offline {dataset.env_id or 'no env'}"
+    with run.session(resume, counters.updates, label, quiet) as bar:
         while counters.updates < cfg.steps:
             std = exploration_std(cfg.agent, counters.updates)
             run.update(updater, std)
             if counters.updates % cfg.log_every == 0:
                 run.log(updates=counters.updates, exploration_std=std)
-            if counters.updates % cfg.eval.every == 0 or counters.updates == cfg.steps:
+            if evaluation_due(cfg, counters.updates):
                 run.evaluate(updates=counters.updates)
             if counters.updates % cfg.checkpoint_every == 0 and counters.updates < cfg.steps:
                 run.checkpoint(extra={"dataset_fingerprint": fingerprint})

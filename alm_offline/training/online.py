@@ -22,6 +22,7 @@ from alm_offline.config import RunConfig, run_seeds
 from alm_offline.core.agent import exploration_std
 from alm_offline.core.updater import make_updater
 from alm_offline.training.envs import EpisodeTape, env_spec, make_env
+from alm_offline.training.evaluation import evaluation_due
 from alm_offline.training.run import TrainingRun
 
 
@@ -93,7 +94,7 @@ def train_online(
                 run.update(updater, exploration_std(cfg.agent, counters.updates))
                 if counters.updates % cfg.log_every == 0:
                     log()
-            if counters.env_steps % cfg.eval.every == 0 or counters.env_steps == cfg.steps:
+            if evaluation_due(cfg, counters.env_steps):
                 run.evaluate(env_step=counters.env_steps, updates=counters.updates)
             for index in ended:
                 run.seed_runs[index].counters.episodes += 1

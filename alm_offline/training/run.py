@@ -51,7 +51,7 @@ class SeedRun:
         self,
         cfg: RunConfig,
         run_dir: Path,
-        eval_env_id: str,
+        eval_env_id: str | None,
         step_key: str,
         refs: tuple[float | None, float | None],
     ) -> None:
@@ -65,7 +65,9 @@ class SeedRun:
 class TrainingRun:
     """A run's shared machinery for its S seeds; the loops drive it (module docstring).
 
-    ``step_key`` names the x-axis of the logs (``env_step`` online, ``updates`` offline);
+    ``eval_env_id`` is the env evaluations play in (None: an offline dataset that names no
+    env, never evaluated); ``step_key`` names the x-axis of the logs (``env_step`` online,
+    ``updates`` offline);
     ``refs`` are the (min, max) reference returns that add normalised scores to evaluations;
     ``planned_updates`` (the whole run's, so a resume decides as the first session did)
     settles ``agent.compile=auto``.
@@ -77,7 +79,7 @@ class TrainingRun:
         run_dir: Path,
         dims: tuple[int, int],
         *,
-        eval_env_id: str,
+        eval_env_id: str | None,
         step_key: str,
         refs: tuple[float | None, float | None] = (None, None),
         planned_updates: int,
@@ -180,7 +182,7 @@ class TrainingRun:
         """Every seed's evaluation (``RunEvaluation``'s protocol, all seeds' episodes played
         side by side), logged; each seed's best.pt on its new best."""
         cfg = self.cfg
-        if cfg.eval.episodes <= 0:
+        if not self.evaluates:
             return
         started = time.perf_counter()
         act = self.agent.eval_actions(cfg.eval.latent, self.seeds)
@@ -195,6 +197,11 @@ class TrainingRun:
 
             seed.evaluation.record(returns[index], seed.counters, seed.logger, save_best, **where)
             seed.evaluation.seconds += seconds
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether this run evaluates at all (an env, ``eval.every`` and ``eval.episodes`` > 0)."""
+        return self.seed_runs[0].evaluation.enabled
 
     @property
     def last_eval_mean(self) -> float | None:

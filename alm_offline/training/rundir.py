@@ -34,9 +34,12 @@ class RunDirError(AlmError):
 
 
 def default_run_dir(cfg: RunConfig, prefix: str = "") -> Path:
+    """``runs/<prefix><env>-s<seeds>-<timestamp>``; without an env (offline data that names
+    none), the dataset's name in its place."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     seeds = "-".join(str(seed) for seed in run_seeds(cfg))
-    return Path("runs") / f"{prefix}{cfg.env}-s{seeds}-{stamp}"
+    name = cfg.env or Path(cfg.dataset or "no-env").stem
+    return Path("runs") / f"{prefix}{name}-s{seeds}-{stamp}"
 
 
 def holds_run(path: Path) -> bool:
@@ -190,7 +193,7 @@ def describe_summary(summary: dict[str, Any]) -> str:
         where = f"({summary['env_steps']} env steps)"
     run_dir = summary["run_dir"]
     lines = [
-        f"{summary['env']}: {result} after {summary['updates']} updates {where} "
+        f"{summary['env'] or 'no env'}: {result} after {summary['updates']} updates {where} "
         f"in {summary['wall_seconds']:.0f} s"
     ]
     curve = summary.get("evaluations") or []
@@ -213,6 +216,9 @@ def describe_summary(summary: dict[str, Any]) -> str:
             f"(Inductor cache {summary['compile_cache']})"
         )
     lines.append(f"run dir: {run_dir}")
+    if not summary.get("env"):
+        lines.append(f"next: alm eval {run_dir} --env ENV_ID   (an env of the dataset's dims)")
+        return "\n".join(lines)
     plot = f"alm plot {run_dir} --out {run_dir}/curves.png"
     lines.append(
         f"next: alm eval {run_dir} --video {run_dir}/eval.mp4   "
@@ -231,8 +237,8 @@ def describe_batch_summary(summary: dict[str, Any]) -> str:
     )
     seeds = summary["seeds"]
     lines = [
-        f"{summary['env']}: {len(seeds)} seeds in one process, {summary['updates']} updates "
-        f"each {where} in {summary['wall_seconds']:.0f} s"
+        f"{summary['env'] or 'no env'}: {len(seeds)} seeds in one process, "
+        f"{summary['updates']} updates each {where} in {summary['wall_seconds']:.0f} s"
     ]
     last, best = summary["eval_return_mean_seeds"], summary["best_eval_return_mean_seeds"]
     for seed, last_mean, best_mean in zip(seeds, last, best, strict=True):

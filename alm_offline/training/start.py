@@ -17,7 +17,8 @@ from typing import Any
 from alm_offline.config import ConfigError, RunConfig, load_config, resolve_device
 from alm_offline.datasets.convert import bundled_dataset_path, load_dataset
 from alm_offline.datasets.episodes import DatasetError, EpisodeDataset
-from alm_offline.training.envs import describe_env
+from alm_offline.errors import AlmWarning
+from alm_offline.training.envs import EnvError, describe_env
 from alm_offline.training.loggers import check_backends
 from alm_offline.training.methods import method_for
 from alm_offline.training.rundir import RunDirError, RunDirLock, default_run_dir, prepare_new
@@ -65,7 +66,9 @@ def start_offline(
     """A new offline run on ``dataset=`` (default: the bundled dataset) or a resumed one.
 
     The dataset is loaded and checked first; the config.yaml written records its
-    evaluation env and path, so that a resume reads the same data.
+    evaluation env and path, so that a resume reads the same data. A dataset that names no
+    env (and no ``env=``) trains without evaluation: the config written says
+    ``eval.every=0``, and a warning says so.
     """
     if resume is not None:
         cfg = resumed_config(resume, config, overrides)
@@ -80,9 +83,22 @@ def start_offline(
     dataset = load_offline_dataset(cfg)
     if method.check is not None:
         method.check(cfg.method, dataset)
-    cfg = replace(cfg, env=dataset.env_id, dataset=cfg.dataset or str(bundled_dataset_path()))
+    evaluation_off = dataset.env_id is None and cfg.eval.every > 0
+    cfg = replace(
+        cfg,
+        env=dataset.env_id or "",
+        dataset=cfg.dataset or str(bundled_dataset_path()),
+        eval=replace(cfg.eval, every=0) if evaluation_off else cfg.eval,
+    )
     check_backends(cfg.logger)
     run_dir, lock = _new_run_dir(cfg, method.run_prefix, overwrite)
+    if evaluation_off:
+        warnings.warn(
+            f"dataset '{cfg.dataset}' names no env: training without evaluation (eval.every=0); "
+            f"evaluate the run later with alm eval {run_dir} --env ENV_ID",
+            AlmWarning,
+            stacklevel=2,
+        )
     return RunStart("offline", cfg, run_dir, False, lock, dataset)
 
 
@@ -124,6 +140,8 @@ def load_offline_dataset(cfg: RunConfig) -> EpisodeDataset:
             ref_min=cfg.eval.ref_min,
             ref_max=cfg.eval.ref_max,
             clip_actions=cfg.clip_actions,
+            action_low=cfg.action_low,
+            action_high=cfg.action_high,
         )
     _check_trainable(spec, dataset, cfg)
     for warning in said:
@@ -132,9 +150,11 @@ def load_offline_dataset(cfg: RunConfig) -> EpisodeDataset:
 
 
 def _check_trainable(spec: str, dataset: EpisodeDataset, cfg: RunConfig) -> None:
-    if dataset.env_id is None:
-        raise DatasetError(f"dataset '{spec}' names no env; pass env=ENV_ID for evaluation")
-    describe_env(dataset.env_id)  # evaluation needs the env itself
+    if dataset.env_id is not None and cfg.eval.every > 0:
+        try:
+            describe_env(dataset.env_id)  # evaluation needs the env itself
+        except EnvError as exc:
+            raise EnvError(f"{exc}; eval.every=0 trains without evaluation") from None
     if dataset.num_steps == 0:
         raise DatasetError(f"dataset '{spec}' holds no transitions")
     if int(dataset.episode_lengths.max()) < cfg.agent.seq_len:
