@@ -369,7 +369,7 @@ def actor_svg_loss(
         mean, a_std = wm.policy(z.detach(), std)
         if action_penalty > 0 or behaviour_weight > 0:
             means.append(mean)
-            stds.append(torch.as_tensor(a_std, dtype=mean.dtype, device=mean.device))
+            stds.append(a_std)
         a = sample_action(mean, a_std, stddev_clip)
         if entropy_bonus > 0:
             entropies.append(policy_entropy(a_std))
@@ -393,7 +393,8 @@ def actor_svg_loss(
     log_ratio = torch.zeros_like(reward)
     if behaviour_weight > 0:
         policy_mean = torch.stack(means, 1)  # (S, K, B, A)
-        policy_std = torch.stack([s.expand_as(m) for s, m in zip(stds, means, strict=True)], 1)
+        # the schedule's std is every step's; a learned one is a tensor per step
+        policy_std = torch.stack(stds, 1) if wm.actor.learn_std else std
         log_ratio = behaviour_log_ratio(
             acts[:, :-1], *wm.behaviour_policy(zs[:, :-1]), policy_mean, policy_std
         )  # (S, K, B)
