@@ -1,7 +1,7 @@
 # Set-up and the two everyday commands. PYTHON may point at a venv's python.
 PYTHON ?= python3
 
-.PHONY: system install baselines-env run test test-learning test-fast lint gpu-wheels gpu-check
+.PHONY: system install baselines-env run test test-learning test-fast lint gpu-wheels gpu-check paper-results
 
 # OSMesa: offscreen MuJoCo rendering on machines without a GPU (alm eval --video)
 system:
@@ -48,3 +48,7 @@ gpu-wheels:
 # On a GPU machine, from the repo root with .whl beside it: the whole CUDA check (about 7 min)
 gpu-check:
 	bash benchmarks/gpu_check.sh gpu-check-out
+
+# On a GPU machine, with .whl beside it: the paper's curves, 5 seeds per env (docs/paper-results.md)
+paper-results:
+	bash benchmarks/paper_results.sh paper-results-out

@@ -59,20 +59,9 @@ done
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/alm-gpu-check.XXXXXX")
-LOG=$OUT/log.txt
-: >"$LOG"
-say() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$LOG"; }
-wanted() { [[ ",$ONLY," == *",$1,"* ]]; }
-
-if ! $PYTHON -c "import gymnasium, mujoco, minari, omegaconf" 2>/dev/null; then
-  say "installing the carried wheels (.whl) into $SCRATCH/site"
-  $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --target "$SCRATCH/site" .whl/*.whl >>"$LOG" 2>&1 || { say "wheel install failed"; exit 1; }
-  export PYTHONPATH=$SCRATCH/site${PYTHONPATH:+:$PYTHONPATH}
-fi
+source benchmarks/device_setup.sh
+open_out_dir alm-gpu-check
+install_carried_wheels
 
 if [ "$MODE" = cuda ]; then
   DEVICE=cuda
@@ -94,28 +83,7 @@ else
 fi
 
 say "mode $MODE, deadline ${DEADLINE}s, scratch $SCRATCH"
-$PYTHON - "$OUT/system.json" <<'PY' 2>>"$LOG"
-import json, platform, subprocess, sys
-from importlib.metadata import version
-import torch
-info = {
-    "python": platform.python_version(),
-    "torch": torch.__version__,
-    "cuda": torch.version.cuda,
-    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    "packages": {n: version(n) for n in ("gymnasium", "mujoco", "minari", "omegaconf", "numpy")},
-    "cpus": __import__("os").cpu_count(),
-}
-try:
-    info["nvidia_smi"] = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-        capture_output=True, text=True, timeout=20).stdout.strip()
-except (OSError, subprocess.SubprocessError):
-    info["nvidia_smi"] = None
-json.dump(info, open(sys.argv[1], "w"), indent=2)
-print(json.dumps(info))
-PY
-tee -a "$LOG" <"$OUT/system.json" >/dev/null
+write_system_json "$OUT/system.json"
 
 if wanted profile; then
   for precision in fp32 bf16; do

@@ -27,6 +27,8 @@ PROBE = (
     "assert bundled_config_path('quick').is_file(); "
     "assert importlib.resources.files('alm_offline.configs').joinpath('quick.yaml').is_file(); "
     "assert bundled_dataset_path().is_file(); "
+    "from alm_offline.tools.published import published_at; "
+    "assert round(published_at('HalfCheetah-v5', 20000).mean) == 2727; "
     "print(alm_offline.__file__); print(alm_offline.datasets.__file__)"
 )
 
@@ -84,6 +86,7 @@ def test_regular_install_from_a_built_wheel(wheel_install, tmp_path):
     }
     assert "alm_offline/datasets/__init__.py" in names
     assert "alm_offline/configs/quick.yaml" in names
+    assert "alm_offline/tools/published_alm.json" in names
     sources = {  # every module of the checkout, under the name the wheel installs it as
         *(str(f.relative_to(ROOT)) for f in (ROOT / "alm_offline").rglob("*.py")),
         *(f"alm_offline/datasets/{f.name}" for f in (ROOT / "datasets").glob("*.py")),

@@ -27,6 +27,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from alm_offline.config import ConfigError, load_config
 from alm_offline.errors import AlmError
+from alm_offline.tools.published import published_curve
 from alm_offline.training.loggers import read_jsonl
 from alm_offline.training.rundir import batch_seed_dirs, read_summary
 
@@ -34,29 +35,6 @@ from alm_offline.training.rundir import batch_seed_dirs, read_summary
 class PlotError(AlmError):
     """Run directories or an output path that cannot be plotted as asked (one-line message)."""
 
-
-# Official ALM(3) results (https://github.com/RajGhugare19/alm, gym v2 envs on mujoco-py): mean
-# return over 5 seeds at these env steps. The paper's step most likely counts the steps after its
-# 5000 warm-up steps (random actions), so its 10k is about our env_step 15k; we plot it as given.
-# Our envs are gymnasium v5 on the mujoco bindings: same tasks, not bit-identical dynamics.
-PAPER_STEPS = (10_000, 20_000, 50_000, 100_000, 200_000)
-PAPER_ALM_CURVES: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {
-    "HalfCheetah-v5": (PAPER_STEPS, (989.0, 3755.0, 6098.0, 8522.0, 10789.0)),
-    "Walker2d-v5": (PAPER_STEPS, (380.0, 449.0, 601.0, 2499.0, 1954.0)),
-    "Ant-v5": (PAPER_STEPS, (856.0, 761.0, 495.0, 3167.0, 4717.0)),
-    "Humanoid-v5": (PAPER_STEPS, (226.0, 200.0, 305.0, 472.0, 2763.0)),
-    "T-Ant-v5": (PAPER_STEPS, (946.0, 710.0, 993.0, 2925.0, 4887.0)),
-}
-
-# The paper's Table 1: ALM(3) return at 200k env steps, (mean, std) over 5 seeds. (Its Walker2d
-# entry differs from the 200k point of the released Walker2d curve above; both are as published.)
-PAPER_TABLE1: dict[str, tuple[float, float]] = {
-    "T-Humanoid-v5": (5306.0, 437.0),
-    "T-Ant-v5": (4887.0, 1027.0),
-    "HalfCheetah-v5": (10789.0, 366.0),
-    "Walker2d-v5": (3006.0, 1183.0),
-    "Hopper-v5": (2546.0, 1074.0),
-}
 
 # Keys eval.jsonl rows always have; a metric among them is known even before the first evaluation.
 EVAL_METRICS = (
@@ -293,9 +271,17 @@ def _plot_group(ax, name: str, group: list[RunCurve], metric: str, paper: bool) 
     if seeds > 1:
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25)
     online = group[0].mode == "online"
-    if paper and online and group[0].env in PAPER_ALM_CURVES:
-        steps, returns = PAPER_ALM_CURVES[group[0].env]
-        ax.plot(steps, returns, "--o", color="black", markersize=4, label="paper ALM(3)")
+    published = published_curve(group[0].env) if paper and online else None
+    if published is not None:  # within the runs' x range, so the runs' axis stays readable
+        shown = published.env_steps <= max(x.max(), published.env_steps[0])
+        ax.plot(
+            published.env_steps[shown],
+            published.mean[shown],
+            "--o",
+            color="black",
+            markersize=3,
+            label="paper ALM(3), 5 seeds",
+        )
     ax.set_title(name)
     ax.set_xlabel("env steps" if online else "updates")
     ax.set_ylabel(metric)
@@ -311,7 +297,8 @@ def plot_curves(
     """Draw ``curves`` (one subplot per ``group_curves`` group) into the image ``out``.
 
     The figure is ``500 * columns`` x ``350 * rows`` pixels, at most 3 columns. ``paper`` adds
-    ``PAPER_ALM_CURVES`` to online groups of those envs (``metric`` must be ``return_mean``).
+    the published curve (``published.published_curve``, on the env-step axis) to online
+    groups of those envs (``metric`` must be ``return_mean``).
     Written through a temporary file in ``out``'s folder (created if missing); returns ``out``.
     """
     out = Path(out)

@@ -172,7 +172,8 @@ def describe(row: dict[str, Any], progress: str = "") -> str:
 def write_results(out: Path, record: dict[str, Any]) -> SweepResult:
     """Write ``results.md``, ``results.csv`` and the curves of the trials that succeeded
     (``curves.png``; a plot that fails is a note, never a lost table)."""
-    from alm_offline.tools.plotting import PAPER_TABLE1, plot_learning_curves
+    from alm_offline.tools.plotting import plot_learning_curves
+    from alm_offline.tools.published import PAPER_TABLE1
 
     trials = record["trials"]
     table = results_table(record, PAPER_TABLE1)

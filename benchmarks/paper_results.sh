@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The paper's results on one GPU (issue 29), in one command of at most --deadline seconds:
+#
+#   bash benchmarks/paper_results.sh OUT_DIR [--cpu] [--deadline SECONDS] [--resume]
+#        [--envs ENVS] [--steps N] [--max-steps N] [--seeds LIST] [--only STEPS] [--runs DIR]
+#
+#   1. tests: the CUDA tests (tests/test_cuda.py) -> tests.txt;
+#   2. bench: `alm bench --seeds 1,5` with the fused update (agent.compile=on; replayed from a
+#      CUDA graph on CUDA): one seed's updates/s and five seeds' seed-updates/s in one run
+#      -> seeds.json;
+#   3. runs: per env of ENVS in order (default HalfCheetah-v5,Hopper-v5,Walker2d-v5), the
+#      seeds in one process (seeds=1,2,3,4,5) at paper defaults (configs/online.yaml),
+#      evaluated as the reference does (5 deterministic episodes every 5000 env steps, acting
+#      on a latent sample: eval.latent=sample), to --steps env steps (default 20000); then,
+#      round after round, each env on by another --steps (up to --max-steps, default 205000:
+#      the paper's 200k updates) until the deadline. A run stopped by the deadline keeps its
+#      last checkpoint (every 5000 env steps) and its evaluations up to it;
+#   4. report (always): results.json, results.md, curves.png (benchmarks/paper_report.py):
+#      per env and evaluation, mean ± standard error over seeds beside the published mean at
+#      the same env step (published x + 5000 warm-up steps), the ratio, the spreads.
+#
+# OUT_DIR gets 7 files (the device tool returns at most 8): system.json, log.txt, tests.txt,
+# seeds.json, results.json, results.md, curves.png. The runs go to --runs DIR (default
+# paper-runs/ in the repository, git-ignored), where a later call on the same machine finds
+# them: --resume continues them (an unfinished run from its checkpoint to its steps or
+# --max-steps, a finished one on by --steps); without --resume an existing DIR is refused. Their checkpoints (hundreds of MiB at
+# paper sizes, five seeds with replay) are too big to come back from a device call, so a later
+# session starts again.
+#
+# --cpu: the same steps at toy sizes on the CPU (eager update) in about a minute (tests/test_paper_results.py
+# runs it, and a --resume after it). --only: comma list of tests,bench,runs (default all).
+set -u
+OUT=${1:?usage: paper_results.sh OUT_DIR [--cpu] [--deadline SECONDS] [--resume] ...}
+shift
+MODE=cuda
+DEADLINE=510
+RESUME=0
+ENVS=HalfCheetah-v5,Hopper-v5,Walker2d-v5
+STEPS=
+MAX_STEPS=
+SEEDS=1,2,3,4,5
+ONLY=tests,bench,runs
+RUNS=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cpu) MODE=cpu ;;
+    --deadline) DEADLINE=$2; shift ;;
+    --resume) RESUME=1 ;;
+    --envs) ENVS=$2; shift ;;
+    --steps) STEPS=$2; shift ;;
+    --max-steps) MAX_STEPS=$2; shift ;;
+    --seeds) SEEDS=$2; shift ;;
+    --only) ONLY=$2; shift ;;
+    --runs) RUNS=$2; shift ;;
+    *) echo "error: unknown option '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-$PWD/paper-runs}
+if [ -e "$RUNS" ] && [ $RESUME -eq 0 ]; then
+  echo "error: '$RUNS' exists: pass --resume to continue its runs, or remove it" >&2
+  exit 2
+fi
+PYTHON=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+mkdir -p "$RUNS"
+RUNS=$(cd "$RUNS" && pwd)
+source benchmarks/device_setup.sh
+open_out_dir alm-paper
+install_carried_wheels
+
+if [ "$MODE" = cuda ]; then
+  DEVICE=cuda
+  THREADS=4
+  AGENT=()
+  BENCH_UPDATES=1000
+  FUSED=agent.compile=on
+  STEPS=${STEPS:-20000}; MAX_STEPS=${MAX_STEPS:-205000}
+  EVAL=(eval.every=5000 eval.episodes=5 checkpoint_every=5000)
+else
+  DEVICE=cpu
+  THREADS=1
+  AGENT=(agent.batch_size=16 agent.hidden_dim=32 agent.model_hidden_dim=32 agent.latent_dim=8
+    agent.warmup_steps=100 agent.buffer_size=2000)
+  BENCH_UPDATES=10
+  FUSED=agent.compile=off  # a cold Inductor compile would cost the suite minutes
+  STEPS=${STEPS:-200}; MAX_STEPS=${MAX_STEPS:-400}
+  EVAL=(eval.every=100 eval.episodes=1 checkpoint_every=100)
+fi
+REPORT_RESERVE=25  # seconds kept for the report
+
+say "mode $MODE, deadline ${DEADLINE}s, runs $RUNS, resume $RESUME"
+write_system_json "$OUT/system.json"
+
+if wanted tests && [ "$MODE" = cuda ]; then
+  say "1. CUDA tests"
+  timeout 150 $PYTHON -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py >"$OUT/tests.txt" 2>&1
+  say "tests exit $?: $(tail -n 1 "$OUT/tests.txt")"
+fi
+
+if wanted bench; then
+  say "2. alm bench --seeds 1,5, fused"
+  timeout 200 $PYTHON -m cli bench --device "$DEVICE" --updates "$BENCH_UPDATES" --json \
+    --seeds 1,5 --env HalfCheetah-v5 "$FUSED" "threads=$THREADS" "${AGENT[@]}" \
+    >"$OUT/seeds.json" 2>>"$LOG"
+  say "bench exit $?"
+fi
+
+# stage ENV: train ENV's run one stage on (new, continued, or extended by STEPS) within what
+# the deadline leaves; returns 1 when nothing is left to do for ENV
+stage() {
+  local env=$1 dir=$RUNS/$1 progress left args status
+  progress=$($PYTHON benchmarks/paper_report.py --progress "$dir") || return 1
+  case "$progress" in
+    new) args=(--config online "device=$DEVICE" "threads=$THREADS" eval.latent=sample
+      "${EVAL[@]}" "${AGENT[@]}" "seeds=$SEEDS" "env=$env" "steps=$STEPS" "run_dir=$dir") ;;
+    unfinished\ *)
+      local planned=${progress#unfinished }
+      args=(--resume "$dir" "steps=$((planned < MAX_STEPS ? planned : MAX_STEPS))") ;;
+    finished\ *)
+      local reached=${progress#finished }
+      [ "$reached" -lt "$MAX_STEPS" ] || return 1
+      local next=$((reached + STEPS))
+      args=(--resume "$dir" "steps=$((next < MAX_STEPS ? next : MAX_STEPS))") ;;
+    *) say "$env: cannot read '$dir' ($progress)"; return 1 ;;
+  esac
+  left=$((DEADLINE - SECONDS - REPORT_RESERVE))
+  say "$env: $progress -> train-online ${args[*]:0:2}, ${left}s left"
+  timeout "$left" $PYTHON -m cli train-online --quiet "${args[@]}" >>"$SCRATCH/$env.out" 2>&1
+  status=$?
+  say "$env exit $status (124: stopped at the deadline)"
+  [ $status -eq 0 ] && return 0
+  [ $status -eq 124 ] || tail -n 5 "$SCRATCH/$env.out" >>"$LOG"
+  return 1
+}
+
+if wanted runs; then
+  say "3. the runs: $ENVS, seeds $SEEDS, by $STEPS env steps up to $MAX_STEPS"
+  busy=1
+  while [ $busy -eq 1 ]; do
+    busy=0
+    for env in ${ENVS//,/ }; do
+      [ $((DEADLINE - SECONDS - REPORT_RESERVE)) -gt 10 ] || break 2
+      stage "$env" && busy=1
+    done
+  done
+fi
+
+say "4. report"
+$PYTHON benchmarks/paper_report.py "$OUT" "$RUNS" >>"$LOG" 2>&1
+say "report exit $?; done in ${SECONDS}s"
+rm -rf "$SCRATCH"
