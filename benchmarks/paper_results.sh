@@ -23,9 +23,9 @@
 # seeds.json, results.json, results.md, curves.png. The runs go to --runs DIR (default
 # paper-runs/ in the repository, git-ignored), where a later call on the same machine finds
 # them: --resume continues them (an unfinished run from its checkpoint to its steps or
-# --max-steps, a finished one on by --steps); without --resume an existing DIR is refused. Their checkpoints (hundreds of MiB at
-# paper sizes, five seeds with replay) are too big to come back from a device call, so a later
-# session starts again.
+# --max-steps, a finished one on by --steps); without --resume an existing DIR is refused.
+# Their checkpoints (the agent state alone 75 MiB at paper sizes for five seeds, before the
+# replay) are too big to come back from a device call, so a later session starts again.
 #
 # --cpu: the same steps at toy sizes on the CPU (eager update) in about a minute (tests/test_paper_results.py
 # runs it, and a --resume after it). --only: comma list of tests,bench,runs (default all).

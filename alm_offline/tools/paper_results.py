@@ -52,13 +52,21 @@ class ResultRow:
     ratio: float | None  # mean / published mean (None without a published point)
 
 
+def find_run_dirs_or_none(path: Path) -> list[Path]:
+    """The run dirs at or below ``path``; [] for a folder with none (no error)."""
+    try:
+        return find_run_dirs([Path(path)])
+    except PlotError:
+        return []
+
+
 def env_curves(run_dirs: Sequence[Path]) -> dict[str, tuple[list[RunCurve], int]]:
     """Each env's seed curves (eval ``return_mean`` over env steps) and its runs' warm-up
-    (``agent.warmup_steps``), from run dirs or folders holding them; a batched run dir counts
-    as its seeds. Raises ``PaperResultsError`` for an env whose runs differ in warm-up or
-    repeat a seed, and for offline runs."""
+    (``agent.warmup_steps``), from run dirs or folders holding them (a folder with none adds
+    nothing); a batched run dir counts as its seeds. Raises ``PaperResultsError`` for an env
+    whose runs differ in warm-up or repeat a seed, and for offline runs."""
     envs: dict[str, tuple[list[RunCurve], int]] = {}
-    for run_dir in find_run_dirs(run_dirs):
+    for run_dir in (run for path in run_dirs for run in find_run_dirs_or_none(path)):
         curve = read_run_curve(run_dir)
         if curve.mode != "online":
             raise PaperResultsError(f"'{run_dir}' is an offline run: the paper's curves are online")
@@ -139,14 +147,6 @@ def results_markdown(rows: Sequence[ResultRow], header: str = "") -> str:
     return "\n".join(lines)
 
 
-def find_run_dirs_or_none(path: Path) -> list[Path]:
-    """The run dirs at or below ``path``; [] for a folder with none (no error)."""
-    try:
-        return find_run_dirs([Path(path)])
-    except PlotError:
-        return []
-
-
 def write_paper_results(
     out: Path, run_dirs: Sequence[Path], header: str = "", extra: dict[str, Any] | None = None
 ) -> list[ResultRow]:
@@ -154,7 +154,7 @@ def write_paper_results(
     ``out/curves.png`` (seed mean ± std beside the published curve) for the runs at or below
     ``run_dirs`` (no curves, and "No runs." under the header, when there are none); each file
     through a temporary one. Returns the rows."""
-    envs = env_curves([d for d in run_dirs if find_run_dirs_or_none(d)])
+    envs = env_curves(run_dirs)
     rows = [
         row for env, (curves, warmup) in envs.items() for row in result_rows(env, curves, warmup)
     ]
