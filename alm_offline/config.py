@@ -60,6 +60,13 @@ class AgentConfig:
     # paper's form, and the better on halfcheetah-medium-replay: docs/offline-locomotion.md)
     bc_term: str = "behaviour-kl"
     bc_weight: float = 0.0  # weight of that term; 0: off (online ALM)
+    # true: bc_weight is relative to the weight of the KL term it stands beside, as App. A.7's
+    # bound weighs them alike (behaviour-kl: times classifier_coef c, the actor's KL estimate;
+    # likelihood: times kl_coef), so 1 is the bound's 1:1; false: bc_weight as it is
+    bc_relative_to_kl: bool = False
+    # which rollout actions carry the behaviour-kl term: t (a_0..a_{K-1} at z_0..z_{K-1}) or
+    # t+1 (a_1..a_K at z_1..z_K, the bound's indexing: step t's term is at a_{t+1})
+    bc_index: str = "t"
     precision: str = "fp32"  # fp32; tf32 (CUDA matmuls on TF32 cores); bf16 (autocast networks)
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
     # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates x seeds),
@@ -69,6 +76,9 @@ class AgentConfig:
     kl_coef: float = 1.0  # weight of the KL term in the encoder/model bound (Sec. 5.3: 0 = no KL)
     value_in_encoder_loss: bool = True  # Q(z_K) term in the encoder/model bound (Sec. 5.3)
     actor_loss: str = "svg"  # svg: K-step imagined lambda-returns; td3: -Q(z, pi(z)) (Fig. 5c)
+    # actor_loss=td3: > 0 maximises alpha Q / mean|Q| as TD3+BC does (its alpha: 2.5), so a
+    # behaviour term keeps its weight; 0: plain Q
+    td3_alpha: float = 0.0
     entropy_bonus: float = 0.0  # alpha of a SAC entropy bonus; > 0 learns the policy std (Tab. 5)
     action_penalty: float = 0.0  # weight of mean(pi(z)^2) along the rollout in the policy loss
     log_reward_shift: float = 0.0  # a of App. A.8: r -> a (log(r + a) - log a); 0 = off (Fig. 12)
@@ -128,10 +138,18 @@ class RunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-BUNDLED_CONFIGS = ("online", "quick", "offline", "behaviour", "offline-locomotion")
+BUNDLED_CONFIGS = (
+    "online",
+    "quick",
+    "offline",
+    "behaviour",
+    "offline-locomotion",
+    "offline-halfcheetah-sac",
+)
 PRECISIONS = ("fp32", "tf32", "bf16")
 COMPILE_MODES = ("auto", "on", "off")  # agent.compile (the fused update, fused.py)
 EVAL_LATENTS = ("mean", "sample")
+BC_INDEXES = ("t", "t+1")  # agent.bc_index: which rollout actions carry App. A.7's BC term
 BASELINE_METHODS = ("bc", "td3+bc", "iql", "cql")  # d3rlpy's, with its D4RL settings
 METHODS = ("alm", *BASELINE_METHODS)
 CHOICES = {
@@ -141,6 +159,7 @@ CHOICES = {
     "encoder": ("mlp", "identity"),
     "encoder_objective": ("alm", "reconstruction"),
     "bc_term": ("likelihood", "behaviour-kl"),
+    "bc_index": BC_INDEXES,
 }
 RENAMED = {  # keys of earlier versions -> the one line saying what replaced them
     "bc_coef": "agent.bc_coef was replaced by agent.bc_weight, in units of -log pi (bc_coef C at "
@@ -341,6 +360,7 @@ def validate(cfg: RunConfig) -> None:
         "agent.expl_std_end": a.expl_std_end,
         "agent.stddev_clip": a.stddev_clip,
         "agent.bc_weight": a.bc_weight,
+        "agent.td3_alpha": a.td3_alpha,
         "agent.kl_coef": a.kl_coef,
         "agent.entropy_bonus": a.entropy_bonus,
         "agent.action_penalty": a.action_penalty,
@@ -368,6 +388,8 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"agent.{key} must be one of {', '.join(allowed)}, got '{value}'")
     if a.buffer_size < a.seq_len + 2:
         raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
+    if a.td3_alpha > 0 and a.actor_loss != "td3":
+        raise ConfigError("agent.td3_alpha applies to actor_loss=td3, not the svg actor loss")
     if a.action_penalty > 0 and a.actor_loss != "svg":
         raise ConfigError("agent.action_penalty applies to the svg actor loss, not actor_loss=td3")
     if cfg.method not in METHODS:

@@ -480,17 +480,34 @@ def test_one_table_format_online_with_the_paper_row():
     ]  # fmt: skip
 
 
-def test_one_table_format_offline_normalised_scores():
+def test_one_table_format_offline_normalised_scores(tmp_path):
+    """Offline cells: a run's score is the mean of its last three evaluations (eval.jsonl),
+    a cell the IQM [95% CI] then mean ± std, and P(alm > td3+bc) per dataset below."""
     cells = ["a/ip.hdf5", "b/ip.hdf5"]
-    trials = [_row(c, m, 1, 7.0, key="dataset") for c in cells for m in ("alm", "bc")]
-    trials[0]["summary"]["normalized_score_mean"] = 42.0
-    record = {"mode": "offline", "name": "x", "cells": cells, "methods": ["alm", "bc"],
+    trials = [_row(c, m, 1, 7.0, key="dataset") for c in cells for m in ("alm", "td3+bc")]
+    trials[0]["summary"]["normalized_score_mean"] = 42.0  # no eval.jsonl: the final score
+    evals = {("b/ip.hdf5", "alm"): [0.0, 10.0, 20.0, 30.0], ("b/ip.hdf5", "td3+bc"): [9.0] * 3}
+    for t in trials:
+        if (t["dataset"], t["method"]) in evals:
+            run = tmp_path / t["method"]
+            run.mkdir()
+            rows = [
+                {"updates": i, "normalized_score_mean": v}
+                for i, v in enumerate(evals[t["dataset"], t["method"]])
+            ]
+            (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            t["run_dir"] = str(run)
+    record = {"mode": "offline", "name": "x", "cells": cells, "methods": ["alm", "td3+bc"],
               "trials": trials}  # fmt: skip
     assert results_table(record, {}).splitlines() == [
         "| Method | a_ip.hdf5 | b_ip.hdf5 | updates/s | wall s per run |",
         "|---|---|---|---|---|",
-        "| offline ALM | 42.0 ± 0.0 | 7.0 ± 0.0 | 10 | 4 |",
-        "| BC (d3rlpy) | 7.0 ± 0.0 | 7.0 ± 0.0 | 10 | 4 |",
+        "| offline ALM | 42.0 [42.0, 42.0]; 42.0 ± 0.0 | 20.0 [20.0, 20.0]; 20.0 ± 0.0 | 10 | 4 |",
+        "| TD3+BC (d3rlpy) | 7.0 [7.0, 7.0]; 7.0 ± 0.0 | 9.0 [9.0, 9.0]; 9.0 ± 0.0 | 10 | 4 |",
+        "",
+        "Offline scores: the mean of each run's last 3 evaluations; IQM [95% CI] (rliable, "
+        "stratified bootstrap); mean ± std over seeds.",
+        "P(alm > td3+bc) [95% CI]: a_ip.hdf5 1.00 [1.00, 1.00]; b_ip.hdf5 1.00 [1.00, 1.00]",
     ]
 
 

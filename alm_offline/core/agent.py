@@ -59,6 +59,16 @@ def adam_implementation(device: torch.device) -> dict[str, bool]:
     return {"foreach": False, "fused": True, "capturable": False}
 
 
+def bc_weight_in_loss(cfg: AgentConfig) -> float:
+    """The BC term's weight in the loss it joins: ``bc_weight``, or with
+    ``bc_relative_to_kl`` that times the KL term's weight there (App. A.7's 1:1 at 1): c
+    (``classifier_coef``) for behaviour-kl in the actor, ``kl_coef`` for likelihood."""
+    if not cfg.bc_relative_to_kl:
+        return cfg.bc_weight
+    kl_weight = cfg.classifier_coef if cfg.bc_term == "behaviour-kl" else cfg.kl_coef
+    return cfg.bc_weight * kl_weight
+
+
 class AlmAgent:
     """ALM(K) on a ``WorldModel``, with one Adam optimiser per parameter group.
 
@@ -85,6 +95,7 @@ class AlmAgent:
         self.device = torch.device(device)
         # offline ALM's behaviour-kl form (App. A.7): a behaviour policy pi_b to stay near
         self.behaviour_kl = cfg.bc_weight > 0 and cfg.bc_term == "behaviour-kl"
+        self.bc_weight = bc_weight_in_loss(cfg)
         self.wm = WorldModel(
             obs_dim,
             action_dim,
@@ -302,7 +313,7 @@ class AlmAgent:
         likelihood = cfg.bc_weight > 0 and cfg.bc_term == "likelihood"
         if likelihood:
             bc = likelihood_bc_loss(wm, bound.latents, seq.action, std)
-            world_loss = world_loss + cfg.bc_weight * bc.loss
+            world_loss = world_loss + self.bc_weight * bc.loss
             bc_loss, bc_per_step = bc.loss, bc.per_step
         world_norm = self._apply("world", world_loss)
 
@@ -353,7 +364,8 @@ class AlmAgent:
                 rsample(z_mean, z_std),
                 std=std,
                 stddev_clip=cfg.stddev_clip,
-                behaviour_weight=cfg.bc_weight if self.behaviour_kl else 0.0,
+                behaviour_weight=self.bc_weight if self.behaviour_kl else 0.0,
+                q_alpha=cfg.td3_alpha,
             )
         else:
             actor = actor_svg_loss(
@@ -367,12 +379,13 @@ class AlmAgent:
                 classifier_coef=cfg.classifier_coef,
                 entropy_bonus=cfg.entropy_bonus,
                 action_penalty=cfg.action_penalty,
-                behaviour_weight=cfg.bc_weight if self.behaviour_kl else 0.0,
+                behaviour_weight=self.bc_weight if self.behaviour_kl else 0.0,
+                behaviour_index=cfg.bc_index,
             )
         actor_total = actor.loss
         if likelihood:
             actor_bc = likelihood_bc_loss(wm, bound.latents.detach(), seq.action, std)
-            actor_total = actor_total + cfg.bc_weight * actor_bc.loss
+            actor_total = actor_total + self.bc_weight * actor_bc.loss
         actor_norm = self._apply("actor", actor_total)
 
         # 5. targets

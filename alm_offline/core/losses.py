@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from alm_offline.config import BC_INDEXES
 from alm_offline.core.networks import WorldModel, rsample, sample_action, seed_mean
 
 
@@ -54,6 +55,28 @@ def lambda_returns(
         last = rewards[:, t] + gamma * ((1.0 - lambda_) * next_values[:, t] + lambda_ * last)
         returns.append(last)
     return torch.stack(returns[::-1], dim=1)
+
+
+def actor_step_weights(gamma: float, lambda_: float, horizon: int) -> torch.Tensor:
+    """The weight of imagined step j's reward in ``actor_svg_loss``: (K,).
+
+    The loss is -mean_t g^t R^lambda_t, and r_j enters R^lambda_t (t <= j) with (g lambda)^(j-t),
+    so step j weighs g^j (sum_{i<=j} lambda^i) / K: it rises with j for lambda near 1 where the
+    bound's own weight, g^j, falls. A closed form for the docs and tests; the loss itself
+    goes through ``lambda_returns``.
+    """
+    steps = torch.arange(horizon, dtype=torch.float64)
+    lambda_sums = torch.cumsum(torch.as_tensor(lambda_, dtype=torch.float64) ** steps, 0)
+    return (gamma**steps * lambda_sums / horizon).float()
+
+
+def bc_rollout_steps(index: str) -> slice:
+    """The rollout steps (of z_0..z_K, a_0..a_K) whose actions carry the BC term, one per
+    imagined step t = 0..K-1: ``"t"`` a_0..a_{K-1} at z_0..z_{K-1} (a_K gets none);
+    ``"t+1"`` a_1..a_K at z_1..z_K, App. A.7's indexing (step t's term is at a_{t+1})."""
+    if index not in BC_INDEXES:
+        raise ValueError(f"bc index must be one of {', '.join(BC_INDEXES)}, got {index!r}")
+    return slice(0, -1) if index == "t" else slice(1, None)
 
 
 def policy_entropy(std: torch.Tensor) -> torch.Tensor:
@@ -348,6 +371,7 @@ def actor_svg_loss(
     entropy_bonus: float = 0.0,
     action_penalty: float = 0.0,
     behaviour_weight: float = 0.0,
+    behaviour_index: str = "t",
 ) -> ActorTerms:
     """-mean_t g^t R^lambda_t over a K-step imagined rollout from z (S, B, Z) with the policy.
 
@@ -359,15 +383,18 @@ def actor_svg_loss(
     > 0 adds alpha H(pi(.|z_t)) to every step's reward (SAC-style ablation, Table 5);
     ``action_penalty`` > 0 adds its weight times the mean of pi(z_t)^2 over the rollout.
 
-    ``behaviour_weight`` w > 0 (offline, App. A.7's behaviour-kl form) adds to every step's
-    reward w [log pi_b(a_t | z_t) - log pi_phi(a_t | z_t)] at the rollout's own a_t ~ pi_phi,
-    so the returns carry sum_t g^t of it as the bound does; pi_b (``wm.behaviour_policy``)
-    is not trained here (its parameters are not the actor's).
+    ``behaviour_weight`` w > 0 (offline, App. A.7's behaviour-kl form) adds to step t's
+    reward w [log pi_b(a | z) - log pi_phi(a | z)] at the rollout's own a ~ pi_phi: at (z_t,
+    a_t) for ``behaviour_index="t"``, at (z_{t+1}, a_{t+1}) for ``"t+1"`` (the bound's
+    indexing, ``bc_rollout_steps``). Through the lambda-returns step t's term weighs
+    ``actor_step_weights(gamma, lambda_, K)[t]``, like its reward. pi_b
+    (``wm.behaviour_policy``) is not trained here (its parameters are not the actor's).
     """
+    keep_policy = action_penalty > 0 or behaviour_weight > 0
     latents, actions, entropies, means, stds = [z], [], [], [], []
     for _ in range(horizon):
         mean, a_std = wm.policy(z.detach(), std)
-        if action_penalty > 0 or behaviour_weight > 0:
+        if keep_policy:
             means.append(mean)
             stds.append(a_std)
         a = sample_action(mean, a_std, stddev_clip)
@@ -376,7 +403,8 @@ def actor_svg_loss(
         z = rsample(*wm.next(z, a))
         actions.append(a)
         latents.append(z)
-    actions.append(sample_action(*wm.policy(z.detach(), std), stddev_clip))
+    final_mean, final_std = wm.policy(z.detach(), std)
+    actions.append(sample_action(final_mean, final_std, stddev_clip))
     zs, acts = torch.stack(latents, 1), torch.stack(actions, 1)  # (S, K+1, B, Z|A)
     reward = wm.reward(zs[:, :-1], acts[:, :-1]).squeeze(-1)  # (S, K, B)
     step_reward = reward
@@ -392,11 +420,12 @@ def actor_svg_loss(
         step_reward = step_reward + entropy_bonus * entropy
     log_ratio = torch.zeros_like(reward)
     if behaviour_weight > 0:
-        policy_mean = torch.stack(means, 1)  # (S, K, B, A)
+        steps = bc_rollout_steps(behaviour_index)
+        policy_mean = torch.stack([*means, final_mean], 1)[:, steps]  # (S, K, B, A)
         # the schedule's std is every step's; a learned one is a tensor per step
-        policy_std = torch.stack(stds, 1) if wm.actor.learn_std else std
+        policy_std = torch.stack([*stds, final_std], 1)[:, steps] if wm.actor.learn_std else std
         log_ratio = behaviour_log_ratio(
-            acts[:, :-1], *wm.behaviour_policy(zs[:, :-1]), policy_mean, policy_std
+            acts[:, steps], *wm.behaviour_policy(zs[:, steps]), policy_mean, policy_std
         )  # (S, K, B)
         step_reward = step_reward + behaviour_weight * log_ratio
     next_value = wm.q(zs[:, 1:], acts[:, 1:].detach()).min(0).values.squeeze(-1)  # (S, K, B)
@@ -415,6 +444,15 @@ def actor_svg_loss(
     )
 
 
+def td3_q_objective(q: torch.Tensor, alpha: float) -> torch.Tensor:
+    """What a TD3 actor maximises, per seed: (S, B) -> (S,). alpha = 0: mean Q. alpha > 0:
+    TD3+BC's alpha Q / mean|Q| (Fujimoto & Gu 2021), the batch's mean |Q| detached, so a
+    behaviour term beside it keeps its weight whatever the scale of the returns."""
+    if alpha <= 0:
+        return seed_mean(q)
+    return alpha * seed_mean(q) / seed_mean(q.detach().abs()).clamp_min(1e-6)
+
+
 def actor_td3_loss(
     wm: WorldModel,
     z: torch.Tensor,
@@ -422,9 +460,11 @@ def actor_td3_loss(
     std: float | torch.Tensor = 0.0,
     stddev_clip: float | None = None,
     behaviour_weight: float = 0.0,
+    q_alpha: float = 0.0,
 ) -> ActorTerms:
     """TD3's model-free actor loss -Q1(z, pi(z)) on latents z (S, B, Z) of real states
     (Fig. 5c). No model rollout, reward head or classifier: only the critic judges the policy.
+    ``q_alpha`` > 0 weighs Q as TD3+BC does (``td3_q_objective``); 0 keeps the plain -Q.
 
     ``behaviour_weight`` w > 0 adds the behaviour-kl term at the one step there is,
     -w [log pi_b(a | z) - log pi_phi(a | z)] with a ~ pi_phi(z) (the same term as
@@ -434,7 +474,7 @@ def actor_td3_loss(
     mean = wm.pi(z)
     q1 = wm.q(z, mean)[0].squeeze(-1)  # (S, B)
     zero = torch.zeros(z.shape[0], device=z.device)
-    loss, behaviour_kl = -seed_mean(q1), zero
+    loss, behaviour_kl = -td3_q_objective(q1, q_alpha), zero
     if behaviour_weight > 0:
         mean, policy_std = wm.policy(z, std)
         action = sample_action(mean, policy_std, stddev_clip)

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from alm_offline.config import BASELINE_METHODS
+from alm_offline.tools.stats import (
+    LAST_EVALS,
+    final_score,
+    probability_of_improvement,
+    summarise_seeds,
+)
 from alm_offline.tools.sweep.grid import SweepError, cell_slugs
+from alm_offline.training.loggers import read_jsonl
 from alm_offline.training.rundir import write_text_atomic
 
 SWEEP_FILE = "sweep.json"
@@ -84,13 +91,55 @@ def score(summary: dict[str, Any]) -> float | None:
     return summary.get("eval_return_mean") if value is None else value
 
 
-def score_cell(values: list[float], total: int) -> str:
-    """``mean ± std`` (population std) of ``values``, with ``(k/n seeds)`` when some of the
-    ``total`` trials gave none; ``failed`` when none did."""
+def trial_score(trial: dict[str, Any], mode: str) -> float | None:
+    """An ok trial's score: offline, the protocol's (``stats.final_score``: the mean of the
+    last evaluations' normalised scores, else returns, in the seed's eval.jsonl); online, or
+    a run dir without eval.jsonl, the final evaluation's (``score``)."""
+    if trial["status"] != "ok":
+        return None
+    path = Path(trial["run_dir"]) / "eval.jsonl"
+    if mode == "offline" and path.is_file():
+        rows = read_jsonl(path)
+        key = (
+            "normalized_score_mean"
+            if rows and rows[-1].get("normalized_score_mean") is not None
+            else "return_mean"
+        )
+        values = [row[key] for row in rows if row.get(key) is not None]
+        if values:
+            return final_score(values)
+    value = score(trial["summary"])
+    return None if value is None else float(value)
+
+
+def score_cell(values: list[float], total: int, intervals: bool = False) -> str:
+    """``mean ± std`` (population std) of ``values``, after ``IQM [95% CI]`` with
+    ``intervals``; with ``(k/n seeds)`` when some of the ``total`` trials gave none;
+    ``failed`` when none did."""
     if not values:
         return "failed"
     cell = f"{np.mean(values):.1f} ± {np.std(values):.1f}"
+    if intervals:
+        cell = f"{summarise_seeds(values).iqm.describe()}; {cell}"
     return cell if len(values) == total else f"{cell} ({len(values)}/{total} seeds)"
+
+
+def improvement_line(record: dict[str, Any], first: str = "alm", second: str = "td3+bc") -> str:
+    """Per dataset of an offline sweep with both methods: P(first beats second) [95% CI]."""
+    parts = []
+    for cell, slug in zip(record["cells"], cell_slugs("offline", record["cells"]), strict=True):
+        scores = [
+            [
+                v
+                for t in record["trials"]
+                if t["dataset"] == cell and t["method"] == method
+                if (v := trial_score(t, "offline")) is not None
+            ]
+            for method in (first, second)
+        ]
+        if all(scores):
+            parts.append(f"{slug} {probability_of_improvement(*scores).describe(2)}")
+    return f"P({first} > {second}) [95% CI]: " + "; ".join(parts) if parts else ""
 
 
 def method_label(method: str, mode: str, name: str) -> str:
@@ -117,12 +166,8 @@ def results_table(
         cell_texts = []
         for cell in cells:
             rows = [t for t in trials if t[key] == cell and t["method"] == method]
-            values = [
-                float(score(t["summary"]))
-                for t in rows
-                if t["status"] == "ok" and score(t["summary"]) is not None
-            ]
-            cell_texts.append(score_cell(values, len(rows)))
+            values = [v for t in rows if (v := trial_score(t, mode)) is not None]
+            cell_texts.append(score_cell(values, len(rows), intervals=mode == "offline"))
         ok = [t["summary"] for t in trials if t["method"] == method and t["status"] == "ok"]
         speed = [s["updates_per_sec"] for s in ok if s.get("updates_per_sec")]
         wall = [s["wall_seconds"] for s in ok if s.get("wall_seconds") is not None]
@@ -132,6 +177,14 @@ def results_table(
     if paper and any(cell in paper for cell in cells):
         texts = [f"{paper[c][0]:.1f} ± {paper[c][1]:.1f}" if c in paper else "–" for c in cells]
         lines.append("| ALM(3), paper Table 1 (200k steps) | " + " | ".join(texts) + " | – | – |")
+    if mode == "offline":
+        lines += [
+            "",
+            f"Offline scores: the mean of each run's last {LAST_EVALS} evaluations; "
+            "IQM [95% CI] (rliable, stratified bootstrap); mean ± std over seeds.",
+        ]
+        if improvement := improvement_line(record):
+            lines.append(improvement)
     return "\n".join(lines) + "\n"
 
 

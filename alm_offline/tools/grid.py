@@ -1,0 +1,341 @@
+"""A results grid that lands cell by cell (``alm grid run|report``).
+
+A grid file (YAML, e.g. ``results/halfcheetah-sac/grid.yaml``) names an env, a folder of
+D4RL-layout HDF5 files, a config, seeds, overrides and its cells: one dataset x one method
+(or an ablation: the method with overrides of its own). ``run_grid`` trains the cells in
+order, each as one ``alm sweep`` subprocess (a fresh one, or ``--resume`` of the cell's
+sweep folder when an earlier run was interrupted, so a trial continues from its last
+checkpoint); a finished cell writes ``cells/<dataset>--<variant>.json`` beside the grid file
+(per seed: every evaluation, the score, the model KL range, updates/s; the config, the
+commit, each data file's sha256, the CPU) and, with ``commit``, commits that file at once.
+A cell whose JSON exists is skipped. ``grid_report`` rebuilds the table (``results.md``,
+optionally a README's marked section) and the curves from those files alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alm_offline.errors import AlmError
+from alm_offline.tools.stats import LAST_EVALS, final_score
+from alm_offline.training.loggers import read_jsonl
+from alm_offline.training.rundir import write_text_atomic
+
+CELLS_FOLDER = "cells"
+SCORE_KEY = "normalized_score_mean"
+KL_KEY = "model/kl"
+COMMIT_TRIES = 5
+
+
+class GridError(AlmError):
+    """A grid file or folder that cannot be run or reported as asked (one-line message)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One dataset x one method variant; ``variant`` names it in files and tables."""
+
+    dataset: str  # a key of the grid's ``datasets``
+    method: str  # alm, or one of d3rlpy's baselines
+    variant: str  # the method, or an ablation's name
+    overrides: tuple[str, ...] = ()
+    label: str = ""  # the table's row or column name
+
+    @property
+    def slug(self) -> str:
+        return f"{self.dataset}--{self.variant}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A grid file, read and checked."""
+
+    path: Path
+    name: str
+    env: str
+    data: Path  # the folder of the datasets' files
+    datasets: dict[str, str]  # name -> file name in ``data``
+    config: str
+    seeds: tuple[int, ...]
+    seeds_per_trial: int | None
+    overrides: tuple[str, ...]
+    cells: tuple[Cell, ...]
+    compare: tuple[str, str] = ("alm", "td3+bc")  # P(first beats second) per dataset
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def file(self, dataset: str) -> Path:
+        return self.data / self.datasets[dataset]
+
+
+def _need(raw: dict[str, Any], key: str, kind: type, path: Path) -> Any:
+    value = raw.get(key)
+    if not isinstance(value, kind) or (isinstance(value, str | list | dict) and not value):
+        raise GridError(f"'{path}': '{key}' must be a non-empty {kind.__name__}")
+    return value
+
+
+def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
+    """Read and check the grid file ``path``; ``data`` replaces its data folder (a relative
+    one is relative to the current folder, as is the file's own)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise GridError(f"cannot read grid file '{path}': {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise GridError(f"'{path}' is not a grid file (a YAML mapping)")
+    datasets = _need(raw, "datasets", dict, path)
+    seeds = _need(raw, "seeds", list, path)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise GridError(f"'{path}': 'seeds' must be integers, got {seeds}")
+    if len(set(seeds)) != len(seeds):
+        raise GridError(f"'{path}': 'seeds' must be distinct, got {seeds}")
+    cells = []
+    for i, item in enumerate(_need(raw, "cells", list, path)):
+        if not isinstance(item, dict) or item.get("dataset") not in datasets:
+            raise GridError(f"'{path}': cell {i + 1} must name a dataset among {list(datasets)}")
+        method = item.get("method", "alm")
+        cells.append(
+            Cell(
+                dataset=item["dataset"],
+                method=method,
+                variant=str(item.get("variant", method)),
+                overrides=tuple(str(o) for o in item.get("overrides", ())),
+                label=str(item.get("label", item.get("variant", method))),
+            )
+        )
+    slugs = [cell.slug for cell in cells]
+    if len(set(slugs)) != len(slugs):
+        raise GridError(f"'{path}': two cells share a dataset and variant")
+    per_trial = raw.get("seeds_per_trial")
+    if per_trial is not None and (not isinstance(per_trial, int) or per_trial < 1):
+        raise GridError(f"'{path}': 'seeds_per_trial' must be a positive integer")
+    return Grid(
+        path=path,
+        name=_need(raw, "name", str, path),
+        env=_need(raw, "env", str, path),
+        data=Path(data if data is not None else _need(raw, "data", str, path)),
+        datasets={str(k): str(v) for k, v in datasets.items()},
+        config=_need(raw, "config", str, path),
+        seeds=tuple(seeds),
+        seeds_per_trial=per_trial,
+        overrides=tuple(str(o) for o in raw.get("overrides", ())),
+        cells=tuple(cells),
+        compare=tuple(raw.get("compare", ("alm", "td3+bc"))),
+        notes={str(k): str(v) for k, v in (raw.get("notes") or {}).items()},
+    )
+
+
+# ------------------------------------------------------------------------- what a cell holds
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (the platform's processor where lscpu is missing)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        out = ""
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def code_commit(root: Path) -> str:
+    """The commit of the code in ``root`` (``+dirty`` when tracked files differ from it)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def seed_record(run_dir: Path) -> dict[str, Any]:
+    """One seed's run dir in a cell: its evaluations, score, model KL range and speed."""
+    evals = read_jsonl(run_dir / "eval.jsonl")
+    scores = [row[SCORE_KEY] for row in evals if row.get(SCORE_KEY) is not None]
+    if not scores:
+        raise GridError(f"'{run_dir}' has no normalised evaluation to score")
+    kl = [row[KL_KEY] for row in read_jsonl(run_dir / "metrics.jsonl") if KL_KEY in row]
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    return {
+        "evaluations": [
+            {"updates": row["updates"], "score": row[SCORE_KEY], "return": row["return_mean"]}
+            for row in evals
+        ],
+        "score": final_score(scores),
+        "model_kl": {"min": min(kl), "max": max(kl), "last": kl[-1]} if kl else None,
+        "updates_per_sec": summary.get("updates_per_sec"),
+        "wall_seconds": summary.get("wall_seconds"),
+        "run_dir": str(run_dir),
+    }
+
+
+def cell_record(grid: Grid, cell: Cell, run_dirs: dict[int, Path], code_root: Path) -> dict:
+    """The JSON a finished cell writes (``run_dirs``: seed -> its run dir)."""
+    config = yaml.safe_load((run_dirs[min(run_dirs)] / "config.yaml").read_text(encoding="utf-8"))
+    return {
+        "grid": grid.name,
+        "dataset": cell.dataset,
+        "method": cell.method,
+        "variant": cell.variant,
+        "label": cell.label,
+        "env": grid.env,
+        "data_file": grid.datasets[cell.dataset],
+        "data_sha256": {name: sha256_of(grid.data / name) for name in grid.datasets.values()},
+        "protocol": (
+            f"score: the mean of the last {LAST_EVALS} evaluations' D4RL-normalised return "
+            f"({config['eval']['episodes']} episodes each, every {config['eval']['every']} "
+            f"updates), {config['steps']} updates"
+        ),
+        "overrides": [*grid.overrides, *cell.overrides],
+        "commit": code_commit(code_root),
+        "cpu": cpu_model(),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "config": config,
+        "seeds": {str(seed): seed_record(run_dirs[seed]) for seed in sorted(run_dirs)},
+    }
+
+
+def cell_path(folder: Path, cell: Cell) -> Path:
+    return folder / CELLS_FOLDER / f"{cell.slug}.json"
+
+
+def read_cells(grid: Grid, folder: Path | None = None) -> dict[str, dict]:
+    """The finished cells' records by slug, in the grid's order, from ``folder`` (the grid
+    file's by default)."""
+    records = {}
+    for cell in grid.cells:
+        path = cell_path(folder or grid.folder, cell)
+        if path.is_file():
+            try:
+                records[cell.slug] = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise GridError(f"cannot read '{path}': {exc}") from None
+    return records
+
+
+# ------------------------------------------------------------------------------ running
+def sweep_command(grid: Grid, cell: Cell, out: Path, python: str | None) -> list[str]:
+    """The ``alm sweep`` that trains ``cell`` into ``out`` (``--resume`` when it began)."""
+    head = [sys.executable, "-m", "cli", "sweep"]
+    if (out / "sweep.json").is_file():
+        return [*head, "--resume", str(out), *(["--python", python] if python else [])]
+    per_trial = grid.seeds_per_trial if cell.method == "alm" else None
+    return [
+        *head,
+        "--datasets",
+        str(grid.file(cell.dataset)),
+        "--methods",
+        cell.method,
+        "--seeds",
+        ",".join(map(str, grid.seeds)),
+        *(["--seeds-per-trial", str(per_trial)] if per_trial else []),
+        "--config",
+        grid.config,
+        "--out",
+        str(out),
+        "--name",
+        f"{grid.name}-{cell.slug}",
+        *(["--python", python] if python and cell.method != "alm" else []),
+        f"env={grid.env}",
+        *grid.overrides,
+        *cell.overrides,
+    ]
+
+
+def sweep_run_dirs(out: Path) -> dict[int, Path]:
+    """seed -> run dir of a finished cell sweep (its sweep.json trials, all ok)."""
+    record = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    rows = record["trials"]
+    failed = [row for row in rows if row.get("status") != "ok"]
+    if failed:
+        raise GridError(f"sweep '{out}' has {len(failed)} failed seed(s): {failed[0].get('error')}")
+    return {int(row["seed"]): Path(row["run_dir"]) for row in rows}
+
+
+def commit_file(path: Path, message: str) -> None:
+    """``git add`` + ``git commit`` of ``path`` alone (other staged changes stay staged),
+    retried while another git process holds the index."""
+    repo = path.parent
+    for attempt in range(COMMIT_TRIES):
+        add = subprocess.run(["git", "-C", str(repo), "add", "--", path.name], capture_output=True)
+        done = subprocess.run(
+            ["git", "-C", str(repo), "commit", "-q", "-m", message, "--", path.name],
+            capture_output=True,
+            text=True,
+        )
+        if add.returncode == 0 and done.returncode == 0:
+            return
+        time.sleep(2 + 3 * attempt)
+    raise GridError(f"could not commit '{path}': {done.stderr.strip().splitlines()[-1:]}")
+
+
+def run_grid(
+    grid: Grid,
+    work: Path,
+    *,
+    results: Path | None = None,
+    python: str | None = None,
+    only: Sequence[str] = (),
+    commit: bool = False,
+    echo=print,
+) -> list[Path]:
+    """Train every cell of ``grid`` without a JSON yet in ``results`` (the grid file's folder
+    by default), or those in ``only``, in order; returns the cell files written. The sweeps'
+    folders (and so the checkpoints that let an interrupted cell continue) live in ``work``."""
+    missing = [name for name in grid.datasets.values() if not (grid.data / name).is_file()]
+    if missing:
+        raise GridError(f"'{grid.data}' lacks {', '.join(missing)} (pass --data FOLDER)")
+    unknown = sorted(set(only) - {cell.slug for cell in grid.cells})
+    if unknown:
+        raise GridError(f"no cell {unknown[0]} in '{grid.path}'")
+    results = results or grid.folder
+    done = read_cells(grid, results)
+    code_root = Path(__file__).resolve().parents[2]  # the checkout the trials run, too
+    path_entries = [str(code_root), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path_entries))}
+    written = []
+    for cell in grid.cells:
+        if cell.slug in done or (only and cell.slug not in only):
+            continue
+        out = work / cell.slug
+        command = sweep_command(grid, cell, out, python)
+        echo(f"{cell.slug}: {' '.join(command[2:])}")
+        result = subprocess.run(command, env=env, check=False)
+        if result.returncode != 0:
+            raise GridError(f"cell {cell.slug}: alm sweep exited {result.returncode} ('{out}')")
+        record = cell_record(grid, cell, sweep_run_dirs(out), code_root)
+        path = cell_path(results, cell)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+        scores = [s["score"] for s in record["seeds"].values()]
+        echo(f"{cell.slug}: wrote {path} (scores {', '.join(f'{v:.1f}' for v in scores)})")
+        if commit:
+            commit_file(path, f"Grid {grid.name}: cell {cell.slug} ({len(scores)} seeds)")
+        written.append(path)
+    return written

@@ -1,0 +1,164 @@
+"""A grid's table and curves, rebuilt from its cell files alone (``alm grid report``).
+
+Per dataset and variant: the interquartile mean of the seeds' scores with its 95%
+stratified-bootstrap interval, the mean and std; per dataset the probability that the
+grid's first compared method beats the second, with its interval (``tools/stats.py``,
+rliable); the cells not measured yet; the model KL ranges; and one figure of the mean
+normalised score over seeds with its 95% band per variant, one panel per dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from alm_offline.tools.grid import Grid, GridError, read_cells
+from alm_offline.tools.plotting import DPI, SUBPLOT_SIZE, save_figure
+from alm_offline.tools.stats import mean_interval, probability_of_improvement, summarise_seeds
+from alm_offline.training.rundir import write_text_atomic
+
+README_START = "<!-- grid:{name}:start -->"
+README_END = "<!-- grid:{name}:end -->"
+
+
+def _scores(record: dict) -> list[float]:
+    return [seed["score"] for seed in record["seeds"].values()]
+
+
+def _variants(grid: Grid) -> list[tuple[str, str]]:
+    """(variant, label) in first-seen order."""
+    seen: dict[str, str] = {}
+    for cell in grid.cells:
+        seen.setdefault(cell.variant, cell.label)
+    return list(seen.items())
+
+
+def score_table(grid: Grid, records: dict[str, dict]) -> str:
+    """Markdown: a row per dataset, a column per variant (``IQM [95% CI]``, then ``mean ±
+    std``), and P(first compared beats second) [95% CI]; "–" where the grid has no such
+    cell, "not measured" where the cell has no file yet."""
+    variants = _variants(grid)
+    first, second = grid.compare
+    datasets = list(dict.fromkeys(cell.dataset for cell in grid.cells))
+    header = [label for _, label in variants] + [f"P({first} > {second})"]
+    lines = ["| dataset | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for dataset in datasets:
+        texts = []
+        for variant, _ in variants:
+            slug = f"{dataset}--{variant}"
+            if not any(c.slug == slug for c in grid.cells):
+                texts.append("–")
+            elif slug not in records:
+                texts.append("not measured")
+            else:
+                s = summarise_seeds(_scores(records[slug]))
+                texts.append(f"{s.iqm.describe()}<br>{s.mean:.1f} ± {s.std:.1f}")
+        pair = [records.get(f"{dataset}--{v}") for v in (first, second)]
+        if all(pair):
+            texts.append(probability_of_improvement(*map(_scores, pair)).describe(2))
+        else:
+            texts.append("–")
+        lines.append(f"| {dataset} | " + " | ".join(texts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def kl_table(grid: Grid, records: dict[str, dict]) -> str:
+    """Markdown: the model's KL (nats) over each ALM cell's run, min-max over its seeds."""
+    lines = ["| cell | model KL min | model KL max | at the end |", "|---|---|---|---|"]
+    for slug, record in records.items():
+        kls = [s["model_kl"] for s in record["seeds"].values() if s.get("model_kl")]
+        if not kls:
+            continue
+        low = min(k["min"] for k in kls)
+        high = max(k["max"] for k in kls)
+        ends = [k["last"] for k in kls]
+        lines.append(f"| {slug} | {low:.0f} | {high:.0f} | {min(ends):.0f}-{max(ends):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def provenance(grid: Grid, records: dict[str, dict]) -> str:
+    """Seeds, protocol, commits, CPUs and data digests of the cells, and what is missing."""
+    missing = [cell.slug for cell in grid.cells if cell.slug not in records]
+    lines = [
+        f"Seeds {', '.join(map(str, grid.seeds))}; config `{grid.config}`; "
+        + (next(iter(records.values()))["protocol"] if records else "no cell measured yet")
+        + ". Cells as `IQM [95% CI]` (rliable, stratified bootstrap) over `mean ± std`.",
+    ]
+    commits = sorted({r["commit"][:12] for r in records.values()})
+    cpus = sorted({r["cpu"] for r in records.values()})
+    if records:
+        lines.append(f"Measured at commit(s) {', '.join(commits)} on {'; '.join(cpus)}.")
+        digests = next(iter(records.values()))["data_sha256"]
+        if any(r["data_sha256"] != digests for r in records.values()):
+            lines.append("**The cells' data files differ (sha256): they do not compare.**")
+    lines.append(
+        "Not measured yet: " + ", ".join(missing) + "." if missing else "Every cell is measured."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot_grid_curves(grid: Grid, records: dict[str, dict], out: Path) -> Path | None:
+    """One panel per dataset: each variant's mean score over seeds with its 95% band."""
+    from matplotlib.figure import Figure
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in records.values()))
+    if not datasets:
+        return None
+    columns = min(len(datasets), 3)
+    rows = math.ceil(len(datasets) / columns)
+    fig = Figure(figsize=(SUBPLOT_SIZE[0] * columns, SUBPLOT_SIZE[1] * rows), dpi=DPI)
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, dataset in zip(axes, datasets, strict=False):
+        for record in (r for r in records.values() if r["dataset"] == dataset):
+            curves = [s["evaluations"] for s in record["seeds"].values()]
+            common = sorted(set.intersection(*({e["updates"] for e in c} for c in curves)))
+            values = np.array(
+                [[e["score"] for e in c if e["updates"] in set(common)] for c in curves]
+            )
+            mean, low, high = mean_interval(values)
+            line = ax.plot(common, mean, label=f"{record['label']} ({len(curves)} seeds)")[0]
+            ax.fill_between(common, low, high, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{grid.name} {dataset}")
+        ax.set_xlabel("updates")
+        ax.set_ylabel("D4RL-normalised score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in axes[len(datasets) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def grid_markdown(grid: Grid, records: dict[str, dict]) -> str:
+    return "\n".join(
+        [score_table(grid, records), provenance(grid, records), kl_table(grid, records)]
+    )
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """``text`` with what stands between the grid's two README markers replaced by ``body``."""
+    start, end = README_START.format(name=name), README_END.format(name=name)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise GridError(f"no '{start}' ... '{end}' section to rebuild")
+    return pattern.sub(lambda _: f"{start}\n{body}{end}", text, count=1)
+
+
+def grid_report(grid: Grid, readme: Path | None = None) -> list[Path]:
+    """Write ``results.md`` and ``curves.png`` beside the grid file and, given ``readme``,
+    its marked section; returns the files written."""
+    records = read_cells(grid)
+    body = grid_markdown(grid, records)
+    written = [grid.folder / "results.md"]
+    write_text_atomic(written[0], f"# {grid.name}\n\n{body}")
+    curves = plot_grid_curves(grid, records, grid.folder / "curves.png")
+    if curves is not None:
+        written.append(curves)
+    if readme is not None:
+        text = replace_section(readme.read_text(encoding="utf-8"), grid.name, body)
+        write_text_atomic(readme, text)
+        written.append(readme)
+    return written

@@ -1,0 +1,160 @@
+"""``alm grid``: a results grid that lands cell by cell, on the shared D4RL-recipe files,
+and the interval estimates its tables print (rliable) against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from alm_offline.tools.grid import cpu_model, load_grid, sweep_command
+from alm_offline.tools.grid_report import replace_section
+from alm_offline.tools.stats import (
+    final_score,
+    mean_interval,
+    probability_of_improvement,
+    summarise_seeds,
+)
+from alm_offline.training.loggers import read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "halfcheetah-sac"
+TINY = [
+    "steps=20",
+    "checkpoint_every=10",
+    "log_every=10",
+    "eval.every=10",
+    "eval.episodes=1",
+    "agent.batch_size=16",
+]
+
+
+def baselines_python() -> str:
+    return os.environ.get("ALM_BASELINES_PYTHON") or str(REPO / ".venv-baselines/bin/python")
+
+
+def write_grid(folder: Path, cells: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    grid = {
+        "name": "tiny",
+        "env": "HalfCheetah-v5",
+        "data": str(DATA),
+        "datasets": {"medium-replay": "halfcheetah-sac-medium-replay.hdf5"},
+        "config": "offline-halfcheetah-sac",
+        "seeds": [1, 2],
+        "overrides": TINY,
+        "compare": ["alm", "bc"],
+        "cells": cells,
+    }
+    path = folder / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def alm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+# --------------------------------------------------------------------------- the statistics
+def test_scores_and_intervals_against_hand_computed_values():
+    assert final_score([0.0, 10.0, 20.0, 30.0]) == 20.0  # the last three
+    assert final_score([4.0, 6.0]) == 5.0
+    cell = summarise_seeds([1.0, 2.0, 3.0, 4.0, 10.0])
+    assert (cell.mean, cell.iqm.value) == (4.0, 3.0)  # IQM: the middle three of five
+    assert cell.std == pytest.approx(np.sqrt(10.0))
+    assert cell.iqm.low <= 3.0 <= cell.iqm.high < 10.0
+    # x beats 4 of y's 5 runs, each of 5 times: 20 of 25 pairs
+    better = probability_of_improvement([5, 6, 7, 8, 9], [1, 2, 3, 4, 10])
+    assert better.value == pytest.approx(0.8)
+    assert better.low < 0.8 < better.high <= 1.0
+    assert probability_of_improvement([1, 2], [1, 2]).value == pytest.approx(0.5)  # ties: half
+    mean, low, high = mean_interval(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    assert mean.tolist() == [2.0, 4.0]
+    assert low.tolist() == [1.0, 2.0] and high.tolist() == [3.0, 6.0]
+
+
+# ------------------------------------------------------------------------------ the grid
+def test_grid_files_are_checked_before_anything_runs(tmp_path):
+    good = [{"dataset": "medium-replay", "method": "alm"}]
+    path = write_grid(tmp_path, good)
+    grid = load_grid(path)
+    assert [c.slug for c in grid.cells] == ["medium-replay--alm"]
+    out = tmp_path / "sweep"
+    assert sweep_command(grid, grid.cells[0], out, None)[3:5] == ["sweep", "--datasets"]
+    (out).mkdir()
+    (out / "sweep.json").write_text("{}")  # an interrupted cell continues its sweep
+    assert sweep_command(grid, grid.cells[0], out, None)[3:6] == ["sweep", "--resume", str(out)]
+    bad = write_grid(tmp_path / "bad", [{"dataset": "medium", "method": "alm"}])
+    done = alm("grid", "run", str(bad), "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"error: '{bad}': cell 1 must name a dataset among ['medium-replay']"
+    ]
+    assert not (tmp_path / "w").exists()
+
+
+def test_replace_section_rebuilds_only_the_marked_table():
+    text = "a\n<!-- grid:g:start -->\nold\n<!-- grid:g:end -->\nb\n"
+    assert replace_section(text, "g", "new\n") == (
+        "a\n<!-- grid:g:start -->\nnew\n<!-- grid:g:end -->\nb\n"
+    )
+
+
+@pytest.mark.slow
+def test_a_grid_lands_cell_by_cell_and_reports_from_its_files(tmp_path):
+    cells = [
+        {"dataset": "medium-replay", "method": "alm", "label": "offline ALM"},
+        {"dataset": "medium-replay", "method": "bc", "label": "BC"},
+        {"dataset": "medium-replay", "variant": "alm-kl0", "overrides": ["agent.kl_coef=0"]},
+    ]
+    path = write_grid(tmp_path / "results", cells)
+    work = tmp_path / "work"
+    run = [
+        "grid", "run", str(path), "--work-dir", str(work), "--python", baselines_python(),
+        "--only", "medium-replay--alm,medium-replay--bc",
+    ]  # fmt: skip
+    done = alm(*run, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 cell(s) written" in done.stdout
+
+    sums = dict(line.split()[::-1] for line in (DATA / "SHA256SUMS").read_text().splitlines())
+    record = json.loads((tmp_path / "results/cells/medium-replay--alm.json").read_text())
+    assert record["data_sha256"] == {"halfcheetah-sac-medium-replay.hdf5": sums[
+        "halfcheetah-sac-medium-replay.hdf5"]}  # fmt: skip
+    assert record["cpu"] == cpu_model() and len(record["commit"].split("+")[0]) == 40
+    assert record["config"]["steps"] == 20 and record["config"]["env"] == "HalfCheetah-v5"
+    assert sorted(record["seeds"]) == ["1", "2"]
+    for seed in record["seeds"].values():
+        evals = read_jsonl(Path(seed["run_dir"]) / "eval.jsonl")
+        assert [e["updates"] for e in seed["evaluations"]] == [10, 20]
+        scores = [e["normalized_score_mean"] for e in evals]
+        assert seed["score"] == pytest.approx(np.mean(scores[-3:]))
+        assert seed["model_kl"]["min"] <= seed["model_kl"]["last"] <= seed["model_kl"]["max"]
+    bc = json.loads((tmp_path / "results/cells/medium-replay--bc.json").read_text())
+    assert [s["model_kl"] for s in bc["seeds"].values()] == [None, None]
+
+    # a rerun skips finished cells: it starts no sweep
+    sweeps = sorted(p.name for p in work.iterdir())
+    again = alm(*run, cwd=tmp_path)
+    assert again.returncode == 0 and "0 cell(s) written" in again.stdout
+    assert sorted(p.name for p in work.iterdir()) == sweeps
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- grid:tiny:start -->\n<!-- grid:tiny:end -->\nrest\n")
+    report = alm("grid", "report", str(path), "--readme", str(readme), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-2000:]
+    table = (tmp_path / "results/results.md").read_text()
+    assert "not measured" in table and "Not measured yet: medium-replay--alm-kl0." in table
+    iqm = summarise_seeds([s["score"] for s in record["seeds"].values()]).iqm.describe()
+    assert iqm in table
+    assert table.split("\n", 2)[2] in readme.read_text()
+    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("rest\n")
+    assert (tmp_path / "results/curves.png").stat().st_size > 0
