@@ -654,11 +654,19 @@ def eval_command(target, episodes, seed, env_id, video, device, best, latent, as
     help="A key of eval.jsonl or metrics.jsonl rows, e.g. loss/critic.",
 )
 @click.option("--paper", is_flag=True, help="Overlay the paper's published ALM(3) curve.")
-def plot_command(run_dirs: tuple[str, ...], out: str, metric: str, paper: bool) -> None:
-    """Learning curves of RUN_DIRs (or of the run dirs below folders): mean +- std over seeds."""
+@click.option(
+    "--band",
+    type=click.Choice(("ci", "std")),
+    default="ci",
+    show_default=True,
+    help="The band over seeds: the mean's 95% bootstrap interval (rliable), or +- std.",
+)
+def plot_command(run_dirs: tuple[str, ...], out: str, metric: str, paper: bool, band: str) -> None:
+    """Learning curves of RUN_DIRs (or of the run dirs below folders): a line per method, its
+    mean over seeds with a band."""
     from alm_offline.tools.plotting import plot_runs
 
-    click.echo(plot_runs([Path(run) for run in run_dirs], Path(out), metric, paper))
+    click.echo(plot_runs([Path(run) for run in run_dirs], Path(out), metric, paper, band))
 
 
 # --------------------------------------------------------------------------- analyses

@@ -55,8 +55,9 @@ class AgentConfig:
     # offline ALM's behaviour-cloning term (App. A.7), in the bound's own units (1 = the
     # paper's): likelihood: bc_weight * sum_t -log pi(a_t | z_t) of the data's actions along
     # the model latents, pi = N(pi(z), s^2) with the exploration std s (so 1 / (2 s^2) per
-    # squared error); behaviour-kl: bc_weight * sum_t g^t [log pi_b - log pi](a_t | z_t),
-    # a_t ~ pi, along the actor's imagined rollouts, pi_b a Gaussian head fit to the data (the
+    # squared error); behaviour-kl: bc_weight [log pi_b - log pi](a | z) in each imagined
+    # step's reward (weighted through the lambda-returns as the reward is),
+    # a ~ pi, along the actor's imagined rollouts, pi_b a Gaussian head fit to the data (the
     # paper's form, and the better on halfcheetah-medium-replay: docs/offline-locomotion.md)
     bc_term: str = "behaviour-kl"
     bc_weight: float = 0.0  # weight of that term; 0: off (online ALM)

@@ -138,7 +138,10 @@ def test_a_grid_lands_cell_by_cell_and_reports_from_its_files(tmp_path):
         scores = [e["normalized_score_mean"] for e in evals]
         assert seed["score"] == pytest.approx(np.mean(scores[-3:]))
         assert seed["model_kl"]["min"] <= seed["model_kl"]["last"] <= seed["model_kl"]["max"]
+    assert record["command"].startswith(f"alm sweep --datasets {DATA}/halfcheetah-sac-medium")
+    assert "--python" not in record["command"] and "steps=20" in record["command"]
     bc = json.loads((tmp_path / "results/cells/medium-replay--bc.json").read_text())
+    assert "--methods bc --seeds 1,2 --config offline-halfcheetah-sac" in bc["command"]
     assert [s["model_kl"] for s in bc["seeds"].values()] == [None, None]
 
     # a rerun skips finished cells: it starts no sweep

@@ -17,8 +17,10 @@ from alm_offline.tools.plotting import (
     PlotError,
     find_run_dirs,
     group_curves,
+    mean_band,
     mean_std,
     plot_learning_curves,
+    plot_runs,
     read_run_curve,
 )
 from alm_offline.training.rundir import prepare_new
@@ -218,3 +220,43 @@ def test_cli_plot_bad_input(sweep, tmp_path, case, fragment):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     assert fragment in lines[0]
+
+
+def write_offline_run(run_dir: Path, method: str, seed: int, scores: list[float]) -> Path:
+    cfg = load_config(
+        None,
+        ("env=HalfCheetah-v5", f"method={method}", f"seed={seed}", "dataset=d/mr.hdf5",
+         f"run_dir={run_dir}"),
+    )  # fmt: skip
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    rows = [{"updates": 100 * (i + 1), "return_mean": v} for i, v in enumerate(scores)]
+    (run_dir / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (run_dir / "summary.json").write_text(json.dumps({"mode": "offline"}))
+    return run_dir
+
+
+def test_a_line_per_method_with_the_means_bootstrap_interval(tmp_path):
+    """Two methods on one dataset: one subplot, two lines of 2 seeds each; the band is the
+    mean's 95% bootstrap interval (two runs: between their values), or ± std."""
+    runs = [
+        write_offline_run(tmp_path / "alm1", "alm", 1, [0.0, 10.0]),
+        write_offline_run(tmp_path / "alm2", "alm", 2, [2.0, 30.0]),
+        write_offline_run(tmp_path / "bc1", "bc", 1, [1.0, 1.0]),
+        write_offline_run(tmp_path / "bc2", "bc", 2, [1.0, 3.0]),
+    ]
+    curves = [read_run_curve(run) for run in runs]
+    assert [(c.method, c.dataset) for c in curves] == [("alm", "mr")] * 2 + [("bc", "mr")] * 2
+    assert list(group_curves(curves)) == ["HalfCheetah-v5"]
+    x, mean, low, high = mean_band(curves[:2], "ci")
+    np.testing.assert_array_equal(x, [100, 200])
+    np.testing.assert_array_equal(mean, [1.0, 20.0])
+    np.testing.assert_array_equal(low, [0.0, 10.0])  # resampling two runs: the extremes
+    np.testing.assert_array_equal(high, [2.0, 30.0])
+    _, _, low, high = mean_band(curves[:2], "std")
+    np.testing.assert_array_equal(low, [0.0, 10.0])
+    np.testing.assert_array_equal(high, [2.0, 30.0])
+    out = tmp_path / "curves.png"
+    assert plot_runs([tmp_path], out).startswith(f"wrote {out} (4 runs, 1 env)")
+    with pytest.raises(PlotError, match="--band must be one of ci, std"):
+        plot_runs([tmp_path], out, band="sem")

@@ -302,15 +302,17 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------- persistence
     def state_dict(self) -> dict:
-        """Everything needed to continue exactly (filled slots only)."""
+        """Everything needed to continue exactly (filled slots only), as copies: a view of
+        the buffer's rows would make ``torch.save`` write the whole storage, every seed's
+        capacity when the buffer is one row of a stacked ``ReplayStorage``."""
         n = self.size
         return {
             "capacity": self.capacity,
             "seq_len": self.seq_len,
-            "obs": self.obs[:n].cpu(),
-            "action": self.action[:n].cpu(),
-            "reward": self.reward[:n].cpu(),
-            "terminated": self.terminated[:n].cpu(),
+            "obs": self.obs[:n].to("cpu", copy=True),
+            "action": self.action[:n].to("cpu", copy=True),
+            "reward": self.reward[:n].to("cpu", copy=True),
+            "terminated": self.terminated[:n].to("cpu", copy=True),
             "has_next": torch.from_numpy(self.has_next[:n].copy()),
             "head": self.head,
             "size": self.size,

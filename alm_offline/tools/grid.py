@@ -195,8 +195,11 @@ def seed_record(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def cell_record(grid: Grid, cell: Cell, run_dirs: dict[int, Path], code_root: Path) -> dict:
-    """The JSON a finished cell writes (``run_dirs``: seed -> its run dir)."""
+def cell_record(
+    grid: Grid, cell: Cell, run_dirs: dict[int, Path], code_root: Path, command: str
+) -> dict:
+    """The JSON a finished cell writes (``run_dirs``: seed -> its run dir; ``command``: the
+    ``alm sweep`` that trains the cell from scratch)."""
     config = yaml.safe_load((run_dirs[min(run_dirs)] / "config.yaml").read_text(encoding="utf-8"))
     return {
         "grid": grid.name,
@@ -213,6 +216,7 @@ def cell_record(grid: Grid, cell: Cell, run_dirs: dict[int, Path], code_root: Pa
             f"updates), {config['steps']} updates"
         ),
         "overrides": [*grid.overrides, *cell.overrides],
+        "command": command,
         "commit": code_commit(code_root),
         "cpu": cpu_model(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -245,9 +249,13 @@ def sweep_command(grid: Grid, cell: Cell, out: Path, python: str | None) -> list
     head = [sys.executable, "-m", "cli", "sweep"]
     if (out / "sweep.json").is_file():
         return [*head, "--resume", str(out), *(["--python", python] if python else [])]
+    return [*head, *sweep_arguments(grid, cell, out, python)]
+
+
+def sweep_arguments(grid: Grid, cell: Cell, out: Path, python: str | None) -> list[str]:
+    """``alm sweep``'s arguments for a fresh run of ``cell`` into ``out``."""
     per_trial = grid.seeds_per_trial if cell.method == "alm" else None
     return [
-        *head,
         "--datasets",
         str(grid.file(cell.dataset)),
         "--methods",
@@ -329,7 +337,8 @@ def run_grid(
         result = subprocess.run(command, env=env, check=False)
         if result.returncode != 0:
             raise GridError(f"cell {cell.slug}: alm sweep exited {result.returncode} ('{out}')")
-        record = cell_record(grid, cell, sweep_run_dirs(out), code_root)
+        fresh = " ".join(["alm", "sweep", *sweep_arguments(grid, cell, out, python)])
+        record = cell_record(grid, cell, sweep_run_dirs(out), code_root, fresh)
         path = cell_path(results, cell)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(record, indent=1) + "\n")

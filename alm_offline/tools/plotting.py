@@ -1,4 +1,5 @@
-"""Learning curves of run directories: one subplot per env, mean ± std across seeds.
+"""Learning curves of run directories: one subplot per env, a line per method, its mean
+across seeds with a band (the mean's 95% bootstrap interval, or ± std).
 
 A run directory (see ``train.py``) holds ``config.yaml`` (env, seed), ``eval.jsonl`` (evaluation
 returns) and ``metrics.jsonl`` (training diagnostics). ``read_run_curve`` turns one of its metrics
@@ -28,6 +29,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from alm_offline.config import ConfigError, load_config
 from alm_offline.errors import AlmError
 from alm_offline.tools.published import published_curve
+from alm_offline.tools.stats import mean_interval
 from alm_offline.training.loggers import read_jsonl
 from alm_offline.training.rundir import batch_seed_dirs, read_summary
 
@@ -61,10 +63,12 @@ class RunCurve:
     x: np.ndarray  # (N,) float64, strictly increasing
     y: np.ndarray  # (N,) float64; nan where the run logged a non-finite value
     run_dir: Path
+    method: str = "alm"  # alm, or a d3rlpy baseline: one line per method in a subplot
+    dataset: str = ""  # offline: the dataset's file stem or Minari id ("" online)
 
 
-def _run_config(run_dir: Path) -> tuple[str, int, bool, bool]:
-    """(env, seed, has a dataset, evaluates) from ``run_dir/config.yaml``."""
+def _run_config(run_dir: Path):
+    """The run's ``RunConfig`` (``run_dir/config.yaml``)."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise PlotError(f"'{run_dir}' is not a run directory (no config.yaml)")
@@ -72,7 +76,7 @@ def _run_config(run_dir: Path) -> tuple[str, int, bool, bool]:
         cfg = load_config(str(path))
     except ConfigError as exc:
         raise PlotError(f"'{path}': {exc}") from None
-    return cfg.env, cfg.seed, cfg.dataset is not None, cfg.eval.every > 0
+    return cfg
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -110,7 +114,16 @@ def read_run_curve(run_dir: Path, metric: str = "return_mean") -> RunCurve:
     ``config.yaml``, a metric no row of either file has, or a known metric without rows yet.
     """
     run_dir = Path(run_dir)
-    env, seed, has_dataset, evaluates = _run_config(run_dir)
+    cfg = _run_config(run_dir)
+    env, seed, has_dataset, evaluates = (
+        cfg.env,
+        cfg.seed,
+        cfg.dataset is not None,
+        cfg.eval.every > 0,
+    )
+    dataset = (
+        Path(cfg.dataset).stem if cfg.dataset and cfg.dataset.endswith(".hdf5") else cfg.dataset
+    )
     eval_rows = _read_rows(run_dir / "eval.jsonl")
     metric_rows = _read_rows(run_dir / "metrics.jsonl")
     mode = _run_mode(run_dir, eval_rows + metric_rows, has_dataset)
@@ -141,7 +154,16 @@ def read_run_curve(run_dir: Path, metric: str = "return_mean") -> RunCurve:
         points[_number(row[x_key], x_key, source)] = _number(row[metric], metric, source)
     x = np.array(sorted(points), dtype=np.float64)
     y = np.array([points[key] for key in x], dtype=np.float64)
-    return RunCurve(env=env, seed=seed, mode=mode, x=x, y=y, run_dir=run_dir)
+    return RunCurve(
+        env=env,
+        seed=seed,
+        mode=mode,
+        x=x,
+        y=y,
+        run_dir=run_dir,
+        method=cfg.method,
+        dataset=(dataset or "") if mode == "offline" else "",
+    )
 
 
 def group_curves(curves: Iterable[RunCurve]) -> dict[str, list[RunCurve]]:
@@ -263,17 +285,44 @@ def _short_number(value: float, _position: object = None) -> str:
     return f"{value:g}"
 
 
-def _plot_group(ax, name: str, group: list[RunCurve], metric: str, paper: bool) -> None:
-    x, mean, std = mean_std(group)
-    seeds = len(group)
-    label = f"ALM ({seeds} seed{'s' if seeds > 1 else ''})"
-    line = ax.plot(x, mean, marker="o" if x.size == 1 else None, label=label)[0]
-    if seeds > 1:
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+BANDS = ("ci", "std")  # alm plot --band: the mean's 95% bootstrap interval, or ± std
+
+
+def mean_band(curves: Sequence[RunCurve], band: str = "ci") -> tuple[np.ndarray, ...]:
+    """(x, mean, low, high) across ``curves`` on ``mean_std``'s x: the band is the mean's 95%
+    stratified-bootstrap interval over runs (rliable) or ± the population std."""
+    x, mean, std = mean_std(curves)
+    if band == "std" or len(curves) < 2:
+        return x, mean, mean - std, mean + std
+    ys = np.stack([np.interp(x, c.x, c.y) for c in curves])
+    _, low, high = mean_interval(ys)
+    return x, mean, low, high
+
+
+def _line_label(curves: Sequence[RunCurve]) -> str:
+    method = curves[0].method
+    name = "ALM" if method == "alm" else method.upper()
+    where = f" {curves[0].dataset}" if curves[0].dataset else ""
+    return f"{name}{where} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
+
+
+def _plot_group(
+    ax, name: str, group: list[RunCurve], metric: str, paper: bool, band: str = "ci"
+) -> None:
+    lines: dict[tuple[str, str], list[RunCurve]] = {}
+    for curve in group:  # one line per method and dataset, in first-seen order
+        lines.setdefault((curve.method, curve.dataset), []).append(curve)
+    for curves in lines.values():
+        x, mean, low, high = mean_band(curves, band)
+        label = _line_label(curves)
+        line = ax.plot(x, mean, marker="o" if x.size == 1 else None, label=label)[0]
+        if len(curves) > 1:
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.25)
     online = group[0].mode == "online"
     published = published_curve(group[0].env) if paper and online else None
     if published is not None:  # within the runs' x range, so the runs' axis stays readable
-        shown = published.env_steps <= max(x.max(), published.env_steps[0])
+        top = max(float(c.x.max()) for c in group)
+        shown = published.env_steps <= max(top, published.env_steps[0])
         ax.plot(
             published.env_steps[shown],
             published.mean[shown],
@@ -292,7 +341,11 @@ def _plot_group(ax, name: str, group: list[RunCurve], metric: str, paper: bool) 
 
 
 def plot_curves(
-    curves: Sequence[RunCurve], out: Path, metric: str = "return_mean", paper: bool = False
+    curves: Sequence[RunCurve],
+    out: Path,
+    metric: str = "return_mean",
+    paper: bool = False,
+    band: str = "ci",
 ) -> Path:
     """Draw ``curves`` (one subplot per ``group_curves`` group) into the image ``out``.
 
@@ -315,7 +368,7 @@ def plot_curves(
     _check_out(out, fig)  # before drawing
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, (name, group) in zip(axes, groups.items(), strict=False):
-        _plot_group(ax, name, group, metric, paper)
+        _plot_group(ax, name, group, metric, paper, band)
     for ax in axes[len(groups) :]:
         ax.set_visible(False)
     fig.tight_layout()
@@ -330,11 +383,18 @@ def plot_learning_curves(
 
 
 def plot_runs(
-    paths: Sequence[Path], out: Path, metric: str = "return_mean", paper: bool = False
+    paths: Sequence[Path],
+    out: Path,
+    metric: str = "return_mean",
+    paper: bool = False,
+    band: str = "ci",
 ) -> str:
-    """``alm plot``: the run dirs at or below ``paths`` plotted into ``out``; one line saying so."""
+    """``alm plot``: the run dirs at or below ``paths`` plotted into ``out``, a line per method
+    (and dataset) with its band over seeds (``mean_band``); one line saying so."""
+    if band not in BANDS:
+        raise PlotError(f"--band must be one of {', '.join(BANDS)}, got '{band}'")
     curves = [read_run_curve(run, metric) for run in find_run_dirs(paths)]
-    plot_curves(curves, out, metric, paper)
+    plot_curves(curves, out, metric, paper, band)
     runs, envs = len(curves), len(group_curves(curves))
     return f"wrote {out} ({runs} run{'s' * (runs != 1)}, {envs} env{'s' * (envs != 1)})"
 

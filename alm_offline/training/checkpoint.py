@@ -112,7 +112,23 @@ def save_checkpoint(
         "replay": replay.state_dict() if replay is not None else None,
         "extra": extra or {},
     }
-    atomic_torch_save(state, path)
+    atomic_torch_save(own_storage(state), path)
+
+
+def own_storage(value: Any) -> Any:
+    """``value`` with every tensor that views a larger storage (a slice of a stacked or
+    preallocated one) replaced by a compact copy: ``torch.save`` writes a tensor's whole
+    storage, so each seed's checkpoint would carry every seed's data. Dicts, lists and
+    tuples are walked; other values are returned as they are."""
+    if isinstance(value, torch.Tensor):
+        if value.untyped_storage().nbytes() > value.numel() * value.element_size():
+            return value.clone(memory_format=torch.contiguous_format)
+        return value
+    if isinstance(value, dict):
+        return {key: own_storage(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(own_storage(item) for item in value)
+    return value
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
