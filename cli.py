@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -921,8 +922,15 @@ def grid_report_command(grid_file: str, readme: str | None, data: str | None) ->
         click.echo(f"wrote {path}")
 
 
+def exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM as SIGINT is: an exception, so every ``finally`` runs (a checkpoint half
+    written removes its temporary file) before the process exits with 128 + signum."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     alm(prog_name="alm")
 
 

@@ -3,9 +3,14 @@ not views of a shared or larger storage (issue 41)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import train_tiny_run
 
@@ -61,3 +66,57 @@ def test_own_storage_copies_views_and_keeps_compact_tensors():
     assert view.tolist() == [[4.0, 5.0, 6.0, 7.0]]
     assert view.untyped_storage().nbytes() == 4 * 4
     assert state["b"][0] is compact and state["c"] == 3
+
+
+SLOW_SAVE = """
+import signal, sys, time
+from pathlib import Path
+import torch
+import cli
+from alm_offline.training import checkpoint
+signal.signal(signal.SIGTERM, cli.exit_on_sigterm)  # as cli.main installs it
+
+class Slow:  # a save that takes long enough to be interrupted in the middle
+    def __init__(self):
+        self.tensors = [torch.ones(1_000_000)] * 400  # 1.6 GB to write, 4 MB held
+
+real_save = torch.save
+def slow_save(obj, file):
+    print("saving", flush=True)
+    for tensor in obj.tensors:
+        real_save(tensor, file)
+        time.sleep(0.001)
+checkpoint.torch.save = slow_save
+checkpoint.atomic_torch_save(Slow(), Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_save_interrupted_by_a_signal_leaves_no_temporary_file(tmp_path, signum):
+    path = tmp_path / "checkpoints" / "latest.pt"
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SAVE, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline() == "saving\n"
+    deadline = time.monotonic() + 30
+    while not list(path.parent.glob(".latest.pt.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(path.parent.glob(".latest.pt.tmp-*")), "the save never started writing"
+    child.send_signal(signum)
+    assert child.wait(timeout=30) != 0
+    assert sorted(p.name for p in path.parent.iterdir()) == []  # no temporary, no checkpoint
+
+
+def test_the_cli_entry_point_turns_sigterm_into_an_exit(monkeypatch):
+    import cli
+
+    monkeypatch.setattr(cli, "alm", lambda **kwargs: None)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        cli.main()
+        assert signal.getsignal(signal.SIGTERM) is cli.exit_on_sigterm
+        with pytest.raises(SystemExit) as exited:
+            cli.exit_on_sigterm(signal.SIGTERM, None)
+        assert exited.value.code == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -22,11 +22,13 @@ from alm_offline.config import ConfigError, RunConfig, config_from_dict, resolve
 from alm_offline.core.agent import AlmAgent, stack_seed_states
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.errors import AlmError, WriteError
-from alm_offline.training.rundir import batch_seed_dirs
+from alm_offline.training.rundir import batch_seed_dirs, write_text_atomic
 from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_path
 
 FORMAT_VERSION = 2  # 2: weights stacked over seeds (S, ...); env state as an episode tape
 LATEST = "latest.pt"
+PENDING = ".latest.pt.pending"  # a batch's seed checkpoint written, not yet committed
+COMMIT = ".checkpoint-commit"  # in a batch's run dir: its pending checkpoints are complete
 BEST = "best.pt"  # the best-evaluated agent so far (no replay: for eval, not for resume)
 CHECKPOINTS = {"latest": LATEST, "best": BEST}
 
@@ -94,9 +96,11 @@ def save_checkpoint(
     replay: ReplayBuffer | None = None,
     env_rng: dict | None = None,
     extra: dict[str, Any] | None = None,
+    batch: dict[str, Any] | None = None,
 ) -> None:
     """Write one seed's resumable checkpoint atomically: ``agent_state`` is a one-seed
-    agent state (``agent.seed_state``), ``env_rng`` the training env's episode tape."""
+    agent state (``agent.seed_state``), ``env_rng`` the training env's episode tape,
+    ``batch`` the batched run's identity (``batch.json``) when the seed is one of several."""
     state = {
         "format_version": FORMAT_VERSION,
         "config": to_dict(cfg),
@@ -111,8 +115,62 @@ def save_checkpoint(
         },
         "replay": replay.state_dict() if replay is not None else None,
         "extra": extra or {},
+        "batch": batch,
     }
     atomic_torch_save(own_storage(state), path)
+
+
+def pending_path(seed_dir: Path) -> Path:
+    """Where a batch's seed checkpoint waits for the batch's commit (``commit_batch``)."""
+    return checkpoint_path(seed_dir).with_name(PENDING)
+
+
+def commit_batch(run_dir: Path, seed_dirs: list[Path]) -> None:
+    """Make every seed's pending checkpoint its ``latest.pt``, as one unit: the commit
+    marker first (from then on a resume rolls forward), the renames, the marker's removal."""
+    write_text_atomic(Path(run_dir) / COMMIT, "")
+    settle_batch(run_dir, seed_dirs)
+
+
+def settle_batch(run_dir: Path, seed_dirs: list[Path]) -> None:
+    """A batch's checkpoints as one unit again after a save stopped anywhere: with the
+    commit marker every pending checkpoint becomes its seed's ``latest.pt`` (all were
+    written); without it the pending ones are dropped, and every seed keeps the ``latest.pt``
+    of the last committed save."""
+    marker = Path(run_dir) / COMMIT
+    forward = marker.is_file()
+    try:
+        for seed_dir in seed_dirs:
+            pending = pending_path(seed_dir)
+            if pending.is_file() and forward:
+                os.replace(pending, checkpoint_path(seed_dir))
+            else:
+                pending.unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
+    except OSError as exc:
+        raise WriteError.of(marker, exc, "checkpoint") from None
+
+
+def check_batch(states: list[dict[str, Any]], seeds: list[int], identity: dict | None) -> None:
+    """``CheckpointError`` naming the first seed whose checkpoint is not this batch's: from
+    another batched run (``identity``: its ``batch.json``; checkpoints from before batches
+    recorded one are not checked), or at another step than the first seed's."""
+    first = states[0]["counters"]
+    for seed, state in zip(seeds, states, strict=True):
+        recorded = state.get("batch")
+        if identity is not None and recorded is not None and recorded != identity:
+            raise CheckpointError(
+                f"seed {seed}'s checkpoint belongs to another batched run "
+                f"(seeds {','.join(map(str, recorded.get('seeds', [])))}): its seed dir was "
+                "not made by this run"
+            )
+        counters = state["counters"]
+        for key in ("env_steps", "updates"):
+            if counters.get(key) != first.get(key):
+                raise CheckpointError(
+                    f"seed {seed}'s checkpoint is at {counters.get(key)} {key}, seed "
+                    f"{seeds[0]}'s at {first.get(key)}: the seed dirs are not one batch's save"
+                )
 
 
 def own_storage(value: Any) -> Any:

@@ -30,16 +30,20 @@ from alm_offline.core.metrics import MetricsWindow, NonFiniteError
 from alm_offline.core.replay import ReplayBuffer, SeedReplay
 from alm_offline.core.updater import EagerUpdater
 from alm_offline.training.checkpoint import (
+    check_batch,
     checkpoint_path,
+    commit_batch,
+    pending_path,
     read_resume_checkpoint,
     restore_seeds,
     save_checkpoint,
+    settle_batch,
 )
 from alm_offline.training.evaluation import Counters, RunEvaluation, summary_fields
 from alm_offline.training.loggers import RunLogger, make_run_logger
 from alm_offline.training.progress import ProgressDisplay
 from alm_offline.training.rollout import evaluate_seeds
-from alm_offline.training.rundir import seed_run_dirs, write_summary
+from alm_offline.training.rundir import batch_identity, seed_run_dirs, write_summary
 from alm_offline.training.threads import ThreadPolicy
 
 
@@ -129,9 +133,14 @@ class TrainingRun:
         )
 
     def restore(self, replay: SeedReplay | None = None) -> list[dict[str, Any]]:
-        """Load every seed's latest checkpoint (its config must match; ``steps`` may differ);
-        returns the checkpoints, in seed order."""
+        """Load every seed's latest checkpoint (its config must match; ``steps`` may differ;
+        a batch's must be this batch's, all at one step); returns the checkpoints, in seed
+        order."""
+        if self.cfg.seeds:  # a save stopped half way: roll it forward or back first
+            settle_batch(self.run_dir, [s.run_dir for s in self.seed_runs])
         states = [read_resume_checkpoint(s.run_dir, s.cfg) for s in self.seed_runs]
+        if self.cfg.seeds:
+            check_batch(states, self.seeds, batch_identity(self.run_dir))
         buffers = None if replay is None else replay.buffers
         counters = restore_seeds(states, agent=self.agent, np_rngs=self.np_rngs, replays=buffers)
         for seed, saved in zip(self.seed_runs, counters, strict=True):
@@ -221,16 +230,23 @@ class TrainingRun:
         extra: dict[str, Any] | None = None,
     ) -> None:
         """Save everything a resume needs, one checkpoint per seed (its replay and its
-        training env's tape online, ``extra`` offline)."""
+        training env's tape online, ``extra`` offline). A batch's are one unit: each seed's
+        is written aside, then all are committed (``checkpoint.commit_batch``), so a save
+        stopped anywhere resumes every seed from the same step."""
         self.window.check_finite()
+        batched = bool(self.cfg.seeds)
+        identity = batch_identity(self.run_dir) if batched else None
         for index, seed in enumerate(self.seed_runs):
             self._save(
                 index,
-                checkpoint_path(seed.run_dir),
+                pending_path(seed.run_dir) if batched else checkpoint_path(seed.run_dir),
                 replay=None if replay is None else replay.buffers[index],
                 env_rng=None if env_states is None else env_states[index],
                 extra=extra,
+                batch=identity,
             )
+        if batched:
+            commit_batch(self.run_dir, [seed.run_dir for seed in self.seed_runs])
 
     def _save(self, index: int, path: Path, **state: Any) -> None:
         self.counters.wall_seconds = self._wall_before + time.perf_counter() - self._session_start

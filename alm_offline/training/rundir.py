@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from alm_offline.errors import AlmError, WriteError
 from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_path
 
 LOCK_FILE = ".lock"  # held by the run dir's one writer (RunDirLock)
+BATCH_FILE = "batch.json"  # a batched run's identity: its seeds' checkpoints name it
 RUN_FILES = (
     "config.yaml",
+    BATCH_FILE,
     "metrics.jsonl",
     "eval.jsonl",
     "summary.json",
@@ -111,10 +114,35 @@ def prepare_new(path: Path, cfg: RunConfig, overwrite: bool) -> Path:
     except OSError as exc:
         raise WriteError.of(path, exc, "run dir") from None
     write_text_atomic(path / "config.yaml", to_yaml(cfg))
-    if cfg.seeds:  # a batched run: each seed's own run dir below it
+    if cfg.seeds:  # a batched run: its identity, and each seed's own run dir below it
+        identity = {"id": uuid.uuid4().hex, "seeds": list(cfg.seeds)}
+        write_text_atomic(path / BATCH_FILE, json.dumps(identity) + "\n")
         for seed_dir, seed_cfg in seed_run_dirs(path, cfg):
             prepare_new(seed_dir, seed_cfg, overwrite)
     return path
+
+
+def batch_identity(path: Path) -> dict | None:
+    """A batched run's ``batch.json`` (None for a run made before batches had one)."""
+    try:
+        return json.loads((Path(path) / BATCH_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def batch_of_seed_dir(path: Path) -> tuple[Path, int] | None:
+    """(the batched run, the seed) when ``path`` is a seed dir ``RUN/s<SEED>`` of a batched
+    run; None otherwise."""
+    path = Path(path)
+    name = path.name
+    if not (name.startswith("s") and name[1:].isdigit()):
+        return None
+    try:
+        cfg = load_config(str(path.parent / "config.yaml"))
+    except (ConfigError, OSError):
+        return None
+    seed = int(name[1:])
+    return (path.parent, seed) if seed in cfg.seeds and name == f"s{seed}" else None
 
 
 def batch_seed_dirs(path: Path) -> list[Path]:

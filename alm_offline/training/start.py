@@ -21,7 +21,13 @@ from alm_offline.errors import AlmWarning
 from alm_offline.training.envs import EnvError, describe_env
 from alm_offline.training.loggers import check_backends
 from alm_offline.training.methods import method_for
-from alm_offline.training.rundir import RunDirError, RunDirLock, default_run_dir, prepare_new
+from alm_offline.training.rundir import (
+    RunDirError,
+    RunDirLock,
+    batch_of_seed_dir,
+    default_run_dir,
+    prepare_new,
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ def start_online(
 ) -> RunStart:
     """A new online run (its run dir created, config.yaml written) or a resumed one."""
     if resume is not None:
-        cfg = resumed_config(resume, config, overrides)
+        cfg = resumed_config(resume, config, overrides, "online")
         return RunStart("online", cfg, Path(resume), True, RunDirLock(Path(resume)))
     cfg = load_config(config, overrides)
     method_for(cfg.method, "online")
@@ -71,7 +77,7 @@ def start_offline(
     ``eval.every=0``, and a warning says so.
     """
     if resume is not None:
-        cfg = resumed_config(resume, config, overrides)
+        cfg = resumed_config(resume, config, overrides, "offline")
         if not method_for(cfg.method).resumable:
             raise RunDirError(f"'{resume}' is a {cfg.method} run, which cannot resume")
         dataset = load_offline_dataset(cfg)
@@ -112,9 +118,17 @@ def train(start: RunStart, *, quiet: bool = False) -> dict[str, Any]:
 
 
 def resumed_config(
-    run_dir: str | Path, config: str | None, overrides: tuple[str, ...]
+    run_dir: str | Path, config: str | None, overrides: tuple[str, ...], mode: str = "online"
 ) -> RunConfig:
-    """The stored config of ``run_dir``, with at most a new ``steps``."""
+    """The stored config of ``run_dir``, with at most a new ``steps``. A seed dir of a
+    batched run is refused: its seeds resume together, from the batch's run dir."""
+    batch = batch_of_seed_dir(Path(run_dir))
+    if batch is not None:
+        parent, seed = batch
+        raise RunDirError(
+            f"'{run_dir}' is seed {seed} of the batched run '{parent}', whose seeds resume "
+            f"together: alm train-{mode} --resume {parent}"
+        )
     stored = Path(run_dir) / "config.yaml"
     if not stored.is_file():
         raise RunDirError(f"'{run_dir}' is not a run directory (no config.yaml)")

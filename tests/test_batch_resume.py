@@ -1,0 +1,81 @@
+"""A batched run's seed dirs cannot drift apart (issue 41): a seed dir alone does not
+resume, a batch's checkpoint is one unit across its seeds, and seed dirs that are not one
+batch's save are refused naming the seed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from click.testing import CliRunner
+from conftest import assert_one_line_error, train_tiny_run
+
+from alm_offline.training.checkpoint import COMMIT, checkpoint_path, pending_path
+from cli import alm
+
+BATCH = ("seeds=1,2", "steps=200", "checkpoint_every=100")
+
+
+def run_cli(*args: object):
+    return CliRunner().invoke(alm, [str(a) for a in args])
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def step_of(path: Path) -> int:
+    return torch.load(path, weights_only=True)["counters"]["env_steps"]
+
+
+def test_a_seed_dir_of_a_batch_does_not_resume_alone(tmp_path):
+    run = train_tiny_run(tmp_path / "run", *BATCH)
+    before = files_of(run)
+    result = run_cli("train-online", "--resume", run / "s2", "--quiet", "steps=300")
+    assert_one_line_error(result, f"is seed 2 of the batched run '{run}'")
+    assert f"alm train-online --resume {run}" in result.output
+    assert files_of(run) == before  # nothing written
+
+
+def test_a_save_stopped_half_way_resumes_every_seed_from_one_step(tmp_path):
+    run = train_tiny_run(tmp_path / "run", *BATCH)  # both seeds' latest.pt at 200
+    at_200 = {s: checkpoint_path(run / s).read_bytes() for s in ("s1", "s2")}
+    assert run_cli("train-online", "--resume", run, "--quiet", "steps=300").exit_code == 0
+    assert not list(run.rglob(".latest.pt.pending")) and not (run / COMMIT).exists()
+
+    # stopped while writing the seeds' checkpoints: s1's written aside, s2's not, no commit
+    shutil.copy(checkpoint_path(run / "s1"), pending_path(run / "s1"))
+    for seed, saved in at_200.items():
+        checkpoint_path(run / seed).write_bytes(saved)
+    result = run_cli("train-online", "--resume", run, "--quiet", "steps=300")
+    assert result.exit_code == 0, result.output
+    assert [step_of(checkpoint_path(run / s)) for s in ("s1", "s2")] == [300, 300]
+    assert not pending_path(run / "s1").exists()
+
+    # stopped while committing: s1's renamed, s2's still aside, the commit marker written
+    shutil.copy(checkpoint_path(run / "s2"), pending_path(run / "s2"))
+    checkpoint_path(run / "s2").write_bytes(at_200["s2"])
+    (run / COMMIT).write_text("")
+    result = run_cli("train-online", "--resume", run, "--quiet", "steps=300")
+    assert result.exit_code == 0, result.output
+    assert [step_of(checkpoint_path(run / s)) for s in ("s1", "s2")] == [300, 300]
+    assert not (run / COMMIT).exists() and not pending_path(run / "s2").exists()
+
+
+def test_seed_dirs_that_are_not_one_batchs_save_are_refused_naming_the_seed(tmp_path):
+    run = train_tiny_run(tmp_path / "run", *BATCH)
+    at_200 = checkpoint_path(run / "s2").read_bytes()
+    assert run_cli("train-online", "--resume", run, "--quiet", "steps=300").exit_code == 0
+    checkpoint_path(run / "s2").write_bytes(at_200)
+    result = run_cli("train-online", "--resume", run, "--quiet", "steps=400")
+    assert_one_line_error(result, "seed 2's checkpoint is at 200 env_steps, seed 1's at 300")
+
+    earlier = tmp_path / "earlier"
+    run.rename(earlier)
+    train_tiny_run(run, *BATCH)  # another batch at the same path, the same config
+    shutil.rmtree(run / "s2")
+    shutil.copytree(earlier / "s2", run / "s2")
+    checkpoint_path(run / "s2").write_bytes(at_200)
+    result = run_cli("train-online", "--resume", run, "--quiet", "steps=300")
+    assert_one_line_error(result, "seed 2's checkpoint belongs to another batched run")
