@@ -510,7 +510,7 @@ def dataset_make_suite(
         steps=steps,
         train_steps=train_steps,
         expert_steps=expert_steps,
-        levels=[level.strip() for level in levels.split(",") if level.strip()],
+        levels=[level.strip() for level in levels.split(",")],
         behaviour_config=behaviour_config,
         behaviour_overrides=overrides,
         work_dir=work_dir,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from alm_offline.errors import AlmError
+from alm_offline.errors import AlmError, AlmWarning
 
 if TYPE_CHECKING:
     import torch
@@ -237,6 +238,14 @@ def load_config(
     except OmegaConfBaseException as exc:
         raise ConfigError(f"bad config: {_one_line(exc)}") from None
     validate(cfg)
+    explicit_seed = [item for item in overrides if item.split("=", 1)[0].strip() == "seed"]
+    if cfg.seeds and explicit_seed and cfg.seed not in cfg.seeds:
+        warnings.warn(
+            f"seeds={','.join(map(str, cfg.seeds))} trains those seeds: "
+            f"{explicit_seed[-1].strip()} is ignored",
+            AlmWarning,
+            stacklevel=2,
+        )
     if cfg.seeds:
         cfg.seed = cfg.seeds[0]
     return cfg

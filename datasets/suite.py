@@ -128,14 +128,19 @@ def dataset_stats(dataset: EpisodeDataset) -> dict[str, Any]:
 
 def suite_levels(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """The levels ``names`` asks for, in D4RL's order (``SUITE_KINDS``); ``DatasetError``
-    for a name that is no level, or for none."""
+    for none, an empty name (``random,``), a repeated one, or a name that is no level."""
+    if not any(names):
+        raise DatasetError("--levels names no level")
+    if "" in names:
+        raise DatasetError(f"--levels has an empty item in '{','.join(names)}'")
+    repeated = [name for i, name in enumerate(names) if name in names[:i]]
+    if repeated:
+        raise DatasetError(f"--levels names '{repeated[0]}' twice; each level once")
     unknown = [name for name in names if name not in SUITE_KINDS]
     if unknown:
         raise DatasetError(
             f"--levels: unknown level {unknown[0]!r} (the levels: {', '.join(SUITE_KINDS)})"
         )
-    if not names:
-        raise DatasetError("--levels names no level")
     return tuple(kind for kind in SUITE_KINDS if kind in names)
 
 

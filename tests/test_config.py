@@ -120,3 +120,16 @@ def test_alm_config_prints_every_key_with_its_comment_from_config_py():
     assert "  seq_len: 5  # K: length of model rollouts in the bound" in leaves
     kl = next(line for line in leaves if "kl_coef" in line)
     assert "ablations" not in kl  # a section header is not a key's comment
+
+
+def test_seed_beside_seeds_is_one_warning_and_the_seeds_train():
+    import warnings
+
+    from alm_offline.errors import AlmWarning
+
+    with pytest.warns(AlmWarning, match=r"^seeds=1,2 trains those seeds: seed=3 is ignored$"):
+        cfg = load_config("quick", ["seeds=1,2", "seed=3"])
+    assert (cfg.seeds, cfg.seed) == ([1, 2], 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # seed=2 is one of the seeds: nothing to say
+        load_config("quick", ["seeds=1,2", "seed=2"])

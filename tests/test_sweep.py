@@ -118,6 +118,30 @@ def test_bad_input_is_one_line_and_starts_no_ray(tmp_path, args, fragment):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "what"),
+    [
+        ("seeds_per_trial", 0, "an integer >= 1 or null"),
+        ("seeds_per_trial", "2", "an integer >= 1 or null"),
+        ("seeds", [1, "x"], "a non-empty list of integers"),
+        ("cpus_per_trial", -1, "a positive number"),
+        ("mode", "sideways", "online or offline"),
+        ("cells", [], "a non-empty list of strings"),
+    ],
+)
+def test_a_bad_sweep_json_field_is_named_with_its_file(tmp_path, field, value, what):
+    record = {"mode": "online", "name": "x", "config": "quick", "cells": [ENV],
+              "methods": ["alm"], "seeds": [1], "overrides": [], "python": sys.executable,
+              "trials": [], field: value}  # fmt: skip
+    (tmp_path / "sweep.json").write_text(json.dumps(record))
+    before = (tmp_path / "sweep.json").read_bytes()
+    result = CliRunner().invoke(alm, ["sweep", "--resume", str(tmp_path)])
+    path = tmp_path.absolute() / "sweep.json"
+    assert_one_line_error(result, f"'{path}': field '{field}' must be {what}, got {value!r}")
+    assert [p.name for p in tmp_path.iterdir()] == ["sweep.json"]
+    assert (tmp_path / "sweep.json").read_bytes() == before
+
+
 def test_an_existing_sweep_needs_resume_or_overwrite(tmp_path):
     (tmp_path / "sweep.json").write_text("{}")
     result = CliRunner().invoke(alm, ["sweep", *ONLINE, "--seeds", "1", "--out", str(tmp_path)])

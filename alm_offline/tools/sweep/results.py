@@ -81,7 +81,44 @@ def load_record(out: Path) -> dict[str, Any]:
         raise SweepError(f"cannot read '{path}': {exc}") from None
     if not isinstance(record, dict) or not isinstance(record.get("trials"), list):
         raise SweepError(f"'{path}' is not a sweep record")
+    for name, (valid, what) in RECORD_FIELDS.items():
+        if name in record and not valid(record[name]):
+            raise SweepError(f"'{path}': field '{name}' must be {what}, got {record[name]!r}")
     return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+RECORD_FIELDS = {  # sweep.json's fields a resume reads: (valid, what it must be)
+    "mode": (lambda v: v in ("online", "offline"), "online or offline"),
+    "name": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    "config": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "cells": (lambda v: _strings(v) and bool(v), "a non-empty list of strings"),
+    "methods": (lambda v: _strings(v) and bool(v), "a non-empty list of strings"),
+    "seeds": (
+        lambda v: isinstance(v, list) and bool(v) and all(_is_int(s) for s in v),
+        "a non-empty list of integers",
+    ),
+    "overrides": (
+        lambda v: isinstance(v, list) and all(isinstance(o, str) for o in v),
+        "a list of strings",
+    ),
+    "python": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    "address": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "cpus_per_trial": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "gpus_per_trial": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "seeds_per_trial": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 or null"),
+}
 
 
 # ------------------------------------------------------------------------------ tables
