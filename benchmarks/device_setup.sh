@@ -7,11 +7,24 @@ wanted() { [[ ",$ONLY," == *",$1,"* ]]; }
 # open_out_dir NAME: OUT made and absolute, LOG (OUT/log.txt) emptied, SCRATCH a new
 # temporary folder named after NAME
 open_out_dir() {
+  open_scratch "$1"
+  open_out
+}
+
+# open_scratch NAME: SCRATCH a new temporary folder named after NAME, LOG inside it until
+# open_out, so that checks can run (and fail) before OUT exists
+open_scratch() {
+  SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  LOG=$SCRATCH/log.txt
+  : >"$LOG"
+}
+
+# open_out: OUT made and absolute, the log so far moved to OUT/log.txt
+open_out() {
   mkdir -p "$OUT"
   OUT=$(cd "$OUT" && pwd)
-  SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  cat "$LOG" >"$OUT/log.txt"
   LOG=$OUT/log.txt
-  : >"$LOG"
 }
 
 # install_carried_wheels: the wheels in .whl (benchmarks/gpu_wheels.py) into SCRATCH/site when

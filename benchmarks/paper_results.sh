@@ -30,7 +30,14 @@
 # --cpu: the same steps at toy sizes on the CPU (eager update) in about a minute (tests/test_paper_results.py
 # runs it, and a --resume after it). --only: comma list of tests,bench,runs (default all).
 set -u
-OUT=${1:?usage: paper_results.sh OUT_DIR [--cpu] [--deadline SECONDS] [--resume] ...}
+# every flag is parsed and checked before any folder is made: one error line, exit 2
+fail() { echo "error: $*" >&2; exit 2; }
+positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || fail "$1 must be a positive integer, got '$2'"; }
+USAGE="usage: paper_results.sh OUT_DIR [--cpu] [--deadline SECONDS] [--resume] [--envs ENVS] [--steps N] [--max-steps N] [--seeds LIST] [--only STEPS] [--runs DIR]"
+[ $# -gt 0 ] || fail "OUT_DIR is required ($USAGE)"
+OUT=$1
+[ -n "$OUT" ] || fail "OUT_DIR must not be empty"
+[[ "$OUT" != -* ]] || fail "OUT_DIR comes first and is not an option, got '$OUT' ($USAGE)"
 shift
 MODE=cuda
 DEADLINE=510
@@ -43,32 +50,62 @@ ONLY=tests,bench,runs
 RUNS=
 while [ $# -gt 0 ]; do
   case "$1" in
-    --cpu) MODE=cpu ;;
-    --deadline) DEADLINE=$2; shift ;;
-    --resume) RESUME=1 ;;
-    --envs) ENVS=$2; shift ;;
-    --steps) STEPS=$2; shift ;;
-    --max-steps) MAX_STEPS=$2; shift ;;
-    --seeds) SEEDS=$2; shift ;;
-    --only) ONLY=$2; shift ;;
-    --runs) RUNS=$2; shift ;;
-    *) echo "error: unknown option '$1'" >&2; exit 2 ;;
+    --cpu) MODE=cpu; shift; continue ;;
+    --resume) RESUME=1; shift; continue ;;
+    --deadline|--envs|--steps|--max-steps|--seeds|--only|--runs)
+      [ $# -ge 2 ] && [[ "$2" != --* ]] || fail "$1 needs a value" ;;
+    *) fail "unknown option '$1' ($USAGE)" ;;
   esac
-  shift
+  case "$1" in
+    --deadline) positive --deadline "$2"; DEADLINE=$2 ;;
+    --envs) ENVS=$2 ;;
+    --steps) positive --steps "$2"; STEPS=$2 ;;
+    --max-steps) positive --max-steps "$2"; MAX_STEPS=$2 ;;
+    --seeds) SEEDS=$2 ;;
+    --only) ONLY=$2 ;;
+    --runs) RUNS=$2 ;;
+  esac
+  shift 2
 done
+[[ "$SEEDS" =~ ^[0-9]+(,[0-9]+)*$ ]] || fail "--seeds must be comma-separated integers, got '$SEEDS'"
+[ -z "$(tr ',' '\n' <<<"$SEEDS" | sort | uniq -d)" ] || fail "--seeds must be distinct, got '$SEEDS'"
+[[ "$ENVS" =~ ^[A-Za-z0-9_./:-]+(,[A-Za-z0-9_./:-]+)*$ ]] || fail "--envs must be comma-separated env ids, got '$ENVS'"
+for step in ${ONLY//,/ }; do
+  [[ ",tests,bench,runs," == *",$step,"* ]] || fail "--only takes tests, bench, runs; got '$step'"
+done
+[[ "$ONLY" =~ ^[a-z]+(,[a-z]+)*$ ]] || fail "--only must be a comma-separated list, got '$ONLY'"
+if [ -n "$STEPS" ] && [ -n "$MAX_STEPS" ] && [ "$MAX_STEPS" -lt "$STEPS" ]; then
+  fail "--max-steps ($MAX_STEPS) must be at least --steps ($STEPS)"
+fi
+[ "$DEADLINE" -gt 30 ] || fail "--deadline must leave time for the report (more than 30 s), got $DEADLINE"
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-$PWD/paper-runs}
 if [ -e "$RUNS" ] && [ $RESUME -eq 0 ]; then
-  echo "error: '$RUNS' exists: pass --resume to continue its runs, or remove it" >&2
-  exit 2
+  fail "'$RUNS' exists: pass --resume to continue its runs, or remove it"
 fi
 PYTHON=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
+source benchmarks/device_setup.sh
+open_scratch alm-paper
+install_carried_wheels
+# the env ids, as soon as gymnasium can be imported: before OUT, the runs folder or any run
+if ! unknown=$($PYTHON -c "
+import sys, gymnasium as gym
+for env in sys.argv[1].split(','):
+    try:
+        gym.spec(env)
+    except Exception:
+        print(env)
+        break
+" "$ENVS" 2>>"$LOG") || [ -n "$unknown" ]; then
+  echo "error: --envs: gymnasium knows no env '${unknown:-$ENVS}'" >&2
+  rm -rf "$SCRATCH"
+  exit 2
+fi
+open_out
 mkdir -p "$RUNS"
 RUNS=$(cd "$RUNS" && pwd)
-source benchmarks/device_setup.sh
-open_out_dir alm-paper
-install_carried_wheels
+FAILED=()  # the steps that failed (a run stopped by the deadline, exit 124, has not)
 
 if [ "$MODE" = cuda ]; then
   DEVICE=cuda
@@ -96,7 +133,9 @@ write_system_json "$OUT/system.json"
 if wanted tests && [ "$MODE" = cuda ]; then
   say "1. CUDA tests"
   timeout 150 $PYTHON -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py >"$OUT/tests.txt" 2>&1
-  say "tests exit $?: $(tail -n 1 "$OUT/tests.txt")"
+  status=$?
+  say "tests exit $status: $(tail -n 1 "$OUT/tests.txt")"
+  [ $status -eq 0 ] || FAILED+=(tests)
 fi
 
 if wanted bench; then
@@ -104,7 +143,9 @@ if wanted bench; then
   timeout 200 $PYTHON -m cli bench --device "$DEVICE" --updates "$BENCH_UPDATES" --json \
     --seeds 1,5 --env HalfCheetah-v5 "$FUSED" "threads=$THREADS" "${AGENT[@]}" \
     >"$OUT/seeds.json" 2>>"$LOG"
-  say "bench exit $?"
+  status=$?
+  say "bench exit $status"
+  [ $status -eq 0 ] || FAILED+=(bench)
 fi
 
 # stage ENV: train ENV's run one stage on (new, continued, or extended by STEPS) within what
@@ -123,7 +164,7 @@ stage() {
       [ "$reached" -lt "$MAX_STEPS" ] || return 1
       local next=$((reached + STEPS))
       args=(--resume "$dir" "steps=$((next < MAX_STEPS ? next : MAX_STEPS))") ;;
-    *) say "$env: cannot read '$dir' ($progress)"; return 1 ;;
+    *) say "$env: cannot read '$dir' ($progress)"; FAILED+=("runs ($env)"); return 1 ;;
   esac
   left=$((DEADLINE - SECONDS - REPORT_RESERVE))
   say "$env: $progress -> train-online ${args[*]:0:2}, ${left}s left"
@@ -131,7 +172,10 @@ stage() {
   status=$?
   say "$env exit $status (124: stopped at the deadline)"
   [ $status -eq 0 ] && return 0
-  [ $status -eq 124 ] || tail -n 5 "$SCRATCH/$env.out" >>"$LOG"
+  if [ $status -ne 124 ]; then
+    tail -n 5 "$SCRATCH/$env.out" >>"$LOG"
+    FAILED+=("runs ($env)")
+  fi
   return 1
 }
 
@@ -149,5 +193,11 @@ fi
 
 say "4. report"
 $PYTHON benchmarks/paper_report.py "$OUT" "$RUNS" >>"$LOG" 2>&1
-say "report exit $?; done in ${SECONDS}s"
+status=$?
+[ $status -eq 0 ] || FAILED+=(report)
+say "report exit $status; done in ${SECONDS}s"
 rm -rf "$SCRATCH"
+if [ ${#FAILED[@]} -gt 0 ]; then
+  say "failed: ${FAILED[*]} (details in $LOG)"
+  exit 1
+fi

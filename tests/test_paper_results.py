@@ -139,3 +139,45 @@ def test_paper_results_runs_stops_at_its_deadline_and_resumes(tmp_path):
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [row["env_step"] for row in rows] == [*steps, target + 100]
     assert all(row["seeds"] == 2 and len(row["per_seed"]) == 2 for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ([], "OUT_DIR is required"),
+        (["{out}", "--cpu", "--deadline"], "--deadline needs a value"),
+        (["{out}", "--cpu", "--deadline", "-5"], "--deadline must be a positive integer"),
+        (["{out}", "--cpu", "--seeds", "a"], "--seeds must be comma-separated integers"),
+        (["{out}", "--cpu", "--seeds", "1,1"], "--seeds must be distinct"),
+        (["{out}", "--cpu", "--steps", "0"], "--steps must be a positive integer"),
+        (["{out}", "--cpu", "--only", "tests,nosuch"], "--only takes tests, bench, runs"),
+        (["{out}", "--cpu", "--envs", "NoSuchEnv-v0"], "gymnasium knows no env 'NoSuchEnv-v0'"),
+        (["--cpu", "{out}"], "OUT_DIR comes first and is not an option, got '--cpu'"),
+        (["{out}", "--cpu", "--nosuch"], "unknown option '--nosuch'"),
+    ],
+)
+def test_paper_results_checks_every_flag_before_writing(tmp_path, args, fragment):
+    out = tmp_path / "out"
+    before = sorted(p.name for p in ROOT.iterdir())
+    command = ["bash", str(ROOT / "benchmarks/paper_results.sh")]
+    done = subprocess.run(
+        command + [a.format(out=out) for a in args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert list(tmp_path.iterdir()) == []  # no OUT, nothing in the current folder
+    assert sorted(p.name for p in ROOT.iterdir()) == before  # no paper-runs/, no log
+
+
+def test_a_failed_step_still_reports_then_exits_non_zero_naming_it(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "HalfCheetah-v5").write_text("not a run dir")  # the run cannot start
+    done = paper_results(tmp_path / "out", runs, "--resume", "--only", "runs", deadline=60)
+    assert done.returncode == 1
+    lines = done.stdout.strip().splitlines()
+    assert "report exit 0" in lines[-2]
+    assert lines[-1].split("] ", 1)[1].startswith("failed: runs (HalfCheetah-v5)")
+    assert (tmp_path / "out" / "results.md").is_file()
