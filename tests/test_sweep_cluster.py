@@ -228,3 +228,38 @@ def test_a_killed_worker_node_is_a_failed_row_then_resumes(cluster, tmp_path):
     assert json.loads((victim / "summary.json").read_text())["env_steps"] == 600
     assert eval_steps(victim) == [150, 300, 450, 600]
     assert [r["status"] for r in read_csv(out / "results.csv")] == ["ok", "ok"]
+
+
+def test_a_sweep_refuses_to_join_the_local_ray_another_sweep_owns(tmp_path):
+    """Sweep A starts a local Ray of its own; sweep B, given that Ray's address, refuses in
+    one line before it writes anything (A would stop that Ray when it ends, and B's trials
+    with it: LocalRayletDiedError at issue 28); A finishes every trial."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    command = [sys.executable, "-m", "cli", "sweep", "--config", "quick", "--envs", ENV,
+               *TINY]  # fmt: skip
+    first = subprocess.Popen(
+        [*command, "--seeds", "1,2", "--out", str(tmp_path / "a")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    owner = None
+    while owner is None and time.monotonic() < deadline and first.poll() is None:
+        for path in Path("/tmp/ray").glob("session_*/alm-sweep-owner.json"):
+            record = json.loads(path.read_text())
+            if record["pid"] == first.pid:
+                owner = record
+        time.sleep(0.2)
+    assert owner is not None, "sweep A never started its Ray"
+    second = subprocess.run(
+        [*command, "--seeds", "3", "--out", str(tmp_path / "b"), "--address",
+         owner["gcs_address"]],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert f"is the local Ray of another sweep (pid {first.pid})" in lines[0]
+    assert not (tmp_path / "b").exists()
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+    rows = read_csv(tmp_path / "a" / "results.csv")
+    assert [(r["seed"], r["status"]) for r in rows] == [("1", "ok"), ("2", "ok")]

@@ -12,8 +12,10 @@ its last checkpoint instead.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from alm_offline import errors
@@ -37,13 +39,16 @@ def first_line(exc: BaseException) -> str:
 
 
 def connect(ray: Any, address: str | None) -> None:
-    """Join the cluster at ``address``, or start a local Ray with this machine's CPUs and
-    GPUs; ``SweepError`` (one line) when Ray cannot start."""
+    """Join the cluster at ``address``, or start a local Ray of this sweep's own with this
+    machine's CPUs and GPUs (``address="local"``: never the Ray another sweep started, which
+    takes its trials with it when that sweep ends); ``SweepError`` (one line) when Ray
+    cannot start."""
     try:
         if address is None:
             import torch
 
             ray.init(
+                address="local",
                 num_cpus=os.cpu_count() or 1,
                 num_gpus=torch.cuda.device_count(),
                 include_dashboard=False,
@@ -55,6 +60,51 @@ def connect(ray: Any, address: str | None) -> None:
     except Exception as exc:  # Ray raises many types; the user gets one line
         ray.shutdown()
         raise SweepError(f"cannot start Ray ({address or 'local'}): {first_line(exc)}") from None
+    session = _session_dir(ray)
+    if address is None:  # this sweep owns its Ray: say so, for a sweep that would join it
+        if session is not None:
+            owner = {"pid": os.getpid(), "gcs_address": _gcs_address(ray)}
+            (session / OWNER_FILE).write_text(json.dumps(owner) + "\n", encoding="utf-8")
+        return
+    owner = _owner(session)
+    if owner is not None and owner != os.getpid():
+        ray.shutdown()
+        raise SweepError(
+            f"--address {address} is the local Ray of another sweep (pid {owner}), which stops "
+            "it when it ends and would take this sweep's trials with it: start a shared "
+            "cluster with ray start --head, or leave out --address"
+        )
+
+
+OWNER_FILE = "alm-sweep-owner.json"  # in a Ray session dir: the sweep that started that Ray
+
+
+def _session_dir(ray: Any) -> Path | None:
+    """The connected cluster's session dir on this machine (None when not local)."""
+    try:
+        path = Path(ray._private.worker.global_worker.node.get_session_dir_path())
+    except Exception:  # a remote cluster, or a Ray without this attribute
+        return None
+    return path if path.is_dir() else None
+
+
+def _gcs_address(ray: Any) -> str | None:
+    try:
+        return ray._private.worker.global_worker.node.gcs_address
+    except Exception:
+        return None
+
+
+def _owner(session: Path | None) -> int | None:
+    """The pid of the live sweep that started the cluster of ``session``, if any."""
+    if session is None:
+        return None
+    try:
+        pid = int(json.loads((session / OWNER_FILE).read_text(encoding="utf-8"))["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no owner file (a ray start cluster), or its sweep has ended
+    return pid
 
 
 Rows = list[dict[str, Any]]
