@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import resource
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from alm_offline.core.replay import ReplayBuffer, SeedReplay
 from alm_offline.core.updater import make_updater
 from alm_offline.tools.bench import fill_with_env, machine_fields, rate, synchronize
 from alm_offline.training.envs import describe_env, make_env
+from alm_offline.training.resources import check_resources, estimate_run
 from alm_offline.training.threads import ThreadPolicy
 
 
@@ -73,6 +75,12 @@ def run_seed_bench(
     device = resolve_device(cfg.device)
     spec = describe_env(cfg.env)
     capacity = max(cfg.agent.buffer_size, fill_steps + 2000)
+    # the largest count's agent (its replay shared: one buffer), before anything is measured
+    largest = replace(cfg, seeds=list(range(1, max(seed_counts) + 1)), steps=0)
+    estimate = estimate_run(
+        largest, spec.obs_dim, spec.action_dim, online=False, dataset_rows=capacity
+    )
+    check_resources(estimate, Path("."), f"alm bench --seeds {max(seed_counts)}")
     replay = ReplayBuffer(capacity, spec.obs_dim, spec.action_dim, cfg.agent.seq_len, device)
     fill_with_env(replay, cfg.env, fill_steps, cfg.seed)
     fused = cfg.agent.compile == "on"

@@ -18,9 +18,11 @@ from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_pa
 
 LOCK_FILE = ".lock"  # held by the run dir's one writer (RunDirLock)
 BATCH_FILE = "batch.json"  # a batched run's identity: its seeds' checkpoints name it
+RESOURCES_FILE = "resources.json"  # the memory and disk the run was estimated to need
 RUN_FILES = (
     "config.yaml",
     BATCH_FILE,
+    RESOURCES_FILE,
     "metrics.jsonl",
     "eval.jsonl",
     "summary.json",

@@ -9,6 +9,7 @@ dir: only ``steps`` may change.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,12 +22,15 @@ from alm_offline.errors import AlmWarning
 from alm_offline.training.envs import EnvError, describe_env
 from alm_offline.training.loggers import check_backends
 from alm_offline.training.methods import method_for
+from alm_offline.training.resources import check_resources, estimate_run
 from alm_offline.training.rundir import (
+    RESOURCES_FILE,
     RunDirError,
     RunDirLock,
     batch_of_seed_dir,
     default_run_dir,
     prepare_new,
+    write_text_atomic,
 )
 
 
@@ -57,8 +61,11 @@ def start_online(
     cfg = load_config(config, overrides)
     method_for(cfg.method, "online")
     check_backends(cfg.logger)
-    describe_env(cfg.env)
+    spec = describe_env(cfg.env)
+    estimate = estimate_run(cfg, spec.obs_dim, spec.action_dim, online=True)
+    check_resources(estimate, _planned_run_dir(cfg, ""), _what(cfg))
     run_dir, lock = _new_run_dir(cfg, "", overwrite)
+    write_text_atomic(run_dir / RESOURCES_FILE, json.dumps(estimate.as_dict()) + "\n")
     return RunStart("online", cfg, run_dir, False, lock)
 
 
@@ -97,7 +104,15 @@ def start_offline(
         eval=replace(cfg.eval, every=0) if evaluation_off else cfg.eval,
     )
     check_backends(cfg.logger)
+    estimate = None
+    if cfg.method == "alm":  # d3rlpy's baselines size themselves
+        estimate = estimate_run(
+            cfg, dataset.obs_dim, dataset.action_dim, online=False, dataset_rows=dataset.num_steps
+        )
+        check_resources(estimate, _planned_run_dir(cfg, method.run_prefix), _what(cfg))
     run_dir, lock = _new_run_dir(cfg, method.run_prefix, overwrite)
+    if estimate is not None:
+        write_text_atomic(run_dir / RESOURCES_FILE, json.dumps(estimate.as_dict()) + "\n")
     if evaluation_off:
         warnings.warn(
             f"dataset '{cfg.dataset}' names no env: training without evaluation (eval.every=0); "
@@ -175,6 +190,19 @@ def _check_trainable(spec: str, dataset: EpisodeDataset, cfg: RunConfig) -> None
         raise DatasetError(
             f"dataset '{spec}' has no episode with seq_len={cfg.agent.seq_len} steps"
         )
+
+
+def _what(cfg: RunConfig) -> str:
+    """How a resource error names the run: ``seeds=1,2,3 (3 seeds)``, long lists cut."""
+    seeds = cfg.seeds
+    if not seeds:
+        return "this run"
+    shown = seeds if len(seeds) <= 6 else [*seeds[:3], "...", seeds[-1]]
+    return f"seeds={','.join(map(str, shown))} ({len(seeds)} seeds)"
+
+
+def _planned_run_dir(cfg: RunConfig, prefix: str) -> Path:
+    return Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, prefix)
 
 
 def _new_run_dir(cfg: RunConfig, prefix: str, overwrite: bool) -> tuple[Path, RunDirLock]:
