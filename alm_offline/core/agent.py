@@ -22,6 +22,7 @@ gradients are computed. Metrics are detached tensors: nothing here syncs with th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -57,6 +58,39 @@ def adam_implementation(device: torch.device) -> dict[str, bool]:
     if device.type == "cuda":
         return {"foreach": True, "fused": False, "capturable": True}
     return {"foreach": False, "fused": True, "capturable": False}
+
+
+@dataclass(frozen=True)
+class RealLatents:
+    """Target-encoder Gaussians (S, B, Z) of a batch's states and next states, and the
+    model's sample of z' (the classifier's fakes); no gradient."""
+
+    z_mean: torch.Tensor
+    z_std: torch.Tensor
+    next_mean: torch.Tensor
+    next_std: torch.Tensor
+    z_model_next: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step of the update: its detached metrics, (S,) each."""
+
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
+class WorldStep(Step):
+    """Step 1's metrics and the bound's latents (S, K, B, Z), with their graph."""
+
+    latents: torch.Tensor
+
+
+@dataclass(frozen=True)
+class RewardStep(Step):
+    """Step 2's metrics and the reward the critic learns (S, B): the env's, or shifted."""
+
+    env_reward: torch.Tensor
 
 
 def bc_weight_in_loss(cfg: AgentConfig) -> float:
@@ -95,6 +129,7 @@ class AlmAgent:
         self.device = torch.device(device)
         # offline ALM's behaviour-kl form (App. A.7): a behaviour policy pi_b to stay near
         self.behaviour_kl = cfg.bc_weight > 0 and cfg.bc_term == "behaviour-kl"
+        self.likelihood_bc = cfg.bc_weight > 0 and cfg.bc_term == "likelihood"
         self.bc_weight = bc_weight_in_loss(cfg)
         self.wm = WorldModel(
             obs_dim,
@@ -293,10 +328,24 @@ class AlmAgent:
     def _update(
         self, seq: SequenceBatch, batch: TransitionBatch, std: float | torch.Tensor
     ) -> Metrics:
-        cfg, wm = self.cfg, self.wm
+        """Algorithm 1, one update: its steps in the reference code's order. Each step
+        differentiates its loss with respect to its own parameter group and steps it."""
+        world = self._encoder_model_step(seq, std)  # 1. Eq. 7 (+ App. A.7's likelihood BC)
+        real = self._real_latents(batch)  # target-encoder latents of real transitions
+        reward = self._reward_classifier_step(batch, real)  # 2. Eq. 11 + Eq. 9 (+ pi_b)
+        critic = self._critic_step(batch, real, reward.env_reward, std)  # 3. Eq. 10
+        actor = self._actor_step(seq, real, world, std)  # 4. Eq. 8 (or TD3's actor)
+        self.wm.update_targets(self.cfg.tau)  # 5. Polyak targets
+        # The metric keys must be the same at every update (a CUDA graph, updater.py, and
+        # the fused update freeze them): a new loss term adds its key in its step's
+        # metrics unconditionally, with a zero tensor when its coefficient switches it off.
+        return {**world.metrics, **reward.metrics, **critic.metrics, **actor.metrics}
 
-        # 1. encoder + model on the bound (Eq. 7), plus -log pi(a_data | z) along its latents
-        # when offline in the likelihood form
+    # ------------------------------------------------------- Algorithm 1's steps
+    def _encoder_model_step(self, seq: SequenceBatch, std: float | torch.Tensor) -> WorldStep:
+        """1. Encoder + model on the K-step bound over real sequences (Eq. 7), plus
+        -log pi(a_data | z) along its latents when offline in the likelihood form."""
+        cfg, wm = self.cfg, self.wm
         bound = model_bound_loss(
             wm,
             seq.obs,
@@ -308,69 +357,115 @@ class AlmAgent:
             objective=cfg.encoder_objective,
         )
         world_loss = bound.loss
-        zero = torch.zeros(self.num_seeds, device=self.device)
-        bc_loss = bc_per_step = behaviour_nll = zero
-        likelihood = cfg.bc_weight > 0 and cfg.bc_term == "likelihood"
-        if likelihood:
+        bc_loss = bc_per_step = self._zero()
+        if self.likelihood_bc:
             bc = likelihood_bc_loss(wm, bound.latents, seq.action, std)
             world_loss = world_loss + self.bc_weight * bc.loss
             bc_loss, bc_per_step = bc.loss, bc.per_step
-        world_norm = self._apply("world", world_loss)
+        norm = self._apply("world", world_loss)
+        metrics = {
+            "loss/model_bound": bound.loss.detach(),
+            "loss/behaviour_cloning": bc_loss.detach(),
+            "model/kl": bound.kl,
+            "model/reward": bound.reward,
+            "model/value": bound.value,
+            "model/behaviour_cloning": bc_per_step,
+            "model/reconstruction": bound.reconstruction,
+            "grad_norm/world": norm,
+        }
+        return WorldStep(latents=bound.latents, metrics=metrics)
 
-        # target-encoder latents of real transitions, and the model's guess of z'
+    def _real_latents(self, batch: TransitionBatch) -> RealLatents:
+        """Target-encoder Gaussians of the batch's states and next states, and the model's
+        guess of z' from a sample of z (the classifier's fakes); no gradient."""
+        wm = self.wm
         with torch.no_grad():
             z_mean, z_std = wm.encode_target(batch.obs)
             next_mean, next_std = wm.encode_target(batch.next_obs)
             z_model_next = rsample(*wm.next(rsample(z_mean, z_std), batch.action))
+        return RealLatents(z_mean, z_std, next_mean, next_std, z_model_next)
 
-        # the shifted-log MDP of App. A.8 when asked; the env's reward otherwise
-        reward = batch.reward
+    def _reward_classifier_step(self, batch: TransitionBatch, real: RealLatents) -> RewardStep:
+        """2. Reward (Eq. 11) + classifier (Eq. 9), one parameter group; with the
+        behaviour-kl term, pi_b's maximum likelihood on the same real transitions too. The
+        reward is the env's, or App. A.8's shifted log of it when asked."""
+        cfg, wm = self.cfg, self.wm
+        env_reward = batch.reward
         if cfg.log_reward_shift > 0:
-            reward = log_shift_reward(reward, cfg.log_reward_shift)
-
-        # 2. reward (Eq. 11) + classifier (Eq. 9), one parameter group; with behaviour-kl,
-        # pi_b's maximum likelihood on the same real transitions too
-        z, z_next = rsample(z_mean, z_std), rsample(next_mean, next_std)
-        reward_terms = reward_loss(wm, z, batch.action, reward)
-        classifier = classifier_loss(wm, z, batch.action, z_next, z_model_next)
-        reward_classifier = reward_terms.loss + classifier.loss
+            env_reward = log_shift_reward(env_reward, cfg.log_reward_shift)
+        z, z_next = rsample(real.z_mean, real.z_std), rsample(real.next_mean, real.next_std)
+        reward_terms = reward_loss(wm, z, batch.action, env_reward)
+        classifier = classifier_loss(wm, z, batch.action, z_next, real.z_model_next)
+        loss = reward_terms.loss + classifier.loss
+        behaviour_nll = self._zero()
         if self.behaviour_kl:
             behaviour = behaviour_policy_loss(wm, z, batch.action)
-            reward_classifier = reward_classifier + behaviour.loss
+            loss = loss + behaviour.loss
             behaviour_nll = behaviour.nll
-        reward_norm = self._apply("reward", reward_classifier)
+        norm = self._apply("reward", loss)
+        metrics = {
+            "loss/reward_classifier": loss.detach(),
+            "reward/mse": reward_terms.mse,
+            "classifier/ce": classifier.cross_entropy,
+            "classifier/accuracy": classifier.accuracy,
+            "behaviour/nll": behaviour_nll,
+            "grad_norm/reward": norm,
+        }
+        return RewardStep(env_reward=env_reward, metrics=metrics)
 
-        # 3. critic (Eq. 10)
+    def _critic_step(
+        self,
+        batch: TransitionBatch,
+        real: RealLatents,
+        env_reward: torch.Tensor,
+        std: float | torch.Tensor,
+    ) -> Step:
+        """3. The twin critic's TD loss on target-encoder samples (Eq. 10)."""
+        cfg = self.cfg
         critic = critic_loss(
-            wm,
-            rsample(z_mean, z_std),
+            self.wm,
+            rsample(real.z_mean, real.z_std),
             batch.action,
-            reward,
-            rsample(next_mean, next_std),
+            env_reward,
+            rsample(real.next_mean, real.next_std),
             batch.terminated,
             std=std,
             stddev_clip=cfg.stddev_clip,
             gamma=cfg.gamma,
             entropy_bonus=cfg.entropy_bonus,
         )
-        critic_norm = self._apply("critic", critic.loss)
+        norm = self._apply("critic", critic.loss)
+        metrics = {
+            "loss/critic": critic.loss.detach(),
+            "critic/q_mean": critic.q_mean,
+            "critic/q_std": critic.q_std,
+            "critic/target_mean": critic.target_mean,
+            "grad_norm/critic": norm,
+        }
+        return Step(metrics=metrics)
 
-        # 4. actor on imagined rollouts from target-encoder latents (Eq. 8, or TD3's -Q1),
-        # with the behaviour-kl term in its rewards, or plus the likelihood term on the
-        # bound's latents (their values; the world step above used the graph)
+    def _actor_step(
+        self, seq: SequenceBatch, real: RealLatents, world: WorldStep, std: float | torch.Tensor
+    ) -> Step:
+        """4. The actor on K-step imagined rollouts from target-encoder samples (Eq. 8, the
+        behaviour-kl term in its rewards when offline), or TD3's -Q (Fig. 5c); plus the
+        likelihood BC term on the bound's latents (their values: step 1 used the graph)."""
+        cfg, wm = self.cfg, self.wm
+        behaviour_weight = self.bc_weight if self.behaviour_kl else 0.0
+        start = rsample(real.z_mean, real.z_std)
         if cfg.actor_loss == "td3":
             actor = actor_td3_loss(
                 wm,
-                rsample(z_mean, z_std),
+                start,
                 std=std,
                 stddev_clip=cfg.stddev_clip,
-                behaviour_weight=self.bc_weight if self.behaviour_kl else 0.0,
+                behaviour_weight=behaviour_weight,
                 q_alpha=cfg.td3_alpha,
             )
         else:
             actor = actor_svg_loss(
                 wm,
-                rsample(z_mean, z_std),
+                start,
                 horizon=cfg.seq_len,
                 std=std,
                 stddev_clip=cfg.stddev_clip,
@@ -379,49 +474,27 @@ class AlmAgent:
                 classifier_coef=cfg.classifier_coef,
                 entropy_bonus=cfg.entropy_bonus,
                 action_penalty=cfg.action_penalty,
-                behaviour_weight=self.bc_weight if self.behaviour_kl else 0.0,
+                behaviour_weight=behaviour_weight,
                 behaviour_index=cfg.bc_index,
             )
-        actor_total = actor.loss
-        if likelihood:
-            actor_bc = likelihood_bc_loss(wm, bound.latents.detach(), seq.action, std)
-            actor_total = actor_total + self.bc_weight * actor_bc.loss
-        actor_norm = self._apply("actor", actor_total)
-
-        # 5. targets
-        wm.update_targets(cfg.tau)
-
-        # The metric keys must be the same at every update (a CUDA graph, updater.py, and
-        # the fused update freeze them): a new loss term adds its key here unconditionally,
-        # with a zero tensor when its coefficient switches it off.
-        return {
-            "loss/model_bound": bound.loss.detach(),
-            "loss/behaviour_cloning": bc_loss.detach(),
-            "loss/reward_classifier": reward_classifier.detach(),
-            "loss/critic": critic.loss.detach(),
+        total = actor.loss
+        if self.likelihood_bc:
+            bc = likelihood_bc_loss(wm, world.latents.detach(), seq.action, std)
+            total = total + self.bc_weight * bc.loss
+        norm = self._apply("actor", total)
+        metrics = {
             "loss/actor": actor.loss.detach(),
-            "model/kl": bound.kl,
-            "model/reward": bound.reward,
-            "model/value": bound.value,
-            "model/behaviour_cloning": bc_per_step,
-            "model/reconstruction": bound.reconstruction,
-            "reward/mse": reward_terms.mse,
-            "classifier/ce": classifier.cross_entropy,
-            "classifier/accuracy": classifier.accuracy,
-            "critic/q_mean": critic.q_mean,
-            "critic/q_std": critic.q_std,
-            "critic/target_mean": critic.target_mean,
             "actor/imagined_reward": actor.imagined_reward,
             "actor/classifier_reward": actor.classifier_reward,
             "actor/value": actor.value,
             "actor/entropy": actor.entropy,
             "actor/behaviour_kl": actor.behaviour_kl,
-            "behaviour/nll": behaviour_nll,
-            "grad_norm/world": world_norm,
-            "grad_norm/reward": reward_norm,
-            "grad_norm/critic": critic_norm,
-            "grad_norm/actor": actor_norm,
+            "grad_norm/actor": norm,
         }
+        return Step(metrics=metrics)
+
+    def _zero(self) -> torch.Tensor:
+        return torch.zeros(self.num_seeds, device=self.device)
 
     # ------------------------------------------------------------- persistence
     def state_dict(self) -> dict:
