@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -41,7 +40,7 @@ from alm_offline.config import RunConfig, resolve_device
 from alm_offline.core.agent import AlmAgent
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.core.updater import EagerUpdater, make_updater
-from alm_offline.training.envs import describe_env, env_spec, make_env
+from alm_offline.training.envs import SeedEnvs, describe_env, env_spec, make_env
 from alm_offline.training.threads import ThreadPolicy
 
 REFERENCE_GFLOP_PER_UPDATE = 42.1  # the reference implementation's count, HalfCheetah dims
@@ -142,26 +141,21 @@ def matmul_gflops(
     return statistics.median(rates)
 
 
-def step_and_store(env: gym.Env, replay: ReplayBuffer, action: np.ndarray) -> np.ndarray:
-    """Step ``env``, store the transition; returns the observation to act on next."""
-    obs, reward, terminated, truncated, _ = env.step(action)
-    replay.add(action, float(reward), bool(terminated), obs)
-    if terminated or truncated:
-        obs, _ = env.reset()
-        replay.start_episode(obs)
-    return obs
+def step_seeds(stepper: SeedEnvs, actions: np.ndarray) -> None:
+    """One step of the online loop's env part (``SeedEnvs``), ended episodes restarted."""
+    for index in stepper.step(actions):
+        stepper.restart(index)
 
 
 def fill_with_env(replay: ReplayBuffer, env_id: str, steps: int, seed: int) -> None:
     """``steps`` real transitions of uniform random actions in ``env_id``."""
     env = make_env(env_id, seed=seed)
     rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    replay.start_episode(obs)
+    stepper = SeedEnvs.start([env], [replay], [seed])
     action_dim = env_spec(env).action_dim
     for _ in range(steps):
-        step_and_store(env, replay, rng.uniform(-1.0, 1.0, action_dim).astype(np.float32))
-    env.close()
+        step_seeds(stepper, rng.uniform(-1.0, 1.0, (1, action_dim)).astype(np.float32))
+    stepper.close()
 
 
 def rate(step: Callable[[], object], device: torch.device, count: int) -> float:
@@ -336,19 +330,16 @@ def online_loop_rate(
     std: torch.Tensor,
 ) -> float:
     """Env steps per second of act + step + store + one update per step (0-d ``std``)."""
-    env = make_env(env_id, seed=seed + 1)
-    obs, _ = env.reset(seed=seed + 1)
-    replay.start_episode(obs)
-    state = {"obs": obs}
+    stepper = SeedEnvs.start([make_env(env_id, seed=seed + 1)], [replay], [seed + 1])
     act_std = float(std)
 
     def one_step() -> None:
-        state["obs"] = step_and_store(env, replay, agent.act(state["obs"], act_std))
+        step_seeds(stepper, agent.act(stepper.observations(), act_std))
         updater.step(std)
 
     one_step()
     result = rate(one_step, std.device, steps)
-    env.close()
+    stepper.close()
     return result
 
 

@@ -18,15 +18,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from alm_offline.config import RunConfig, resolve_device
 from alm_offline.core.agent import AlmAgent
 from alm_offline.core.replay import ReplayBuffer, SeedReplay
 from alm_offline.core.updater import make_updater
-from alm_offline.tools.bench import fill_with_env, machine_fields, rate, synchronize
-from alm_offline.training.envs import describe_env, make_env
+from alm_offline.tools.bench import fill_with_env, machine_fields, rate, step_seeds, synchronize
+from alm_offline.training.envs import SeedEnvs, describe_env, make_env
 from alm_offline.training.resources import check_resources, estimate_run
 from alm_offline.training.threads import ThreadPolicy
 
@@ -141,27 +140,19 @@ def seed_loop_rate(
     for buffer in seed_replay.buffers:
         buffer.load_state_dict(saved)
     updater = make_updater(agent, seed_replay)
-    envs = [make_env(cfg.env, seed=cfg.seed + 1 + s) for s in range(count)]
-    obs = [env.reset(seed=cfg.seed + 1 + s)[0] for s, env in enumerate(envs)]
-    for buffer, first in zip(seed_replay.buffers, obs, strict=True):
-        buffer.start_episode(first)
+    seeds = [cfg.seed + 1 + s for s in range(count)]
+    envs = [make_env(cfg.env, seed=seed) for seed in seeds]
+    stepper = SeedEnvs.start(envs, seed_replay.buffers, seeds)
     act_std = float(std)
 
     def one_step() -> None:
-        actions = agent.act(np.stack(obs), act_std)
-        for s, (env, buffer) in enumerate(zip(envs, seed_replay.buffers, strict=True)):
-            obs[s], reward, terminated, truncated, _ = env.step(actions[s])
-            buffer.add(actions[s], float(reward), bool(terminated), obs[s])
-            if terminated or truncated:
-                obs[s], _ = env.reset()
-                buffer.start_episode(obs[s])
+        step_seeds(stepper, agent.act(stepper.observations(), act_std))
         updater.step(std)
 
     one_step()
     synchronize(device)
     result = rate(one_step, device, steps)
-    for env in envs:
-        env.close()
+    stepper.close()
     return result
 
 

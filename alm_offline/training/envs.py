@@ -217,3 +217,60 @@ class EpisodeTape:
             obs, *_ = env.step(action)
             tape.record(action)
         return obs, tape
+
+
+class SeedEnvs:
+    """The online loop's env step, for S seeds: each seed's env stepped with its action, the
+    transition stored in its replay buffer and recorded on its episode tape. Online
+    training, ``alm bench`` and ``alm bench --seeds`` all step through it, so the benchmark
+    times the loop users run. An ended episode restarts only when ``restart`` is called
+    (online: after the step's update and evaluation)."""
+
+    def __init__(
+        self, envs: list[gym.Env], buffers: list, begun: list[tuple[np.ndarray, EpisodeTape]]
+    ) -> None:
+        """``begun[s]``: seed s's current observation and tape (``EpisodeTape.begin`` or
+        ``.replay``); ``buffers[s]`` its replay (a ``ReplayBuffer``)."""
+        self.envs, self.buffers = envs, buffers
+        self.obs = [obs for obs, _ in begun]
+        self.tapes = [tape for _, tape in begun]
+
+    @classmethod
+    def start(cls, envs: list[gym.Env], buffers: list, seeds: list[int | None]) -> SeedEnvs:
+        """Every env reset (with its seed) and its first observation stored."""
+        begun = [EpisodeTape.begin(env, seed) for env, seed in zip(envs, seeds, strict=True)]
+        for buffer, (first, _) in zip(buffers, begun, strict=True):
+            buffer.start_episode(first)
+        return cls(envs, buffers, begun)
+
+    def observations(self) -> np.ndarray:
+        """(S, obs_dim): what each seed acts on next."""
+        return np.stack(self.obs)
+
+    def step(self, actions: np.ndarray) -> list[int]:
+        """Step seed s's env with ``actions[s]`` (S, A) and store the transition; returns
+        the seeds whose episodes ended (terminated or truncated)."""
+        ended = []
+        for index, (env, buffer, tape) in enumerate(
+            zip(self.envs, self.buffers, self.tapes, strict=True)
+        ):
+            next_obs, reward, terminated, truncated, _ = env.step(actions[index])
+            buffer.add(actions[index], float(reward), bool(terminated), next_obs)
+            tape.record(actions[index])
+            self.obs[index] = next_obs
+            if terminated or truncated:
+                ended.append(index)
+        return ended
+
+    def restart(self, index: int) -> None:
+        """Begin seed ``index``'s next episode (a reset from its env's own RNG)."""
+        self.obs[index], self.tapes[index] = EpisodeTape.begin(self.envs[index])
+        self.buffers[index].start_episode(self.obs[index])
+
+    def tape_states(self) -> list[dict]:
+        """Each seed's episode tape, for a checkpoint."""
+        return [tape.state() for tape in self.tapes]
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

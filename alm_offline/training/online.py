@@ -21,7 +21,7 @@ import numpy as np
 from alm_offline.config import RunConfig, run_seeds
 from alm_offline.core.agent import exploration_std
 from alm_offline.core.updater import make_updater
-from alm_offline.training.envs import EpisodeTape, env_spec, make_env
+from alm_offline.training.envs import EpisodeTape, SeedEnvs, env_spec, make_env
 from alm_offline.training.evaluation import evaluation_due
 from alm_offline.training.run import TrainingRun
 
@@ -47,12 +47,9 @@ def train_online(
     if resume:
         saved = [state["rng"]["env"] for state in run.restore(replay)]
         begun = [EpisodeTape.replay(env, tape) for env, tape in zip(envs, saved, strict=True)]
+        stepper = SeedEnvs(envs, buffers, begun)
     else:
-        begun = [EpisodeTape.begin(env, seed) for env, seed in zip(envs, seeds, strict=True)]
-        for buffer, (first_obs, _) in zip(buffers, begun, strict=True):
-            buffer.start_episode(first_obs)
-    obs = [first_obs for first_obs, _ in begun]
-    tapes = [tape for _, tape in begun]
+        stepper = SeedEnvs.start(envs, buffers, list(seeds))
     counters = run.counters  # restored ones on resume
     updater = make_updater(agent, replay)
     warmup, every = cfg.agent.warmup_steps, cfg.checkpoint_every
@@ -67,9 +64,6 @@ def train_online(
             / max(time.perf_counter() - started, 1e-9),
         )
 
-    def env_states() -> list[dict]:
-        return [tape.state() for tape in tapes]
-
     with run.session(resume, counters.env_steps, cfg.env, quiet) as bar:
         while counters.env_steps < cfg.steps:
             if counters.env_steps < warmup:
@@ -77,16 +71,10 @@ def train_online(
                     [rng.uniform(-1.0, 1.0, spec.action_dim) for rng in run.np_rngs]
                 ).astype(np.float32)
             else:
-                actions = agent.act(np.stack(obs), exploration_std(cfg.agent, counters.updates))
+                std = exploration_std(cfg.agent, counters.updates)
+                actions = agent.act(stepper.observations(), std)
             counters.env_steps += 1
-            ended = []
-            for index, (env, buffer, tape) in enumerate(zip(envs, buffers, tapes, strict=True)):
-                next_obs, reward, terminated, truncated, _ = env.step(actions[index])
-                buffer.add(actions[index], float(reward), bool(terminated), next_obs)
-                tape.record(actions[index])
-                obs[index] = next_obs
-                if terminated or truncated:
-                    ended.append(index)
+            ended = stepper.step(actions)
 
             if counters.env_steps > warmup and replay.can_sample():
                 if counters.updates == 0:  # obs_norm: each seed's warm-up data's statistics
@@ -98,16 +86,15 @@ def train_online(
                 run.evaluate(env_step=counters.env_steps, updates=counters.updates)
             for index in ended:
                 run.seed_runs[index].counters.episodes += 1
-                obs[index], tapes[index] = EpisodeTape.begin(envs[index])
-                buffers[index].start_episode(obs[index])
+                stepper.restart(index)
             if counters.env_steps % every == 0 and counters.env_steps < cfg.steps:
-                run.checkpoint(replay=replay, env_states=env_states())
+                run.checkpoint(replay=replay, env_states=stepper.tape_states())
             if counters.env_steps % 100 == 0 or counters.env_steps == cfg.steps:
                 last = run.last_eval_mean
                 info = "" if last is None else f"  eval {last:.1f}"
                 bar.advance(counters.env_steps, f"updates {counters.updates}{info}")
         log()
-    run.checkpoint(replay=replay, env_states=env_states())
+    run.checkpoint(replay=replay, env_states=stepper.tape_states())
     for env in envs:
         env.close()
     return run.finish(env=cfg.env, mode="online", env_steps=counters.env_steps)
