@@ -61,26 +61,25 @@ class ResourceEstimate:
         }
 
 
-def current_rss() -> int:
-    """This process's resident memory now (bytes; 0 where /proc is missing)."""
+def _proc_kib(path: str, field: str) -> int | None:
+    """``field``'s value (kB) in a /proc file such as /proc/meminfo, in bytes; None if absent."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def available_memory() -> int | None:
-    """``MemAvailable`` of /proc/meminfo in bytes (None where it cannot be read)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def current_rss() -> int:
+    """This process's resident memory now (bytes; 0 where /proc is missing)."""
+    return _proc_kib("/proc/self/status", "VmRSS") or 0
+
+
+def available_memory() -> int | None:
+    """``MemAvailable`` of /proc/meminfo in bytes (None where it cannot be read)."""
+    return _proc_kib("/proc/meminfo", "MemAvailable")
 
 
 def agent_parameters(obs_dim: int, action_dim: int, agent: AgentConfig) -> tuple[int, int]:
