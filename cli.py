@@ -382,13 +382,14 @@ seed.""",
 @OVERWRITE
 def dataset_collect(env_id, policy, steps, episodes, out, fmt, noise, seed, overwrite) -> None:
     from alm_offline.datasets import collect_dataset
+    from alm_offline.training.checkpoint import checkpoint_policy
 
     if (steps is None) == (episodes is None):
         raise AlmError("give exactly one of --steps and --episodes")
     data, written = collect_dataset(
         out,
         env_id,
-        policy,
+        policy if policy == "random" else lambda env: checkpoint_policy(policy, env),
         steps=steps,
         episodes=episodes,
         fmt=fmt,
@@ -501,7 +502,7 @@ def dataset_make_suite(
     """Make a D4RL-style suite per env (random, medium, medium-replay, expert,
     medium-expert) as Minari datasets PREFIX/FAMILY/KIND-v0 in the local store. OVERRIDES
     (KEY=VALUE) go to the behaviour training runs (e.g. threads=1)."""
-    from alm_offline.datasets.suite import make_suite
+    from alm_offline.tools.suite import make_suite
 
     env_ids = [env.strip() for env in envs.split(",") if env.strip()]
     record = make_suite(
@@ -562,10 +563,9 @@ def bench_command(
     table of N seeds in one process instead.
     """
     from alm_offline.config import load_config
+    from alm_offline.runtime.envs import describe_env
+    from alm_offline.runtime.files import check_output_file, write_text_atomic
     from alm_offline.tools.bench import format_result, run_bench
-    from alm_offline.training.envs import describe_env
-    from alm_offline.training.rundir import write_text_atomic
-    from alm_offline.training.tempfiles import check_output_file
 
     cfg = load_config(config, (f"env={env_id}", f"device={device}", *overrides))
     describe_env(cfg.env)

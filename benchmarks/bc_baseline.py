@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from alm_offline.datasets import load_dataset
-from alm_offline.training.envs import make_env
-from alm_offline.training.rollout import evaluate
+from alm_offline.runtime.envs import make_env
+from alm_offline.runtime.rollout import evaluate
 
 
 def train_bc(

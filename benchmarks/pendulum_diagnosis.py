@@ -23,9 +23,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from alm_offline.runtime.envs import make_env
+from alm_offline.runtime.rollout import EVAL_SEED_OFFSET
 from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
-from alm_offline.training.envs import make_env
-from alm_offline.training.rollout import EVAL_SEED_OFFSET
 
 
 def rollout(agent, env, seed: int, visited: list) -> dict[str, float]:

@@ -13,7 +13,7 @@ for the whole episode (return 1000, the task's maximum) on every start state tri
 The file written has the D4RL arrays at the root (observations, actions IN ENV UNITS,
 rewards, terminals, timeouts, next_observations) and a group ``metadata`` with the
 attributes ``env_id="InvertedPendulum-v5"`` and ``action_units="env"``. The env is a raw
-``gymnasium.make("InvertedPendulum-v5")`` (not ``alm_offline.training.envs.make_env``, which
+``gymnasium.make("InvertedPendulum-v5")`` (not ``alm_offline.runtime.envs.make_env``, which
 rescales actions to [-1, 1]).
 """
 

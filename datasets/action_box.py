@@ -2,7 +2,7 @@
 
 D4RL files and Minari datasets store actions in the env's own units (``Humanoid-v5`` acts
 in [-0.4, 0.4], ``InvertedPendulum-v5`` in [-3, 3]). The agent acts in [-1, 1]^A, which
-``alm_offline.training.envs.make_env`` maps linearly onto the env's box. ``ActionBox`` is that map:
+``alm_offline.runtime.envs.make_env`` maps linearly onto the env's box. ``ActionBox`` is that map:
 ``normalize`` takes env units to the agent's box, ``denormalize`` takes them back. Both work
 in float64 as ``mid + half * a`` so that a box of [-1, 1] is the identity, bit for bit.
 """
@@ -135,7 +135,7 @@ def _span(low: np.ndarray, high: np.ndarray) -> str:
 @functools.lru_cache(maxsize=32)
 def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
     """(observation space, action space) of the raw gymnasium env ``env_id``."""
-    import alm_offline.training.envs  # noqa: F401  (registers T-Ant-v5 / T-Humanoid-v5)
+    import alm_offline.runtime.envs  # noqa: F401  (registers T-Ant-v5 / T-Humanoid-v5)
 
     if env_id not in gym.registry:
         raise DatasetError(f"env id {env_id!r} is not a registered gymnasium env")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alm_offline.training.tempfiles import (
+from alm_offline.runtime.files import (
     nearest_existing,
     probe_can_create,
     remove_dead_temporaries,

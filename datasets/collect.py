@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import closing
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
+from alm_offline.runtime.envs import EnvSpec, make_env
+from alm_offline.runtime.rollout import Policy, run_episode
 from alm_offline.scores import reference_scores
-from alm_offline.training.envs import EnvSpec, make_env
-from alm_offline.training.rollout import Policy, run_episode
 
 from .action_box import ActionBox
 from .episodes import DatasetError, EpisodeDataset
@@ -34,23 +34,19 @@ def check_collect_args(seed: int, noise: float) -> None:
         raise DatasetError(f"the noise std must be a finite number >= 0, got {noise}")
 
 
-def policy_for(spec: str, env: EnvSpec, seed: int = 0) -> tuple[Policy, str]:
-    """The policy ``spec`` names, and its name for the metadata: ``random`` (uniform
-    actions, seeded) or the path of an ALM checkpoint (its deterministic policy), which
-    must have ``env``'s observation and action sizes."""
+PolicyFactory = Callable[[EnvSpec], tuple[Policy, str]]  # env -> (policy, its name)
+
+
+def policy_for(spec: str | PolicyFactory, env: EnvSpec, seed: int = 0) -> tuple[Policy, str]:
+    """The policy ``spec`` names for ``env``, and its name for the metadata: ``random``
+    (uniform actions, seeded), or what a factory (``env -> (policy, name)``) makes: the
+    data layer runs policies, it does not load agents (``training.checkpoint_policy``
+    makes an ALM checkpoint's, which ``alm dataset collect --policy CKPT`` passes)."""
+    if callable(spec):
+        return spec(env)
     if spec == "random":
         return random_policy(env.action_dim, seed), "random"
-    if not Path(spec).exists():
-        raise DatasetError(f"--policy must be 'random' or a checkpoint path; {spec} does not exist")
-    from alm_offline.training.checkpoint import load_agent  # the agent is needed only here
-
-    agent, cfg, _ = load_agent(spec, device="cpu")
-    if (agent.obs_dim, agent.action_dim) != (env.obs_dim, env.action_dim):
-        raise DatasetError(
-            f"checkpoint {spec} was trained on {cfg.env} (obs/action dims {agent.obs_dim}/"
-            f"{agent.action_dim}); {env.env_id} has {env.obs_dim}/{env.action_dim}"
-        )
-    return (lambda obs: agent.act(obs, 0.0, deterministic=True)), f"alm ({spec})"
+    raise DatasetError(f"policy must be 'random' or a policy factory, got {spec!r}")
 
 
 def collect(

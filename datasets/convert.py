@@ -24,12 +24,12 @@ from pathlib import Path
 import gymnasium as gym
 
 from alm_offline.errors import printable
+from alm_offline.runtime.envs import EnvSpec, describe_env, env_spec, make_env
 from alm_offline.scores import reference_scores
-from alm_offline.training.envs import EnvSpec, describe_env, env_spec, make_env
 
 from .action_box import BOUND_OPTIONS, ActionBox, box_from_bounds
 from .atomic import check_can_create, check_destination
-from .collect import check_collect_args, collect, policy_for
+from .collect import PolicyFactory, check_collect_args, collect, policy_for
 from .episodes import (
     DatasetError,
     DatasetWarning,
@@ -203,7 +203,7 @@ def convert(
 def collect_dataset(
     out: str | Path,
     env_id: str,
-    policy: str = "random",
+    policy: str | PolicyFactory = "random",
     *,
     steps: int | None = None,
     episodes: int | None = None,
@@ -213,7 +213,8 @@ def collect_dataset(
     overwrite: bool = False,
 ) -> tuple[EpisodeDataset, str]:
     """``alm dataset collect``: check ``out`` is writable, run ``policy`` (``random`` or a
-    checkpoint path) in ``env_id``, save; returns the dataset and where it was written.
+    factory, ``collect.policy_for``) in ``env_id``, save; returns the dataset and where it
+    was written.
     The env is made once, for both the policy's check and the collection."""
     check_collect_args(seed, noise)
     fmt = check_writable(out, fmt, overwrite)  # before the collection is spent

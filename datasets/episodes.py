@@ -18,8 +18,8 @@ import gymnasium as gym
 import numpy as np
 
 from alm_offline.errors import printable
+from alm_offline.runtime.envs import EnvSpec
 from alm_offline.scores import normalized_score
-from alm_offline.training.envs import EnvSpec
 
 from .action_box import ActionBox
 from .errors import DatasetError, DatasetWarning

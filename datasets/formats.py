@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from alm_offline.training.envs import EnvSpec
+from alm_offline.runtime.envs import EnvSpec
 
 from .episodes import EpisodeDataset
 from .hdf5 import HDF5_SUFFIXES, read_hdf5, write_hdf5

@@ -38,7 +38,7 @@ from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
 
-import alm_offline.training.envs  # noqa: F401  (registers T-Ant-v5 / T-Humanoid-v5 for gym.spec)
+import alm_offline.runtime.envs  # noqa: F401  (registers T-Ant-v5 / T-Humanoid-v5 for gym.spec)
 
 from .action_box import ActionBox, env_spaces
 from .atomic import check_destination, check_room, publish, staging_area, write_failure

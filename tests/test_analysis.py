@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error, train_tiny_run
 
 from alm_offline.core.losses import lower_bound_estimate
+from alm_offline.runtime.envs import make_env
+from alm_offline.runtime.rollout import run_episode
 from alm_offline.tools.analysis import (
     ACCURACY_THRESHOLD,
     AnalysisError,
@@ -24,8 +26,6 @@ from alm_offline.tools.analysis import (
     rollout_analysis,
 )
 from alm_offline.training.checkpoint import checkpoint_path, load_agent
-from alm_offline.training.envs import make_env
-from alm_offline.training.rollout import run_episode
 from cli import alm
 
 

@@ -14,11 +14,11 @@ from alm_offline.config import ConfigError
 from alm_offline.core.metrics import NonFiniteError
 from alm_offline.datasets import DatasetError, DatasetWarning
 from alm_offline.errors import AlmError, AlmWarning
+from alm_offline.runtime.envs import EnvError
 from alm_offline.tools.evaluate import EvalError
 from alm_offline.tools.plotting import PlotError
 from alm_offline.tools.sweep import SweepError
 from alm_offline.training.checkpoint import CheckpointError
-from alm_offline.training.envs import EnvError
 from alm_offline.training.loggers import LoggerError
 from alm_offline.training.rundir import RunDirError
 from cli import alm
@@ -123,7 +123,7 @@ def test_mujoco_s_own_warnings_are_python_warnings_and_write_no_log(tmp_path):
 
     code = (
         "import warnings; warnings.simplefilter('always')\n"
-        "from alm_offline.training import envs\n"
+        "from alm_offline.runtime import envs\n"
         "for _ in range(2): envs.make_env('HalfCheetah-v5').close()\n"
         "with warnings.catch_warnings(record=True) as said:\n"
         "    warnings.simplefilter('always')\n"

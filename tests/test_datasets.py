@@ -33,7 +33,7 @@ from alm_offline.datasets import (
     write_hdf5,
     write_minari,
 )
-from alm_offline.training.envs import describe_env
+from alm_offline.runtime.envs import describe_env
 
 ARRAYS = ("observations", "actions", "rewards", "terminations", "truncations", "episode_lengths")
 D4RL_ARRAYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")

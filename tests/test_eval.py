@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from conftest import TINY_OVERRIDES, assert_one_line_error, train_tiny_run
 
 from alm_offline.config import load_config
+from alm_offline.runtime.envs import make_env
+from alm_offline.runtime.rollout import EVAL_SEED_OFFSET, evaluate
 from alm_offline.tools.evaluate import evaluate_checkpoint
 from alm_offline.training.checkpoint import checkpoint_path, load_agent, read_checkpoint
-from alm_offline.training.envs import make_env
 from alm_offline.training.loggers import read_jsonl
-from alm_offline.training.rollout import EVAL_SEED_OFFSET, evaluate
 from alm_offline.training.rundir import prepare_new
 from cli import alm
 

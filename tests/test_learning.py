@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from alm_offline.training.envs import make_env
-from alm_offline.training.rollout import evaluate
+from alm_offline.runtime.envs import make_env
+from alm_offline.runtime.rollout import evaluate
 from cli import alm
 
 # trains the quick config's five seeds for about 6 CPU minutes: `make test-learning`, apart

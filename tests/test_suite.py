@@ -213,8 +213,8 @@ def test_make_suite_levels_without_the_expert_skip_its_training(tmp_path, minari
 
 
 def test_the_memory_check_counts_medium_expert_twice(monkeypatch):
-    import alm_offline.datasets.suite as suite
-    from alm_offline.training.envs import describe_env
+    import alm_offline.tools.suite as suite
+    from alm_offline.runtime.envs import describe_env
 
     envs = [describe_env("InvertedPendulum-v5")]
     row = 4 * (2 * 4 + 1 + 1) + 2  # bytes of one transition: obs, next obs, action, reward
@@ -229,13 +229,13 @@ def test_the_memory_check_counts_medium_expert_twice(monkeypatch):
 def no_training(monkeypatch):
     """make-suite's behaviour runs, replaced by a failure: a hostile input must be refused
     before any of them starts (and so before anything is written)."""
-    import alm_offline.training.start as start
+    import alm_offline.tools.suite as suite
 
     def refuse(*args, **kwargs):
         raise AssertionError("make-suite started a behaviour run")
 
-    monkeypatch.setattr(start, "start_online", refuse)
-    monkeypatch.setattr(start, "train", refuse)
+    monkeypatch.setattr(suite, "start_online", refuse)
+    monkeypatch.setattr(suite, "train", refuse)
 
 
 def _tree(root) -> list[str]:

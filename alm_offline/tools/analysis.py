@@ -31,11 +31,11 @@ from alm_offline.core.agent import AlmAgent
 from alm_offline.core.losses import log_shift_reward, lower_bound_estimate
 from alm_offline.core.networks import WorldModel
 from alm_offline.errors import AlmError
+from alm_offline.runtime.envs import make_env
+from alm_offline.runtime.files import write_text_atomic
+from alm_offline.runtime.rollout import Policy, run_episode
 from alm_offline.tools.plotting import plot_bias, plot_rollout
 from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
-from alm_offline.training.envs import make_env
-from alm_offline.training.rollout import Policy, run_episode
-from alm_offline.training.rundir import write_text_atomic
 
 ACCURACY_THRESHOLD = 0.5  # relative latent error above which a model prediction is "off"
 JSON_SAMPLES = 256  # (MC, estimate) pairs kept in bias.json for a scatter plot elsewhere

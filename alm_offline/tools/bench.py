@@ -40,7 +40,7 @@ from alm_offline.config import RunConfig, resolve_device
 from alm_offline.core.agent import AlmAgent
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.core.updater import EagerUpdater, make_updater
-from alm_offline.training.envs import SeedEnvs, describe_env, env_spec, make_env
+from alm_offline.runtime.envs import SeedEnvs, describe_env, env_spec, make_env
 from alm_offline.training.threads import ThreadPolicy
 
 REFERENCE_GFLOP_PER_UPDATE = 42.1  # the reference implementation's count, HalfCheetah dims

@@ -12,10 +12,10 @@ import gymnasium as gym
 
 from alm_offline.config import EVAL_LATENTS
 from alm_offline.errors import AlmError
+from alm_offline.runtime.files import probe_can_create
+from alm_offline.runtime.rollout import Frame, eval_row, evaluate
 from alm_offline.scores import reference_scores
-from alm_offline.training.rollout import Frame, eval_row, evaluate
 from alm_offline.training.rundir import read_summary
-from alm_offline.training.tempfiles import probe_can_create
 
 
 # ----------------------------------------------------------------------------- alm eval
@@ -137,13 +137,13 @@ def evaluate_checkpoint(
     the first episode as an mp4 rendered offscreen. ``latent`` (mean or sample) is the z the
     policy acts on; None takes the run's ``eval.latent``.
     """
+    from alm_offline.runtime.envs import env_spec, make_env
     from alm_offline.training.baselines import (
         baseline_checkpoint,
         baseline_run,
         load_baseline_policy,
     )
     from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
-    from alm_offline.training.envs import env_spec, make_env
 
     path = Path(path)
     if episodes < 1:

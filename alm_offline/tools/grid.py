@@ -29,9 +29,9 @@ from typing import Any
 import yaml
 
 from alm_offline.errors import AlmError
+from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.stats import LAST_EVALS, final_score
 from alm_offline.training.loggers import read_jsonl
-from alm_offline.training.rundir import write_text_atomic
 
 CELLS_FOLDER = "cells"
 SCORE_KEY = "normalized_score_mean"

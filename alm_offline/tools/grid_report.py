@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.grid import Grid, GridError, read_cells
 from alm_offline.tools.plotting import DPI, SUBPLOT_SIZE, save_figure
 from alm_offline.tools.stats import mean_interval, probability_of_improvement, summarise_seeds
-from alm_offline.training.rundir import write_text_atomic
 
 README_START = "<!-- grid:{name}:start -->"
 README_END = "<!-- grid:{name}:end -->"

@@ -21,6 +21,7 @@ import numpy as np
 
 from alm_offline.config import load_config
 from alm_offline.errors import AlmError
+from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.plotting import (
     PlotError,
     RunCurve,
@@ -29,7 +30,6 @@ from alm_offline.tools.plotting import (
     read_run_curve,
 )
 from alm_offline.tools.published import PublishedPoint, published_at
-from alm_offline.training.rundir import write_text_atomic
 
 
 class PaperResultsError(AlmError):

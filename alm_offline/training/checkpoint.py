@@ -22,8 +22,8 @@ from alm_offline.config import ConfigError, RunConfig, config_from_dict, resolve
 from alm_offline.core.agent import AlmAgent, stack_seed_states
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.errors import AlmError, WriteError
-from alm_offline.training.rundir import batch_seed_dirs, write_text_atomic
-from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_path
+from alm_offline.runtime.files import remove_dead_temporaries, temporary_path, write_text_atomic
+from alm_offline.training.rundir import batch_seed_dirs
 
 FORMAT_VERSION = 2  # 2: weights stacked over seeds (S, ...); env state as an episode tape
 LATEST = "latest.pt"
@@ -319,3 +319,20 @@ def load_agent(
             f"checkpoint '{path}' is damaged: {str(exc).splitlines()[0]}"
         ) from None
     return agent, cfg, state
+
+
+def checkpoint_policy(path: str | Path, env: Any) -> tuple[Any, str]:
+    """The deterministic policy of the ALM checkpoint at ``path`` (obs (D,) -> action (A,)
+    in [-1, 1]), for ``env`` (an ``EnvSpec``) whose sizes it must have, and its name for a
+    dataset's metadata; ``DatasetError`` (one line) otherwise."""
+    from alm_offline.datasets.episodes import DatasetError
+
+    if not Path(path).exists():
+        raise DatasetError(f"--policy must be 'random' or a checkpoint path; {path} does not exist")
+    agent, cfg, _ = load_agent(str(path), device="cpu")
+    if (agent.obs_dim, agent.action_dim) != (env.obs_dim, env.action_dim):
+        raise DatasetError(
+            f"checkpoint {path} was trained on {cfg.env} (obs/action dims {agent.obs_dim}/"
+            f"{agent.action_dim}); {env.env_id} has {env.obs_dim}/{env.action_dim}"
+        )
+    return (lambda obs: agent.act(obs, 0.0, deterministic=True)), f"alm ({path})"

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from alm_offline.config import RunConfig
-from alm_offline.training.envs import make_env
+from alm_offline.runtime.envs import make_env
+from alm_offline.runtime.rollout import Policy, eval_row, evaluate
 from alm_offline.training.loggers import RunLogger
-from alm_offline.training.rollout import Policy, eval_row, evaluate
 
 
 @dataclass

@@ -13,7 +13,8 @@ from typing import Any
 
 from alm_offline.config import LoggerConfig, RunConfig, to_dict
 from alm_offline.errors import AlmError, WriteError, first_line
-from alm_offline.training.rundir import RunDirError, write_text_atomic
+from alm_offline.runtime.files import write_text_atomic
+from alm_offline.training.rundir import RunDirError
 
 
 def _clean(value: Any) -> Any:

@@ -21,7 +21,7 @@ import numpy as np
 from alm_offline.config import RunConfig, run_seeds
 from alm_offline.core.agent import exploration_std
 from alm_offline.core.updater import make_updater
-from alm_offline.training.envs import EpisodeTape, SeedEnvs, env_spec, make_env
+from alm_offline.runtime.envs import EpisodeTape, SeedEnvs, env_spec, make_env
 from alm_offline.training.evaluation import evaluation_due
 from alm_offline.training.run import TrainingRun
 

@@ -29,6 +29,7 @@ from alm_offline.core.fused import fusion_decision
 from alm_offline.core.metrics import MetricsWindow, NonFiniteError
 from alm_offline.core.replay import ReplayBuffer, SeedReplay
 from alm_offline.core.updater import EagerUpdater
+from alm_offline.runtime.rollout import evaluate_seeds
 from alm_offline.training.checkpoint import (
     check_batch,
     checkpoint_path,
@@ -42,7 +43,6 @@ from alm_offline.training.checkpoint import (
 from alm_offline.training.evaluation import Counters, RunEvaluation, summary_fields
 from alm_offline.training.loggers import RunLogger, make_run_logger
 from alm_offline.training.progress import ProgressDisplay
-from alm_offline.training.rollout import evaluate_seeds
 from alm_offline.training.rundir import batch_identity, seed_run_dirs, write_summary
 from alm_offline.training.threads import ThreadPolicy
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from alm_offline.config import ConfigError, RunConfig, load_config, run_seeds, to_yaml
 from alm_offline.errors import AlmError, WriteError
-from alm_offline.training.tempfiles import remove_dead_temporaries, temporary_path
+from alm_offline.runtime.files import write_text_atomic
 
 LOCK_FILE = ".lock"  # held by the run dir's one writer (RunDirLock)
 BATCH_FILE = "batch.json"  # a batched run's identity: its seeds' checkpoints name it
@@ -170,19 +170,6 @@ def seed_run_dirs(run_dir: Path, cfg: RunConfig) -> list[tuple[Path, RunConfig]]
         )
         for seed in run_seeds(cfg)
     ]
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through ``.NAME.tmp-PID`` and a rename (``WriteError``)."""
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
-        remove_dead_temporaries(path)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise WriteError.of(path, exc) from None
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

@@ -19,7 +19,8 @@ from alm_offline.config import ConfigError, RunConfig, load_config, resolve_devi
 from alm_offline.datasets.convert import bundled_dataset_path, load_dataset
 from alm_offline.datasets.episodes import DatasetError, EpisodeDataset
 from alm_offline.errors import AlmWarning
-from alm_offline.training.envs import EnvError, describe_env
+from alm_offline.runtime.envs import EnvError, describe_env
+from alm_offline.runtime.files import write_text_atomic
 from alm_offline.training.loggers import check_backends
 from alm_offline.training.methods import method_for
 from alm_offline.training.resources import check_resources, estimate_run
@@ -30,7 +31,6 @@ from alm_offline.training.rundir import (
     batch_of_seed_dir,
     default_run_dir,
     prepare_new,
-    write_text_atomic,
 )
 
 

@@ -210,7 +210,7 @@ def trial_configs(spec: SweepSpec) -> list[RunConfig]:
 def _check_trials(spec: SweepSpec) -> None:
     """Each trial's method can train in the sweep's mode; each env exists, each dataset
     loads and suits its methods (what the trial's own start would check)."""
-    from alm_offline.training.envs import describe_env
+    from alm_offline.runtime.envs import describe_env
     from alm_offline.training.methods import method_for
     from alm_offline.training.start import load_offline_dataset
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from alm_offline.config import BASELINE_METHODS
+from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.stats import (
     LAST_EVALS,
     final_score,
@@ -22,7 +23,6 @@ from alm_offline.tools.stats import (
 )
 from alm_offline.tools.sweep.grid import SweepError, cell_slugs
 from alm_offline.training.loggers import read_jsonl
-from alm_offline.training.rundir import write_text_atomic
 
 SWEEP_FILE = "sweep.json"
 CSV_COLUMNS = (

@@ -83,3 +83,16 @@ def check_output_file(path: Path, what: str = "output") -> None:
         probe_can_create(path)
     except OSError as exc:
         raise WriteError.of(path, exc) from None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through ``.NAME.tmp-PID`` and a rename (``WriteError``)."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        remove_dead_temporaries(path)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError.of(path, exc) from None

@@ -1,0 +1,75 @@
+"""Layers that only point down (issue 42): every module's imports, those inside functions
+too, parsed with ``ast``; ``alm_offline.datasets`` is the root ``datasets/`` folder (the
+import finder that maps it is invisible to static tools, so this test is the check)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# bottom to top; a module may import its own layer and the ones below it
+LAYERS = ("base", "core", "runtime", "datasets", "training", "tools", "cli")
+
+
+def layer_of_module(name: str) -> str | None:
+    """The layer of a dotted module name of this project (None for anything else)."""
+    parts = name.split(".")
+    if parts[0] == "cli":
+        return "cli"
+    if parts[0] != "alm_offline":
+        return None
+    if len(parts) == 1 or parts[1] in ("config", "errors", "scores", "configs"):
+        return "base"
+    return parts[1] if parts[1] in LAYERS else None
+
+
+def layer_of_file(path: Path) -> str:
+    relative = path.relative_to(ROOT)
+    if relative.parts[0] == "datasets":
+        return "datasets"
+    if relative.parts[0] == "cli.py":
+        return "cli"
+    module = ".".join(relative.with_suffix("").parts)
+    return layer_of_module(module) or "base"
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``path``, relative ones resolved."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: only inside datasets/ and the packages
+                base = "alm_offline.datasets" if layer_of_file(path) == "datasets" else ""
+                found.append((node.lineno, f"{base}.{node.module or ''}".rstrip(".")))
+            else:
+                found.append((node.lineno, node.module or ""))
+    return found
+
+
+def project_files() -> list[Path]:
+    files = [*ROOT.glob("alm_offline/**/*.py"), *ROOT.glob("datasets/**/*.py"), ROOT / "cli.py"]
+    return sorted(p for p in files if "__pycache__" not in p.parts)
+
+
+def test_every_import_points_down_or_sideways():
+    upward = []
+    for path in project_files():
+        own = LAYERS.index(layer_of_file(path))
+        for line, module in imported_modules(path):
+            target = layer_of_module(module)
+            if target is not None and LAYERS.index(target) > own:
+                upward.append(f"{path.relative_to(ROOT)}:{line} imports {module} ({target})")
+    assert upward == []
+
+
+def test_the_layer_map_knows_every_package():
+    packages = {p.name for p in (ROOT / "alm_offline").iterdir() if (p / "__init__.py").is_file()}
+    assert packages <= set(LAYERS) | {"configs"}, packages
+    assert layer_of_file(ROOT / "datasets" / "suite.py") == "datasets"
+    assert layer_of_module("alm_offline.datasets.suite") == "datasets"
+    assert layer_of_module("alm_offline.tools.suite") == "tools"
+    assert layer_of_file(ROOT / "alm_offline" / "config.py") == "base"
