@@ -51,7 +51,7 @@ xarray xxhash yarl zipp
 """.split()  # noqa: SIM905
 
 # Needed only for ``alm eval --video`` (a 30 MB ffmpeg binary): not part of the GPU check.
-NOT_CARRIED = {"imageio-ffmpeg"}
+NOT_CARRIED = {"imageio-ffmpeg", "rliable"}  # rliable: an sdist (no wheel), for tables only
 
 PLATFORMS = [f"manylinux_2_{n}_x86_64" for n in (17, 24, 27, 28, 31, 34, 35)]
 PLATFORMS += ["manylinux2014_x86_64", "manylinux1_x86_64"]

@@ -21,6 +21,7 @@ import yaml
 from alm_offline.datasets.action_box import ActionBox
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.datasets.hdf5 import write_hdf5
+from alm_offline.tools.stats import final_score
 
 BOX = ActionBox.of_env("InvertedPendulum-v5")
 REPO = Path(__file__).resolve().parents[1]
@@ -307,11 +308,16 @@ def test_an_offline_sweep_puts_alm_and_baselines_in_one_table(baselines_python, 
     ] * 2  # fmt: skip
     table = (out / "results.md").read_text().splitlines()
     assert table[0].startswith("| Method | inverted_pendulum-alm-v0.hdf5 | second.hdf5 |")
-    assert [line.split(" | ")[0] for line in table[2:]] == [
+    assert [line.split(" | ")[0] for line in table[2:5]] == [
         "| offline ALM", "| BC (d3rlpy)", "| TD3+BC (d3rlpy)"
     ]  # fmt: skip
-    for t in record["trials"]:
-        cell = f"{t['summary']['eval_return_mean']:.1f} ± 0.0"
+    assert table[5] == "" and table[6].startswith("Offline scores: the mean of each run's last 3")
+    assert table[7].startswith("P(alm > td3+bc) [95% CI]: inverted_pendulum-alm-v0.hdf5 ")
+    for t in record["trials"]:  # a run's score: the mean of its last 3 evaluations
+        evals = [json.loads(line) for line in (Path(t["run_dir"]) / "eval.jsonl").open()]
+        normalised = evals[-1].get("normalized_score_mean") is not None
+        key = "normalized_score_mean" if normalised else "return_mean"
+        cell = f"{final_score([e[key] for e in evals]):.1f} ± 0.0"
         name = {"alm": "offline ALM", "bc": "BC (d3rlpy)", "td3+bc": "TD3+BC (d3rlpy)"}
         assert any(line.startswith(f"| {name[t['method']]} |") and cell in line for line in table)
         assert t["summary"]["updates"] == 40 and t["summary"]["updates_per_sec"] > 0

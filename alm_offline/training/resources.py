@@ -77,6 +77,12 @@ def current_rss() -> int:
     return _proc_kib("/proc/self/status", "VmRSS") or 0
 
 
+def peak_rss() -> int | None:
+    """This process's peak resident memory since its exec (``VmHWM``, bytes): unlike
+    ``ru_maxrss``, it does not start from the RSS of the process that started this one."""
+    return _proc_kib("/proc/self/status", "VmHWM")
+
+
 def available_memory() -> int | None:
     """``MemAvailable`` of /proc/meminfo in bytes (None where it cannot be read)."""
     return _proc_kib("/proc/meminfo", "MemAvailable")

@@ -43,6 +43,7 @@ from alm_offline.training.checkpoint import (
 from alm_offline.training.evaluation import Counters, RunEvaluation, summary_fields
 from alm_offline.training.loggers import RunLogger, make_run_logger
 from alm_offline.training.progress import ProgressDisplay
+from alm_offline.training.resources import peak_rss
 from alm_offline.training.rundir import batch_identity, seed_run_dirs, write_summary
 from alm_offline.training.threads import ThreadPolicy
 
@@ -277,6 +278,7 @@ class TrainingRun:
         entries); with several seeds also the run's, ``RUN/summary.json``, written last.
         Returns the run's summary (for one seed, that seed's)."""
         self.counters.wall_seconds = self._wall_before + time.perf_counter() - self._session_start
+        fields = {**fields, "peak_rss_bytes": peak_rss()}  # this process's, all seeds'
         summaries = []
         for seed in self.seed_runs:
             seed.evaluation.close()
