@@ -17,7 +17,14 @@ from pathlib import Path
 
 import click
 
-from alm_offline.config import BASELINE_METHODS, EVAL_LATENTS
+from alm_offline.config import (
+    BASELINE_METHODS,
+    BUNDLED_CONFIGS,
+    DEVICES,
+    EVAL_LATENTS,
+    METHODS,
+    check_device_name,
+)
 from alm_offline.datasets.formats import FORMATS, INFERRED
 from alm_offline.datasets.suite import EXPERT_FACTOR, SUITE_KINDS
 from alm_offline.errors import AlmError, AlmWarning, printable
@@ -153,7 +160,12 @@ DATASET_OPTION = click.option(
     help="Minari id, Minari dataset folder or D4RL-layout .hdf5 (default: the bundled one).",
 )
 TRAIN = options(
-    click.option("--config", "config", default=None, help="YAML file, or online|quick|offline."),
+    click.option(
+        "--config",
+        "config",
+        default=None,
+        help=f"YAML file, or a bundled config: {', '.join(BUNDLED_CONFIGS)}.",
+    ),
     click.option("--resume", default=None, metavar="RUN_DIR", help="Continue a run."),
     click.option("--overwrite", is_flag=True, help="Replace a run already in run_dir."),
     click.option("--quiet", is_flag=True, help="No progress display."),
@@ -161,12 +173,21 @@ TRAIN = options(
 )
 
 
-def device_option(default: str, choices: tuple[str, ...] = ("auto", "cpu", "cuda")) -> Callable:
+def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_device_name(value)
+    except AlmError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def device_option(default: str) -> Callable:
+    """``--device``, its choices the config's (``config.DEVICES``: cuda:N among them)."""
     return click.option(
         "--device",
-        type=click.Choice(choices),
         default=default,
         show_default=True,
+        metavar="|".join(DEVICES),
+        callback=_device,
         help="Where the agent runs.",
     )
 
@@ -685,9 +706,8 @@ ANALYZE = options(
 )
 
 
-def _print_analysis(report) -> None:
+def _print_analysis(report, as_json: bool) -> None:
     payload, paths, text = report
-    as_json = click.get_current_context().params["as_json"]
     click.echo(json.dumps(payload, indent=2) if as_json else text)
     if not as_json:
         click.echo(f"wrote {paths['json']} and {paths['png']}")
@@ -726,7 +746,8 @@ def analyze_bias_command(
             max_start_steps=max_start_steps,
             min_states=min_states,
             seed=seed,
-        )
+        ),
+        as_json,
     )
 
 
@@ -741,7 +762,8 @@ def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_js
     from alm_offline.tools.analysis import analyze_rollout
 
     _print_analysis(
-        analyze_rollout(source, out_dir, device=device, horizon=horizon, seed=seed, start=start)
+        analyze_rollout(source, out_dir, device=device, horizon=horizon, seed=seed, start=start),
+        as_json,
     )
 
 
@@ -750,7 +772,12 @@ RESUME_KEEPS = ("--address", "--python", "--cpus-per-trial", "--gpus-per-trial")
 
 
 @alm.command("sweep")
-@click.option("--config", "config", default=None, help="YAML file, or a bundled config name.")
+@click.option(
+    "--config",
+    "config",
+    default=None,
+    help=f"YAML file, or a bundled config: {', '.join(BUNDLED_CONFIGS)}.",
+)
 @click.option("--envs", default=None, help="Online: comma-separated env ids, e.g. Hopper-v5.")
 @click.option(
     "--datasets", default=None, help="Offline: comma-separated Minari ids, folders or .hdf5."
@@ -758,7 +785,7 @@ RESUME_KEEPS = ("--address", "--python", "--cpus-per-trial", "--gpus-per-trial")
 @click.option(
     "--methods",
     default=None,
-    help="Offline: comma-separated methods among alm, bc, td3+bc, iql, cql [default: alm].",
+    help=f"Offline: comma-separated methods among {', '.join(METHODS)} [default: alm].",
 )
 @click.option("--seeds", default=None, help="Comma-separated integer seeds, e.g. 1,2,3.")
 @click.option(

@@ -411,8 +411,19 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("eval.ref_min and eval.ref_max must be given together")
     if e.ref_min is not None and e.ref_max is not None and e.ref_max <= e.ref_min:
         raise ConfigError(f"eval.ref_max ({e.ref_max}) must exceed eval.ref_min ({e.ref_min})")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
+    check_device_name(cfg.device)
+
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")  # device=, --device: what a run may ask for
+
+
+def check_device_name(name: str) -> str:
+    """``name`` when it is one of ``DEVICES`` (``cuda:N`` with a number), else a
+    ``ConfigError``; whether torch has it is ``resolve_device``'s question."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        allowed = f"{', '.join(DEVICES[:-1])} or {DEVICES[-1]}"
+        raise ConfigError(f"device must be {allowed}, got '{name}'")
+    return name
 
 
 # ------------------------------------------------------------------ the keys, documented

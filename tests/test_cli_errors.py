@@ -151,3 +151,22 @@ def test_bench_refuses_its_out_before_it_measures(tmp_path, monkeypatch, out):
     out = str(tmp_path) if out == "DIR" else out
     result = CliRunner().invoke(alm, ["bench", "--config", "quick", "--updates", "5", "--out", out])
     assert_one_line_error(result, "is a directory" if out == str(tmp_path) else "cannot write")
+
+
+def test_the_cli_choices_come_from_the_tables_that_own_them():
+    """--config names every bundled config, --device takes cuda:N as the config does, the
+    sweep's --methods names every method (issue 42: no copy of a fact in cli.py)."""
+    from click.testing import CliRunner
+
+    from alm_offline.config import BUNDLED_CONFIGS, METHODS
+    from cli import alm
+
+    runner = CliRunner()
+    train_help = " ".join(runner.invoke(alm, ["train-online", "--help"]).output.split())
+    assert all(name in train_help for name in BUNDLED_CONFIGS)
+    sweep_help = " ".join(runner.invoke(alm, ["sweep", "--help"]).output.split())
+    assert f"among {', '.join(METHODS)}" in sweep_help
+    assert "auto|cpu|cuda|cuda:N" in runner.invoke(alm, ["bench", "--help"]).output
+    bad = runner.invoke(alm, ["bench", "--device", "cuda:x"])
+    assert bad.exit_code == 2
+    assert "device must be auto, cpu, cuda or cuda:N, got 'cuda:x'" in bad.output
