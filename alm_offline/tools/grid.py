@@ -74,6 +74,7 @@ class Grid:
     cells: tuple[Cell, ...]
     compare: tuple[str, str] = ("alm", "td3+bc")  # P(first beats second) per dataset
     notes: dict[str, str] = field(default_factory=dict)
+    kl_reference: tuple[float, float] | None = None  # an online run's model KL range
 
     @property
     def folder(self) -> Path:
@@ -139,6 +140,7 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
         cells=tuple(cells),
         compare=tuple(raw.get("compare", ("alm", "td3+bc"))),
         notes={str(k): str(v) for k, v in (raw.get("notes") or {}).items()},
+        kl_reference=tuple(raw["kl_reference"]) if raw.get("kl_reference") else None,
     )
 
 

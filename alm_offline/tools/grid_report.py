@@ -66,8 +66,10 @@ def score_table(grid: Grid, records: dict[str, dict]) -> str:
 
 
 def kl_table(grid: Grid, records: dict[str, dict]) -> str:
-    """Markdown: the model's KL (nats) over each ALM cell's run, min-max over its seeds."""
-    lines = ["| cell | model KL min | model KL max | at the end |", "|---|---|---|---|"]
+    """Markdown: the model's KL (nats) over each ALM cell's run, min-max over its seeds,
+    against the grid's online reference (``kl_reference``); "" without an ALM cell."""
+    rows = []
+    reference = grid.kl_reference
     for slug, record in records.items():
         kls = [s["model_kl"] for s in record["seeds"].values() if s.get("model_kl")]
         if not kls:
@@ -75,7 +77,26 @@ def kl_table(grid: Grid, records: dict[str, dict]) -> str:
         low = min(k["min"] for k in kls)
         high = max(k["max"] for k in kls)
         ends = [k["last"] for k in kls]
-        lines.append(f"| {slug} | {low:.0f} | {high:.0f} | {min(ends):.0f}-{max(ends):.0f} |")
+        ratio = f" | {high / reference[1]:.1f}x" if reference else ""
+        rows.append(f"| {slug} | {low:.0f} | {high:.0f} | {min(ends):.0f}-{max(ends):.0f}{ratio} |")
+    if not rows:
+        return ""
+    head = "| cell | model KL min | model KL max | at the end |"
+    if reference:
+        head += " max / online max |"
+    lines = [
+        "Model KL (nats, `model/kl` of every logged update, over all seeds)"
+        + (
+            f"; online ALM at these widths ran {reference[0]:g}-{reference[1]:g} "
+            f"(3x its max: {3 * reference[1]:g}):"
+            if reference
+            else ":"
+        ),
+        "",
+        head,
+        "|---" * (head.count("|") - 1) + "|",
+        *rows,
+    ]
     return "\n".join(lines) + "\n"
 
 
