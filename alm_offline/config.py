@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from alm_offline.errors import AlmError, AlmWarning
+from alm_offline.errors import AlmError, AlmWarning, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -202,7 +202,7 @@ def _resolve_config_file(config: str) -> Path:
 
 
 def _one_line(exc: OmegaConfBaseException) -> str:
-    message = str(exc).strip().splitlines()[0]
+    message = first_line(exc)
     key = getattr(exc, "full_key", None)
     return f"{message} (key '{key}')" if key and key not in message else message
 

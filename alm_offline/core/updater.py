@@ -25,7 +25,7 @@ import torch
 from alm_offline.core.agent import AlmAgent
 from alm_offline.core.metrics import Metrics
 from alm_offline.core.replay import ReplayBuffer, SeedReplay, SequenceBatch, TransitionBatch
-from alm_offline.errors import AlmWarning
+from alm_offline.errors import AlmWarning, first_line
 
 WARMUP_UPDATES = 3
 
@@ -100,7 +100,7 @@ class CudaGraphUpdater(EagerUpdater):
                 self._stacked = self._stacked_update()
         except (RuntimeError, AssertionError) as exc:  # no CUDA, or an uncapturable op
             self._failed = True
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             warnings.warn(
                 f"CUDA graph capture failed, updating eagerly ({reason})", AlmWarning, stacklevel=2
             )

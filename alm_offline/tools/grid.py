@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from alm_offline.errors import AlmError
+from alm_offline.errors import AlmError, first_line
 from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.stats import LAST_EVALS, final_score
 from alm_offline.training.loggers import read_jsonl
@@ -98,7 +98,7 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise GridError(f"cannot read grid file '{path}': {str(exc).splitlines()[0]}") from None
+        raise GridError(f"cannot read grid file '{path}': {first_line(exc)}") from None
     if not isinstance(raw, dict):
         raise GridError(f"'{path}' is not a grid file (a YAML mapping)")
     datasets = _need(raw, "datasets", dict, path)

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from alm_offline.config import ConfigError, load_config
-from alm_offline.errors import AlmError
+from alm_offline.errors import AlmError, first_line
 from alm_offline.tools.published import published_curve
 from alm_offline.tools.stats import mean_interval
 from alm_offline.training.loggers import read_jsonl
@@ -83,7 +83,7 @@ def _read_rows(path: Path) -> list[dict]:
     try:
         return read_jsonl(path)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PlotError(f"cannot read '{path}': {str(exc).splitlines()[0]}") from None
+        raise PlotError(f"cannot read '{path}': {first_line(exc)}") from None
 
 
 def _run_mode(run_dir: Path, rows: list[dict], has_dataset: bool) -> str:

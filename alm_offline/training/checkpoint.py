@@ -21,7 +21,7 @@ import torch
 from alm_offline.config import ConfigError, RunConfig, config_from_dict, resolve_device, to_dict
 from alm_offline.core.agent import AlmAgent, stack_seed_states
 from alm_offline.core.replay import ReplayBuffer
-from alm_offline.errors import AlmError, WriteError
+from alm_offline.errors import AlmError, WriteError, first_line
 from alm_offline.runtime.files import remove_dead_temporaries, temporary_path, write_text_atomic
 from alm_offline.training.rundir import batch_seed_dirs
 
@@ -268,9 +268,7 @@ def restore_seeds(
         for replay, state in zip(replays or [], states, strict=False):
             replay.load_state_dict(state["replay"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise CheckpointError(
-            f"checkpoint does not match the run: {str(exc).splitlines()[0]}"
-        ) from None
+        raise CheckpointError(f"checkpoint does not match the run: {first_line(exc)}") from None
     first = states[0]["rng"]
     torch.set_rng_state(first["torch"])
     if first["cuda"] and torch.cuda.is_available():
@@ -315,9 +313,7 @@ def load_agent(
     try:
         agent.load_state_dict(state["agent"])
     except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"checkpoint '{path}' is damaged: {str(exc).splitlines()[0]}"
-        ) from None
+        raise CheckpointError(f"checkpoint '{path}' is damaged: {first_line(exc)}") from None
     return agent, cfg, state
 
 
