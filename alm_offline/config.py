@@ -152,6 +152,37 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 COMPILE_MODES = ("auto", "on", "off")  # agent.compile (the fused update, fused.py)
 EVAL_LATENTS = ("mean", "sample")
 BC_INDEXES = ("t", "t+1")  # agent.bc_index: which rollout actions carry App. A.7's BC term
+
+
+@dataclass(frozen=True)
+class RunMode:
+    """What an online or an offline run is made of, named once: the words other modules
+    would otherwise spell out with ``mode == "online"``."""
+
+    name: str  # "online" or "offline"
+    command: str  # the alm command that trains it
+    step_key: str  # the x of its eval.jsonl and metrics.jsonl rows
+    cell_key: str  # what a sweep's cells are for it: envs or datasets
+    steps_are: str  # what its ``steps`` count, in words
+
+    @property
+    def online(self) -> bool:
+        return self.name == "online"
+
+
+MODES = {
+    "online": RunMode("online", "train-online", "env_step", "env", "env steps"),
+    "offline": RunMode("offline", "train-offline", "updates", "dataset", "updates"),
+}
+
+
+def run_mode(name: str) -> RunMode:
+    """The ``RunMode`` named ``name`` (``ConfigError`` for anything else)."""
+    if name not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{name}'")
+    return MODES[name]
+
+
 BASELINE_METHODS = ("bc", "td3+bc", "iql", "cql")  # d3rlpy's, with its D4RL settings
 METHODS = ("alm", *BASELINE_METHODS)
 CHOICES = {

@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from alm_offline.config import ConfigError, load_config
+from alm_offline.config import ConfigError, load_config, run_mode
 from alm_offline.errors import AlmError, first_line
 from alm_offline.tools.published import published_curve
 from alm_offline.tools.stats import mean_interval
@@ -129,7 +129,7 @@ def read_run_curve(run_dir: Path, metric: str = "return_mean") -> RunCurve:
     mode = _run_mode(run_dir, eval_rows + metric_rows, has_dataset)
     if not env:  # offline data that names no env, or a config stored before it was settled
         env = "unknown env"
-    x_key = "env_step" if mode == "online" else "updates"
+    x_key = run_mode(mode).step_key
     source = run_dir / "eval.jsonl"
     rows = [row for row in eval_rows if metric in row]
     if not rows:

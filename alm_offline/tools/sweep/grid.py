@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alm_offline.config import BASELINE_METHODS, METHODS, ConfigError, RunConfig, load_config
+from alm_offline.config import (
+    BASELINE_METHODS,
+    METHODS,
+    ConfigError,
+    RunConfig,
+    load_config,
+    run_mode,
+)
 from alm_offline.errors import AlmError
 from alm_offline.tools.sweep.trials import trial_rows
 
@@ -126,7 +133,7 @@ def grid_trials(spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
     under ``OUT/ENV`` online, ``OUT/DATASET/METHOD`` offline: ``sSEED`` for one seed, that
     folder itself for a batch of all the seeds, ``seeds-FIRST-LAST`` for a batch of some
     (the seeds of a batch land in ``DIR/sSEED``)."""
-    key = "env" if spec.mode == "online" else "dataset"
+    key = run_mode(spec.mode).cell_key
     trials = []
     for cell, slug in zip(spec.cells, cell_slugs(spec.mode, spec.cells), strict=True):
         for method in spec.methods:
@@ -194,7 +201,7 @@ def trial_configs(spec: SweepSpec) -> list[RunConfig]:
     """The config of each (cell, method) at the first seed, and of each seed at the first
     cell; ``ConfigError`` names the trial. (Trials differ only in these keys.)"""
     default = spec.config if spec.mode == "online" else spec.config or "offline"
-    key = "env" if spec.mode == "online" else "dataset"
+    key = run_mode(spec.mode).cell_key
     combos = {(c, m, spec.seeds[0]) for c in spec.cells for m in spec.methods}
     combos |= {(spec.cells[0], spec.methods[0], s) for s in spec.seeds}
     cfgs = []

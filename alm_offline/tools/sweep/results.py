@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from alm_offline.config import BASELINE_METHODS
+from alm_offline.config import BASELINE_METHODS, run_mode
 from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.stats import (
     LAST_EVALS,
@@ -193,7 +193,7 @@ def results_table(
     then the method's mean updates/s and wall seconds per run. ``paper`` (env ->
     (mean, std)) adds the paper's Table 1 row when it reports one of the envs."""
     mode, cells, methods = record["mode"], record["cells"], record["methods"]
-    key = "env" if mode == "online" else "dataset"
+    key = run_mode(mode).cell_key
     trials = record["trials"]
     lines = [
         "| Method | " + " | ".join(cell_slugs(mode, cells)) + " | updates/s | wall s per run |",

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from alm_offline.config import run_mode
 from alm_offline.training.rundir import read_summary
 
 FINISHED, RESUMABLE, FRESH = "finished", "resumable", "fresh"
@@ -103,7 +104,7 @@ def trial_command(
     """The command line that runs ``trial`` from ``state`` (``fresh`` or ``resumable``):
     ``seed=S`` for one seed, ``seeds=1,2,3`` for a batch (always ``run_dir=DIR``)."""
     head = [python, "-m", "cli"]
-    command = "train-online" if mode == "online" else "train-offline"
+    command = run_mode(mode).command
     if state == RESUMABLE:
         return [*head, command, "--resume", trial["run_dir"], "--quiet"]
     if mode == "online":
