@@ -79,3 +79,26 @@ def test_seed_dirs_that_are_not_one_batchs_save_are_refused_naming_the_seed(tmp_
     checkpoint_path(run / "s2").write_bytes(at_200)
     result = run_cli("train-online", "--resume", run, "--quiet", "steps=300")
     assert_one_line_error(result, "seed 2's checkpoint belongs to another batched run")
+
+
+def test_checkpoints_written_before_issue_41_still_resume(tmp_path):
+    """Before issue 41 a seed's checkpoint held views of the stacked replay (its whole
+    storage) and no batch identity, and a batch had no batch.json: such a run resumes."""
+    run = train_tiny_run(tmp_path / "run", *BATCH)
+    (run / "batch.json").unlink()
+    for seed in ("s1", "s2"):
+        path = checkpoint_path(run / seed)
+        state = torch.load(path, weights_only=True)
+        state.pop("batch")
+        replay = state["replay"]
+        for key in ("obs", "action", "reward", "terminated"):  # a view of a larger storage
+            rows = replay[key]
+            padded = torch.cat([rows, torch.zeros_like(rows)])
+            replay[key] = padded[: len(rows)]
+        torch.save(state, path)
+        assert torch.load(path, weights_only=True)["replay"]["obs"].untyped_storage().nbytes() > (
+            replay["obs"].numel() * 4
+        )
+    result = run_cli("train-online", "--resume", run, "--quiet", "steps=300")
+    assert result.exit_code == 0, result.output
+    assert [step_of(checkpoint_path(run / s)) for s in ("s1", "s2")] == [300, 300]
