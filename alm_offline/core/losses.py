@@ -358,6 +358,18 @@ class ActorTerms:
     behaviour_kl: torch.Tensor
 
 
+def _rollout_log_ratio(
+    wm: WorldModel,
+    latents: torch.Tensor,
+    actions: torch.Tensor,
+    policy_mean: torch.Tensor,
+    policy_std: float | torch.Tensor,
+) -> torch.Tensor:
+    """``behaviour_log_ratio`` along a rollout: latents (S, K, B, Z), actions and the
+    policy's means (S, K, B, A) -> (S, K, B), pi_b from ``wm.behaviour_policy``."""
+    return behaviour_log_ratio(actions, *wm.behaviour_policy(latents), policy_mean, policy_std)
+
+
 def actor_svg_loss(
     wm: WorldModel,
     z: torch.Tensor,
@@ -407,13 +419,10 @@ def actor_svg_loss(
     actions.append(sample_action(final_mean, final_std, stddev_clip))
     zs, acts = torch.stack(latents, 1), torch.stack(actions, 1)  # (S, K+1, B, Z|A)
     reward = wm.reward(zs[:, :-1], acts[:, :-1]).squeeze(-1)  # (S, K, B)
-    step_reward = reward
+    step_reward, bonus = reward, torch.zeros_like(reward)
     if classifier_coef > 0:
-        logits = wm.logits(zs[:, :-1], acts[:, :-1], zs[:, 1:].detach())
-        bonus = classifier_reward(logits)  # (S, K, B)
-        step_reward = step_reward + classifier_coef * bonus
-    else:
-        bonus = torch.zeros_like(reward)
+        bonus = classifier_reward(wm.logits(zs[:, :-1], acts[:, :-1], zs[:, 1:].detach()))
+        step_reward = step_reward + classifier_coef * bonus  # (S, K, B)
     entropy = torch.zeros_like(reward)
     if entropy_bonus > 0:
         entropy = torch.stack(entropies, 1)  # (S, K, B)
@@ -421,12 +430,11 @@ def actor_svg_loss(
     log_ratio = torch.zeros_like(reward)
     if behaviour_weight > 0:
         steps = bc_rollout_steps(behaviour_index)
-        policy_mean = torch.stack([*means, final_mean], 1)[:, steps]  # (S, K, B, A)
         # the schedule's std is every step's; a learned one is a tensor per step
-        policy_std = torch.stack([*stds, final_std], 1)[:, steps] if wm.actor.learn_std else std
-        log_ratio = behaviour_log_ratio(
-            acts[:, steps], *wm.behaviour_policy(zs[:, steps]), policy_mean, policy_std
-        )  # (S, K, B)
+        stds = torch.stack([*stds, final_std], 1)[:, steps] if wm.actor.learn_std else std
+        log_ratio = _rollout_log_ratio(
+            wm, zs[:, steps], acts[:, steps], torch.stack([*means, final_mean], 1)[:, steps], stds
+        )
         step_reward = step_reward + behaviour_weight * log_ratio
     next_value = wm.q(zs[:, 1:], acts[:, 1:].detach()).min(0).values.squeeze(-1)  # (S, K, B)
     returns = lambda_returns(step_reward, next_value, gamma, lambda_)
