@@ -182,7 +182,6 @@ def train_baseline(
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     best = checkpoints / "best.d3"
-
     act = _deterministic(algo)
     with make_run_logger(cfg, run_dir) as logger:
 
