@@ -75,6 +75,7 @@ class Grid:
     compare: tuple[str, str] = ("alm", "td3+bc")  # P(first beats second) per dataset
     notes: dict[str, str] = field(default_factory=dict)
     kl_reference: tuple[float, float] | None = None  # an online run's model KL range
+    data_scores: dict[str, float] = field(default_factory=dict)  # each dataset's own score
 
     @property
     def folder(self) -> Path:
@@ -141,6 +142,7 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
         compare=tuple(raw.get("compare", ("alm", "td3+bc"))),
         notes={str(k): str(v) for k, v in (raw.get("notes") or {}).items()},
         kl_reference=tuple(raw["kl_reference"]) if raw.get("kl_reference") else None,
+        data_scores={str(k): float(v) for k, v in (raw.get("data_scores") or {}).items()},
     )
 
 

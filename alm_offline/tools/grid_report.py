@@ -38,12 +38,12 @@ def _variants(grid: Grid) -> list[tuple[str, str]]:
 
 def score_table(grid: Grid, records: dict[str, dict]) -> str:
     """Markdown: a row per dataset, a column per variant (``IQM [95% CI]``, then ``mean ±
-    std``), and P(first compared beats second) [95% CI]; "–" where the grid has no such
-    cell, "not measured" where the cell has no file yet."""
+    std``), P(first compared beats second) [95% CI] and the data's own score; "–" where the
+    grid has no such cell, "not measured" where the cell has no file yet."""
     variants = _variants(grid)
     first, second = grid.compare
     datasets = list(dict.fromkeys(cell.dataset for cell in grid.cells))
-    header = [label for _, label in variants] + [f"P({first} > {second})"]
+    header = [label for _, label in variants] + [f"P({first} > {second})", "data"]
     lines = ["| dataset | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for dataset in datasets:
         texts = []
@@ -61,6 +61,8 @@ def score_table(grid: Grid, records: dict[str, dict]) -> str:
             texts.append(probability_of_improvement(*map(_scores, pair)).describe(2))
         else:
             texts.append("–")
+        data = grid.data_scores.get(dataset)
+        texts.append("–" if data is None else f"{data:.1f}")
         lines.append(f"| {dataset} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
 
@@ -142,6 +144,9 @@ def plot_grid_curves(grid: Grid, records: dict[str, dict], out: Path) -> Path | 
             mean, low, high = mean_interval(values)
             line = ax.plot(common, mean, label=f"{record['label']} ({len(curves)} seeds)")[0]
             ax.fill_between(common, low, high, color=line.get_color(), alpha=0.2)
+        if dataset in grid.data_scores:
+            score = grid.data_scores[dataset]
+            ax.axhline(score, color="gray", linestyle="--", label=f"the data ({score:g})")
         ax.set_title(f"{grid.name} {dataset}")
         ax.set_xlabel("updates")
         ax.set_ylabel("D4RL-normalised score")
