@@ -86,19 +86,23 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def cpu_model() -> str:
+    """The CPU's model name as ``lscpu`` shows it (/proc/cpuinfo's, which lscpu reads), or
+    the platform's processor where that file is missing."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model name with its SIMD level."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
+    return f"{cpu_model()}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def machine_fields(env: str, device: torch.device) -> dict[str, Any]:

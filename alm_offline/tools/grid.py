@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import yaml
 
 from alm_offline.errors import AlmError, first_line
 from alm_offline.runtime.files import write_text_atomic
+from alm_offline.tools.bench import cpu_model
 from alm_offline.tools.stats import LAST_EVALS, final_score
 from alm_offline.training.loggers import read_jsonl
 
@@ -73,7 +73,6 @@ class Grid:
     overrides: tuple[str, ...]
     cells: tuple[Cell, ...]
     compare: tuple[str, str] = ("alm", "td3+bc")  # P(first beats second) per dataset
-    notes: dict[str, str] = field(default_factory=dict)
     kl_reference: tuple[float, float] | None = None  # an online run's model KL range
     data_scores: dict[str, float] = field(default_factory=dict)  # each dataset's own score
 
@@ -140,7 +139,6 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
         overrides=tuple(str(o) for o in raw.get("overrides", ())),
         cells=tuple(cells),
         compare=tuple(raw.get("compare", ("alm", "td3+bc"))),
-        notes={str(k): str(v) for k, v in (raw.get("notes") or {}).items()},
         kl_reference=tuple(raw["kl_reference"]) if raw.get("kl_reference") else None,
         data_scores={str(k): float(v) for k, v in (raw.get("data_scores") or {}).items()},
     )
@@ -153,18 +151,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (the platform's processor where lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        out = ""
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def code_commit(root: Path) -> str:

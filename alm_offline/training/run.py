@@ -92,6 +92,8 @@ class TrainingRun:
         self.threads = ThreadPolicy(cfg.threads)
         self.cfg, self.run_dir, self.step_key = cfg, run_dir, step_key
         self.seeds = run_seeds(cfg)
+        # a batch's identity (batch.json), which every seed's checkpoint records; None alone
+        self.batch = batch_identity(run_dir) if cfg.seeds else None
         self.device = resolve_device(cfg.device)
         torch.manual_seed(self.seeds[0])  # the update's noise: one draw for all seeds
         self.seed_runs = [
@@ -141,7 +143,7 @@ class TrainingRun:
             settle_batch(self.run_dir, [s.run_dir for s in self.seed_runs])
         states = [read_resume_checkpoint(s.run_dir, s.cfg) for s in self.seed_runs]
         if self.cfg.seeds:
-            check_batch(states, self.seeds, batch_identity(self.run_dir))
+            check_batch(states, self.seeds, self.batch)
         buffers = None if replay is None else replay.buffers
         counters = restore_seeds(states, agent=self.agent, np_rngs=self.np_rngs, replays=buffers)
         for seed, saved in zip(self.seed_runs, counters, strict=True):
@@ -236,7 +238,6 @@ class TrainingRun:
         stopped anywhere resumes every seed from the same step."""
         self.window.check_finite()
         batched = bool(self.cfg.seeds)
-        identity = batch_identity(self.run_dir) if batched else None
         for index, seed in enumerate(self.seed_runs):
             self._save(
                 index,
@@ -244,7 +245,7 @@ class TrainingRun:
                 replay=None if replay is None else replay.buffers[index],
                 env_rng=None if env_states is None else env_states[index],
                 extra=extra,
-                batch=identity,
+                batch=self.batch,
             )
         if batched:
             commit_batch(self.run_dir, [seed.run_dir for seed in self.seed_runs])
