@@ -161,21 +161,20 @@ def score_cell(values: list[float], total: int, intervals: bool = False) -> str:
     return cell if len(values) == total else f"{cell} ({len(values)}/{total} seeds)"
 
 
-def improvement_line(record: dict[str, Any], first: str = "alm", second: str = "td3+bc") -> str:
-    """Per dataset of an offline sweep with both methods: P(first beats second) [95% CI]."""
+def improvement_line(
+    record: dict[str, Any], scores: list[float | None], first: str = "alm", second: str = "td3+bc"
+) -> str:
+    """Per dataset of an offline sweep with both methods: P(first beats second) [95% CI];
+    ``scores[i]`` is trial row i's ``trial_score``."""
     parts = []
+    rows = list(zip(record["trials"], scores, strict=True))
     for cell, slug in zip(record["cells"], cell_slugs("offline", record["cells"]), strict=True):
-        scores = [
-            [
-                v
-                for t in record["trials"]
-                if t["dataset"] == cell and t["method"] == method
-                if (v := trial_score(t, "offline")) is not None
-            ]
+        scores_of = [
+            [v for t, v in rows if t["dataset"] == cell and t["method"] == method and v is not None]
             for method in (first, second)
         ]
-        if all(scores):
-            parts.append(f"{slug} {probability_of_improvement(*scores).describe(2)}")
+        if all(scores_of):
+            parts.append(f"{slug} {probability_of_improvement(*scores_of).describe(2)}")
     return f"P({first} > {second}) [95% CI]: " + "; ".join(parts) if parts else ""
 
 
@@ -195,6 +194,7 @@ def results_table(
     mode, cells, methods = record["mode"], record["cells"], record["methods"]
     key = run_mode(mode).cell_key
     trials = record["trials"]
+    scores = {id(t): trial_score(t, mode) for t in trials}  # each run's eval.jsonl read once
     lines = [
         "| Method | " + " | ".join(cell_slugs(mode, cells)) + " | updates/s | wall s per run |",
         "|---|" + "---|" * (len(cells) + 2),
@@ -203,7 +203,7 @@ def results_table(
         cell_texts = []
         for cell in cells:
             rows = [t for t in trials if t[key] == cell and t["method"] == method]
-            values = [v for t in rows if (v := trial_score(t, mode)) is not None]
+            values = [v for t in rows if (v := scores[id(t)]) is not None]
             cell_texts.append(score_cell(values, len(rows), intervals=mode == "offline"))
         ok = [t["summary"] for t in trials if t["method"] == method and t["status"] == "ok"]
         speed = [s["updates_per_sec"] for s in ok if s.get("updates_per_sec")]
@@ -220,7 +220,7 @@ def results_table(
             f"Offline scores: the mean of each run's last {LAST_EVALS} evaluations; "
             "IQM [95% CI] (rliable, stratified bootstrap); mean ± std over seeds.",
         ]
-        if improvement := improvement_line(record):
+        if improvement := improvement_line(record, [scores[id(t)] for t in trials]):
             lines.append(improvement)
     return "\n".join(lines) + "\n"
 
