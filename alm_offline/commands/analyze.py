@@ -1,0 +1,84 @@
+"""``alm analyze``: the paper's analyses (appendix E)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from alm_offline.commands.options import JSON, device_option, options, seed_option
+
+
+@click.group()
+def analyze() -> None:
+    """The paper's analyses (appendix E): bias of the lower bound, latent model accuracy."""
+
+
+ANALYZE = options(
+    click.argument("source", metavar="RUN_DIR|CHECKPOINT"),
+    seed_option(),
+    click.option("--out", "out_dir", default=None, help="Folder [default: RUN_DIR/analysis]."),
+    device_option("cpu"),
+    JSON,
+)
+
+
+def _print_analysis(report, as_json: bool) -> None:
+    payload, paths, text = report
+    click.echo(json.dumps(payload, indent=2) if as_json else text)
+    if not as_json:
+        click.echo(f"wrote {paths['json']} and {paths['png']}")
+
+
+@analyze.command("bias")
+@click.option(
+    "--episodes",
+    type=int,
+    default=None,
+    help="Run exactly this many episodes [default: until --min-states states].",
+)
+@click.option(
+    "--min-states", type=int, default=1000, show_default=True, help="States to collect at least."
+)
+@click.option(
+    "--max-start-steps",
+    type=int,
+    default=350,
+    show_default=True,
+    help="Use the states of each episode's first N steps.",
+)
+@ANALYZE
+def analyze_bias_command(
+    episodes, min_states, max_start_steps, source, seed, out_dir, device, as_json
+) -> None:
+    """Bias of the K-step bound against Monte-Carlo returns at visited states (Fig. 8)."""
+    from alm_offline.tools.analysis import analyze_bias
+
+    _print_analysis(
+        analyze_bias(
+            source,
+            out_dir,
+            device=device,
+            episodes=episodes,
+            max_start_steps=max_start_steps,
+            min_states=min_states,
+            seed=seed,
+        ),
+        as_json,
+    )
+
+
+@analyze.command("rollout")
+@click.option("--horizon", type=int, default=50, show_default=True, help="Steps to unroll.")
+@click.option(
+    "--start", type=int, default=0, show_default=True, help="Trajectory step to unroll from."
+)
+@ANALYZE
+def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_json) -> None:
+    """Latent model unrolled along a real trajectory vs the encoder's latents (Fig. 7)."""
+    from alm_offline.tools.analysis import analyze_rollout
+
+    _print_analysis(
+        analyze_rollout(source, out_dir, device=device, horizon=horizon, seed=seed, start=start),
+        as_json,
+    )

@@ -1,0 +1,247 @@
+"""``alm dataset``: convert, collect, info, list, make-suite."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from alm_offline.commands.options import DATASET_SOURCE, JSON, OVERWRITE, REF_SCORES, seed_option
+from alm_offline.datasets.formats import FORMATS, INFERRED
+from alm_offline.datasets.suite import EXPERT_FACTOR, SUITE_KINDS
+from alm_offline.errors import AlmError
+
+
+@click.group()
+def dataset() -> None:
+    """Offline datasets: convert, collect, info, list, make-suite."""
+
+
+DATASET_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    default=None,
+    help=f"Output format [default: {INFERRED}].",
+)
+DESTINATION_RULE = (
+    "A .hdf5/.h5 destination is a D4RL-layout file. Anything else is a Minari dataset: a "
+    "Minari id (NAMESPACE/NAME-vN) is written into the local Minari store "
+    "($MINARI_DATASETS_PATH, else ~/.minari/datasets), unless it starts with ./, ../, / or ~ "
+    "or already exists as a folder: then it is that folder."
+)
+
+
+@dataset.command(
+    "convert",
+    help=f"""Convert SRC (HDF5 file, Minari folder or Minari id) to DST.
+
+{DESTINATION_RULE} Actions are written in the env's own units; without a known env, in their
+stored units with their box (--action-low/--action-high, or the source's) declared.""",
+)
+@click.argument("src")
+@click.argument("dst")
+@DATASET_FORMAT
+@REF_SCORES
+@OVERWRITE
+@DATASET_SOURCE
+def dataset_convert(
+    src,
+    dst,
+    fmt,
+    ref_min,
+    ref_max,
+    overwrite,
+    env_id,
+    action_low,
+    action_high,
+    clip_actions,
+    download,
+):
+    from alm_offline.datasets import convert, resolve_destination
+
+    data = convert(
+        src,
+        dst,
+        fmt,
+        env_id,
+        ref_min,
+        ref_max,
+        overwrite,
+        clip_actions=clip_actions,
+        download=download,
+        action_low=action_low or (),
+        action_high=action_high or (),
+    )
+    where, fmt = resolve_destination(dst, fmt)
+    click.echo(f"wrote {where} ({fmt}): {data.num_episodes} episodes, {data.num_steps} steps")
+
+
+@dataset.command(
+    "collect",
+    help=f"""Run a policy in ENV and save the transitions as a dataset.
+
+{DESTINATION_RULE} Actions are recorded in the env's own units, with each episode's reset
+seed.""",
+)
+@click.option("--env", "env_id", required=True, help="Gymnasium env id, e.g. HalfCheetah-v5.")
+@click.option(
+    "--policy",
+    default="random",
+    show_default=True,
+    help="'random' (uniform actions) or the path of an ALM checkpoint.",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Transitions to collect.")
+@click.option("--episodes", type=click.IntRange(min=1), default=None, help="Episodes to collect.")
+@click.option("--out", required=True, help="Destination: .hdf5/.h5 file, Minari id or folder.")
+@DATASET_FORMAT
+@click.option(
+    "--noise",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Std of Gaussian noise added to actions.",
+)
+@seed_option("Seed of the episodes' resets, the noise and the random policy.")
+@OVERWRITE
+def dataset_collect(env_id, policy, steps, episodes, out, fmt, noise, seed, overwrite) -> None:
+    from alm_offline.datasets import collect_dataset
+    from alm_offline.training.checkpoint import checkpoint_policy
+
+    if (steps is None) == (episodes is None):
+        raise AlmError("give exactly one of --steps and --episodes")
+    data, written = collect_dataset(
+        out,
+        env_id,
+        policy if policy == "random" else lambda env: checkpoint_policy(policy, env),
+        steps=steps,
+        episodes=episodes,
+        fmt=fmt,
+        noise=noise,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    click.echo(
+        f"collected {data.num_episodes} episodes, {data.num_steps} steps, "
+        f"mean return {data.metadata['mean_return']:.2f}; wrote {written}"
+    )
+
+
+@dataset.command("info")
+@click.argument("spec", metavar="DATASET")
+@JSON
+@DATASET_SOURCE
+def dataset_info(spec, as_json, env_id, action_low, action_high, clip_actions, download) -> None:
+    """Describe DATASET (HDF5 file, Minari folder or Minari id): sizes, returns, flags, scores.
+
+    Without an env or a declared box the actions are described as stored, box unknown."""
+    from alm_offline.datasets import load_dataset
+
+    data = load_dataset(
+        spec,
+        download,
+        env_id=env_id,
+        clip_actions=clip_actions,
+        action_low=action_low or (),
+        action_high=action_high or (),
+        require_box=False,
+    )
+    click.echo(json.dumps(data.summary(), indent=2) if as_json else data.describe(spec))
+
+
+@dataset.command("list")
+@click.argument("folder", required=False)
+def dataset_list(folder: str | None) -> None:
+    """List the local Minari store's datasets, and the HDF5 files in FOLDER if given."""
+    from alm_offline.datasets import describe_listing, list_datasets
+
+    click.echo(describe_listing(list_datasets(folder)))
+
+
+@dataset.command("make-suite")
+@click.option(
+    "--envs",
+    default="HalfCheetah-v5,Hopper-v5,Walker2d-v5",
+    show_default=True,
+    help="Comma-separated gymnasium env ids.",
+)
+@click.option("--prefix", default="alm-suite", show_default=True, help="Minari id namespace.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Transitions of each random, medium and expert dataset.",
+)
+@click.option(
+    "--train-steps",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Env steps of each behaviour (medium) policy's online training.",
+)
+@click.option(
+    "--expert-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Env steps the behaviour run trains on to, for the expert policy (more than "
+    f"--train-steps) [default: {EXPERT_FACTOR} x --train-steps].",
+)
+@click.option(
+    "--levels",
+    default=",".join(SUITE_KINDS),
+    show_default=True,
+    help="Comma-separated levels to make (only expert and medium-expert train on to "
+    "--expert-steps).",
+)
+@click.option(
+    "--config",
+    "behaviour_config",
+    default="behaviour",
+    show_default=True,
+    help="Config of the behaviour training run (YAML file or bundled name).",
+)
+@click.option(
+    "--work-dir",
+    default="suites/alm-suite",
+    show_default=True,
+    help="Where the behaviour runs and suite.json go.",
+)
+@seed_option("Seed of the random policy, the behaviour runs and the episodes.")
+@OVERWRITE
+@click.argument("overrides", nargs=-1)
+def dataset_make_suite(
+    envs,
+    prefix,
+    steps,
+    train_steps,
+    expert_steps,
+    levels,
+    behaviour_config,
+    work_dir,
+    seed,
+    overwrite,
+    overrides,
+) -> None:
+    """Make a D4RL-style suite per env (random, medium, medium-replay, expert,
+    medium-expert) as Minari datasets PREFIX/FAMILY/KIND-v0 in the local store. OVERRIDES
+    (KEY=VALUE) go to the behaviour training runs (e.g. threads=1)."""
+    from alm_offline.tools.suite import make_suite
+
+    env_ids = [env.strip() for env in envs.split(",") if env.strip()]
+    record = make_suite(
+        env_ids,
+        prefix=prefix,
+        steps=steps,
+        train_steps=train_steps,
+        expert_steps=expert_steps,
+        levels=[level.strip() for level in levels.split(",")],
+        behaviour_config=behaviour_config,
+        behaviour_overrides=overrides,
+        work_dir=work_dir,
+        seed=seed,
+        overwrite=overwrite,
+        log=click.echo,
+    )
+    made = [row["id"] for row in record["datasets"] if row["id"].startswith(f"{prefix}/")]
+    click.echo(f"{len(made)} datasets in {prefix}/; their record: {work_dir}/suite.json")

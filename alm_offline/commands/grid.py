@@ -1,0 +1,58 @@
+"""``alm grid``: a results grid that lands cell by cell (run, report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def grid() -> None:
+    """A results grid that lands cell by cell: run its cells, rebuild its table and plots."""
+
+
+@grid.command("run")
+@click.argument("grid_file", metavar="GRID.yaml")
+@click.option("--work-dir", default=None, help="Cells' sweep folders [default: sweeps/grid-NAME].")
+@click.option("--results", default=None, help="Cell files' folder [default: beside GRID.yaml].")
+@click.option("--data", default=None, help="The datasets' folder [default: the grid file's].")
+@click.option("--python", "python", default=None, help="The baselines' interpreter (d3rlpy).")
+@click.option("--only", default=None, help="Comma-separated cells (DATASET--VARIANT) to run.")
+@click.option("--commit", is_flag=True, help="git-commit each cell file as soon as it is written.")
+def grid_run_command(
+    grid_file: str,
+    work_dir: str | None,
+    results: str | None,
+    data: str | None,
+    python: str | None,
+    only: str | None,
+    commit: bool,
+) -> None:
+    """Train GRID.yaml's cells without a file yet, in order (interrupted ones resume)."""
+    from alm_offline.tools.grid import load_grid, run_grid
+
+    spec = load_grid(grid_file, data)
+    written = run_grid(
+        spec,
+        Path(work_dir or f"sweeps/grid-{spec.name}"),
+        results=Path(results) if results else None,
+        python=python,
+        only=[part.strip() for part in only.split(",")] if only else (),
+        commit=commit,
+        echo=click.echo,
+    )
+    click.echo(f"{len(written)} cell(s) written; the rest were there already")
+
+
+@grid.command("report")
+@click.argument("grid_file", metavar="GRID.yaml")
+@click.option("--readme", default=None, help="A file whose grid section to rebuild (README.md).")
+@click.option("--data", default=None, help="The datasets' folder [default: the grid file's].")
+def grid_report_command(grid_file: str, readme: str | None, data: str | None) -> None:
+    """Rebuild GRID.yaml's results.md, curves.png (and a README's section) from its cells."""
+    from alm_offline.tools.grid import load_grid
+    from alm_offline.tools.grid_report import grid_report
+
+    for path in grid_report(load_grid(grid_file, data), Path(readme) if readme else None):
+        click.echo(f"wrote {path}")
