@@ -6,16 +6,18 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
-from alm_offline.config import EVAL_LATENTS
 from alm_offline.errors import AlmError
 from alm_offline.runtime.files import probe_can_create
 from alm_offline.runtime.rollout import Frame, eval_row, evaluate
 from alm_offline.scores import reference_scores
 from alm_offline.training.rundir import read_summary
+
+if TYPE_CHECKING:
+    from alm_offline.training.methods import SavedPolicy
 
 
 # ----------------------------------------------------------------------------- alm eval
@@ -137,58 +139,75 @@ def evaluate_checkpoint(
     the first episode as an mp4 rendered offscreen. ``latent`` (mean or sample) is the z the
     policy acts on; None takes the run's ``eval.latent``.
     """
-    from alm_offline.runtime.envs import env_spec, make_env
-    from alm_offline.training.baselines import (
-        baseline_checkpoint,
-        baseline_run,
-        load_baseline_policy,
-    )
-    from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
+    from alm_offline.training.methods import load_policy
 
-    path = Path(path)
+    video_path = _check_request(episodes, seed, video)
+    saved = load_policy(path, which=which, device=device, latent=latent, seed=seed)
+    cfg = saved.cfg
+    if not (env_id or cfg.env):
+        raise EvalError(
+            f"'{path}' was trained on dataset '{cfg.dataset}', which names no env: evaluate it "
+            f"with --env ENV_ID (an env of obs/action dims {saved.dims[0]}/{saved.dims[1]})"
+        )
+    env_id = env_id or cfg.env
+    returns, frames = _run_episodes(saved, env_id, episodes, seed, video_path)
+    if env_id == cfg.env:
+        refs = _run_reference_scores(saved.run_dir, cfg)
+    else:
+        refs = reference_scores(env_id)
+    report = EvalReport(
+        checkpoint=str(saved.checkpoint),
+        env=env_id,
+        episodes=episodes,
+        seed=seed,
+        **eval_row({}, returns, refs),
+        video=str(video_path) if video_path else None,
+        video_frames=frames,
+        latent=saved.latent,
+    )
+    if refs is not None:
+        report.ref_min_score, report.ref_max_score = refs
+    return report
+
+
+def _check_request(episodes: int, seed: int, video: str | Path | None) -> Path | None:
+    """``EvalError`` for a bad count, seed or video path; the video's path (renderer set)."""
     if episodes < 1:
         raise EvalError(f"--episodes must be at least 1, got {episodes}")
     if seed < 0:
         raise EvalError(f"--seed must be >= 0, got {seed}")
-    video_path = Path(video) if video is not None else None
-    if video_path is not None:
-        if video_path.suffix.lower() != ".mp4":
-            raise EvalError(f"--video must name an .mp4 file, got '{video_path}'")
-        check_writable(video_path)
-        configure_offscreen_rendering()
-    baseline = baseline_run(path)
-    if baseline is not None:
-        if latent is not None:
-            raise EvalError(f"--latent is for ALM runs; '{path}' is a {baseline.method} run")
-        checkpoint, run_dir = baseline_checkpoint(path, which)
-        cfg, latent = baseline, "-"
-        policy, dims = load_baseline_policy(checkpoint, device)
-    else:
-        checkpoint, run_dir = resolve_checkpoint(path, which)
-        agent, cfg, _ = load_agent(checkpoint, device)
-        latent = latent or cfg.eval.latent
-        if latent not in EVAL_LATENTS:
-            raise EvalError(f"--latent must be one of {', '.join(EVAL_LATENTS)}, got '{latent}'")
-        policy, dims = agent.eval_policy(latent, seed), (agent.obs_dim, agent.action_dim)
-    if not (env_id or cfg.env):
-        raise EvalError(
-            f"'{path}' was trained on dataset '{cfg.dataset}', which names no env: evaluate it "
-            f"with --env ENV_ID (an env of obs/action dims {dims[0]}/{dims[1]})"
-        )
-    env_id = env_id or cfg.env
+    if video is None:
+        return None
+    video_path = Path(video)
+    if video_path.suffix.lower() != ".mp4":
+        raise EvalError(f"--video must name an .mp4 file, got '{video_path}'")
+    check_writable(video_path)
+    configure_offscreen_rendering()
+    return video_path
+
+
+def _run_episodes(
+    saved: SavedPolicy, env_id: str, episodes: int, seed: int, video_path: Path | None
+) -> tuple[list[float], int | None]:
+    """Returns of ``episodes`` episodes of ``saved.act`` in ``env_id`` (the first one filmed
+    into ``video_path`` if given) and the frames filmed; the video is written whole or not
+    at all."""
+    from alm_offline.runtime.envs import env_spec, make_env
+
     env = make_env(env_id, seed=seed, render_mode="rgb_array" if video_path else None)
     writer = None
     try:
         spec = env_spec(env)
-        if (spec.obs_dim, spec.action_dim) != dims:
+        if (spec.obs_dim, spec.action_dim) != saved.dims:
+            obs_dim, action_dim = saved.dims
             raise EvalError(
-                f"checkpoint was trained on {cfg.env or cfg.dataset} (obs/action dims {dims[0]}/"
-                f"{dims[1]}); {env_id} has {spec.obs_dim}/{spec.action_dim}"
+                f"checkpoint was trained on {saved.cfg.env or saved.cfg.dataset} (obs/action "
+                f"dims {obs_dim}/{action_dim}); {env_id} has {spec.obs_dim}/{spec.action_dim}"
             )
         if video_path is not None:
             writer = Mp4Writer(video_path, fps=float(env.metadata.get("render_fps", 30)))
         try:
-            returns = evaluate(policy, env, episodes, seed, writer)
+            returns = evaluate(saved.act, env, episodes, seed, writer)
         except gym.error.DependencyNotInstalled as exc:  # e.g. pygame for classic control
             missing = f"rendering {env_id} needs a package that is not installed: {exc}"
             raise EvalError(missing) from None
@@ -200,18 +219,4 @@ def evaluate_checkpoint(
         raise
     finally:
         env.close()
-    refs = _run_reference_scores(run_dir, cfg) if env_id == cfg.env else reference_scores(env_id)
-    row = eval_row({}, returns, refs)
-    report = EvalReport(
-        checkpoint=str(checkpoint),
-        env=env_id,
-        episodes=episodes,
-        seed=seed,
-        **row,
-        video=str(video_path) if video_path else None,
-        video_frames=writer.frames if writer else None,
-        latent=latent,
-    )
-    if refs is not None:
-        report.ref_min_score, report.ref_max_score = refs
-    return report
+    return returns, writer.frames if writer else None

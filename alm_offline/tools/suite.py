@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,42 @@ from alm_offline.training.rundir import holds_run
 from alm_offline.training.start import start_online, train
 
 
+@dataclass(frozen=True)
+class SuitePlan:
+    """What ``make_suite`` was asked for, settled (levels ordered, expert steps given)."""
+
+    env_ids: tuple[str, ...]
+    prefix: str
+    steps: int
+    train_steps: int
+    expert_steps: int
+    levels: tuple[str, ...]
+    behaviour_config: str
+    behaviour_overrides: tuple[str, ...]
+    work_dir: Path
+    seed: int
+    overwrite: bool
+
+    def wants(self, *kinds: str) -> bool:
+        """Whether any of ``kinds`` is among the levels to make."""
+        return bool(set(kinds) & set(self.levels))
+
+    def run_dir(self, env_id: str) -> Path:
+        """The behaviour run's dir for ``env_id``."""
+        return self.work_dir / f"{suite_family(env_id)}-behaviour"
+
+    def behaviour_overrides_for(self, env_id: str) -> tuple[str, ...]:
+        """The behaviour run's overrides: make-suite's own, then the user's."""
+        return (
+            f"env={env_id}",
+            f"steps={self.train_steps}",
+            f"seed={self.seed}",
+            f"agent.buffer_size={2 * self.train_steps + 2}",  # an observation more per episode
+            f"run_dir={self.run_dir(env_id)}",
+            *self.behaviour_overrides,
+        )
+
+
 def make_suite(
     env_ids: list[str],
     *,
@@ -58,7 +96,7 @@ def make_suite(
     work_dir: str | Path = "suites/alm-suite",
     seed: int = 0,
     overwrite: bool = False,
-    log: Any = print,
+    log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Make the suite's ``levels`` for ``env_ids``; returns what ``suite.json`` holds.
 
@@ -66,94 +104,121 @@ def make_suite(
     ends. Everything is checked before anything is collected, trained or written (see
     ``check_suite``).
     """
-
-    work_dir = Path(work_dir)
-    levels = suite_levels(levels)
-    expert_steps = EXPERT_FACTOR * train_steps if expert_steps is None else expert_steps
-    envs = check_suite(
-        env_ids,
+    plan = SuitePlan(
+        env_ids=tuple(env_ids),
         prefix=prefix,
         steps=steps,
         train_steps=train_steps,
-        expert_steps=expert_steps,
-        levels=levels,
+        expert_steps=EXPERT_FACTOR * train_steps if expert_steps is None else expert_steps,
+        levels=suite_levels(levels),
         behaviour_config=behaviour_config,
-        behaviour_overrides=behaviour_overrides,
-        work_dir=work_dir,
+        behaviour_overrides=tuple(behaviour_overrides),
+        work_dir=Path(work_dir),
         seed=seed,
         overwrite=overwrite,
     )
+    envs = check_suite(plan)
     record: dict[str, Any] = {"prefix": prefix, "seed": seed, "datasets": [], "behaviour": {}}
-
-    def save(dataset: EpisodeDataset, env_id: str, kind: str, started: float) -> None:
-        save_suite_dataset(record, dataset, suite_id(prefix, env_id, kind), started, overwrite, log)
-
     for env in envs:
-        env_id = env.env_id
-        if "random" in levels:
-            started = time.perf_counter()
-            uniform = random_policy(env.action_dim, seed)
-            random = collect(env_id, uniform, steps, seed=seed, algorithm="random")
-            save(random, env_id, "random", started)
-        if not set(levels) & set(BEHAVIOUR_KINDS):
-            continue
+        _EnvSuite(plan, env, record, log).make()
+    return merge_record(plan.work_dir / SUITE_FILE, record)
 
-        started = time.perf_counter()
-        run_dir = _run_dir(work_dir, env_id)
-        overrides = _behaviour_overrides(env_id, train_steps, seed, run_dir, behaviour_overrides)
-        start = start_online(behaviour_config, overrides, overwrite=overwrite)
-        log(f"{env_id}: training the behaviour policy ({train_steps} env steps) in {run_dir}")
+
+class _EnvSuite:
+    """One env's levels: random data, then the behaviour run's medium phase (medium,
+    medium-replay), then its expert phase (expert, medium-expert), each phase only when a
+    level asked for needs it."""
+
+    def __init__(
+        self, plan: SuitePlan, env: EnvSpec, record: dict[str, Any], log: Callable[[str], Any]
+    ) -> None:
+        self.plan, self.env, self.record, self.log = plan, env, record, log
+        self.env_id = env.env_id
+        self.run_dir = plan.run_dir(self.env_id)
+
+    def make(self) -> None:
+        plan = self.plan
+        if plan.wants("random"):
+            started = time.perf_counter()
+            uniform = random_policy(self.env.action_dim, plan.seed)
+            data = collect(self.env_id, uniform, plan.steps, seed=plan.seed, algorithm="random")
+            self.save(data, "random", started)
+        if not plan.wants(*BEHAVIOUR_KINDS):
+            return
+        behaviour, noise = self.train_medium()
+        medium = self.medium_levels(Path(behaviour["checkpoint"]), noise)
+        if plan.wants(*EXPERT_KINDS):
+            self.expert_levels(behaviour, medium, noise)
+
+    def save(self, dataset: EpisodeDataset, kind: str, started: float) -> None:
+        dataset_id = suite_id(self.plan.prefix, self.env_id, kind)
+        save_suite_dataset(self.record, dataset, dataset_id, started, self.plan.overwrite, self.log)
+
+    def train_medium(self) -> tuple[dict[str, Any], float]:
+        """Train the behaviour run to ``train_steps``; its record and exploration noise."""
+        plan, started = self.plan, time.perf_counter()
+        overrides = plan.behaviour_overrides_for(self.env_id)
+        start = start_online(plan.behaviour_config, overrides, overwrite=plan.overwrite)
+        self.log(
+            f"{self.env_id}: training the behaviour policy ({plan.train_steps} env steps) "
+            f"in {self.run_dir}"
+        )
         summary = train(start, quiet=True)
-        medium_checkpoint = _keep(checkpoint_path(run_dir), "medium")
         behaviour = {
-            "run_dir": str(run_dir),
-            "config": behaviour_config,
+            "run_dir": str(self.run_dir),
+            "config": plan.behaviour_config,
             "overrides": list(overrides),
-            "checkpoint": str(medium_checkpoint),
+            "checkpoint": str(_keep(checkpoint_path(self.run_dir), "medium")),
             "evaluations": summary["evaluations"],
             "final_eval_return_mean": summary["eval_return_mean"],
             "seconds": time.perf_counter() - started,
         }
-        record["behaviour"][env_id] = behaviour
-        noise = start.cfg.agent.expl_std_end
+        self.record["behaviour"][self.env_id] = behaviour
+        return behaviour, start.cfg.agent.expl_std_end
 
-        medium = None
-        if set(levels) & {"medium", "medium-expert"}:
+    def medium_levels(self, checkpoint: Path, noise: float) -> EpisodeDataset | None:
+        """medium (sampled from the medium checkpoint) and medium-replay (its replay); the
+        medium data if it was sampled (medium-expert needs it too)."""
+        plan, medium = self.plan, None
+        if plan.wants("medium", "medium-expert"):
             started = time.perf_counter()
-            medium, _ = _sample(medium_checkpoint, env, steps, seed + 1, noise)
-            if "medium" in levels:
-                save(medium, env_id, "medium", started)
-
-        if "medium-replay" in levels:
+            medium, _ = _sample(checkpoint, self.env, plan.steps, plan.seed + 1, noise)
+            if plan.wants("medium"):
+                self.save(medium, "medium", started)
+        if plan.wants("medium-replay"):
             started = time.perf_counter()
-            replay = replay_dataset(read_checkpoint(medium_checkpoint)["replay"], env_id)
-            replay.ref_min_score, replay.ref_max_score = reference_scores(env_id) or (None, None)
+            replay = replay_dataset(read_checkpoint(checkpoint)["replay"], self.env_id)
+            refs = reference_scores(self.env_id) or (None, None)
+            replay.ref_min_score, replay.ref_max_score = refs
             replay.metadata = {
-                "algorithm": f"replay buffer of alm ({medium_checkpoint})",
-                "description": f"the {train_steps}-step online training run of the medium policy",
+                "algorithm": f"replay buffer of alm ({checkpoint})",
+                "description": f"the {plan.train_steps}-step online training run of the "
+                "medium policy",
             }
-            save(replay, env_id, "medium-replay", started)
+            self.save(replay, "medium-replay", started)
+        return medium
 
-        if not set(levels) & set(EXPERT_KINDS):
-            continue
-        started = time.perf_counter()
-        log(f"{env_id}: training on to the expert policy ({expert_steps} env steps)")
-        resumed = start_online(None, (f"steps={expert_steps}",), resume=run_dir)
+    def expert_levels(
+        self, behaviour: dict[str, Any], medium: EpisodeDataset | None, noise: float
+    ) -> None:
+        """Train the behaviour run on to ``expert_steps``; expert and medium-expert."""
+        plan, started = self.plan, time.perf_counter()
+        self.log(f"{self.env_id}: training on to the expert policy ({plan.expert_steps} env steps)")
+        resumed = start_online(None, (f"steps={plan.expert_steps}",), resume=self.run_dir)
         summary = train(resumed, quiet=True)
-        expert_checkpoint = _keep(checkpoint_path(run_dir), "expert")
+        checkpoint = _keep(checkpoint_path(self.run_dir), "expert")
         behaviour["expert"] = {
-            "steps": expert_steps,
-            "checkpoint": str(expert_checkpoint),
-            "evaluations": [row for row in summary["evaluations"] if row[0] > train_steps],
+            "steps": plan.expert_steps,
+            "checkpoint": str(checkpoint),
+            "evaluations": [row for row in summary["evaluations"] if row[0] > plan.train_steps],
             "final_eval_return_mean": summary["eval_return_mean"],
             "seconds": time.perf_counter() - started,
         }
-
         started = time.perf_counter()
-        expert, name = _sample(expert_checkpoint, env, steps, seed + 2, noise)
-        if "expert" in levels:
-            save(expert, env_id, "expert", started)
-        if "medium-expert" in levels:
+        expert, name = _sample(checkpoint, self.env, plan.steps, plan.seed + 2, noise)
+        if plan.wants("expert"):
+            self.save(expert, "expert", started)
+        if plan.wants("medium-expert"):
             started = time.perf_counter()
             mixed = concatenate(medium, expert)
             mixed.metadata = {
@@ -163,26 +228,12 @@ def make_suite(
                     f"dataset's {expert.num_episodes} (D4RL's medium-expert)"
                 ),
             }
-            save(mixed, env_id, "medium-expert", started)
-    return merge_record(work_dir / SUITE_FILE, record)
+            self.save(mixed, "medium-expert", started)
 
 
-def check_suite(
-    env_ids: list[str],
-    *,
-    prefix: str,
-    steps: int,
-    train_steps: int,
-    expert_steps: int,
-    levels: tuple[str, ...],
-    behaviour_config: str,
-    behaviour_overrides: tuple[str, ...],
-    work_dir: Path,
-    seed: int,
-    overwrite: bool,
-) -> list[EnvSpec]:
-    """Everything ``make_suite`` needs for ``levels`` (from ``suite_levels``), checked
-    without writing anything; returns the envs.
+def check_suite(plan: SuitePlan) -> list[EnvSpec]:
+    """Everything ``make_suite`` needs for ``plan``, checked without writing anything;
+    returns the envs.
 
     The sizes (``expert_steps`` beyond ``train_steps``) and the seed (medium uses
     ``seed + 1``, expert ``seed + 2``); the dataset ids (Minari ids, one family per env); the
@@ -192,59 +243,70 @@ def check_suite(
     ``overwrite``, creatable); and ``suite.json``. Raises an ``AlmError`` (``DatasetError``,
     ``ConfigError``, ...).
     """
+    _check_sizes(plan)
+    for override in plan.behaviour_overrides:
+        key = override.split("=", 1)[0].strip()
+        if key in SET_HERE:
+            raise DatasetError(f"{key}= is set by make-suite: use {SET_HERE[key]}")
+    envs = [describe_env(env_id) for env_id in plan.env_ids]
+    _check_memory(envs, plan.levels, plan.steps, plan.train_steps)
+    for env_id in plan.env_ids:
+        for kind in plan.levels:
+            check_writable(
+                store_path(suite_id(plan.prefix, env_id, kind)), "minari", plan.overwrite
+            )
+    trained = plan.env_ids if plan.wants(*BEHAVIOUR_KINDS) else ()  # else no run dir
+    for env_id in trained:
+        _check_behaviour_run(plan, env_id)
+    check_can_create(plan.work_dir / SUITE_FILE)
+    return envs
 
-    if not env_ids:
+
+def _check_sizes(plan: SuitePlan) -> None:
+    """The counts, the seed and the ids (one env family each) of ``plan``."""
+    if not plan.env_ids:
         raise DatasetError("--envs names no env")
-    for name, value in (("--steps", steps), ("--train-steps", train_steps)):
+    for name, value in (("--steps", plan.steps), ("--train-steps", plan.train_steps)):
         if value < 1:
             raise DatasetError(f"{name} must be a positive number, got {value}")
-    if expert_steps <= train_steps:
+    if plan.expert_steps <= plan.train_steps:
         raise DatasetError(
-            f"--expert-steps ({expert_steps}) must be larger than --train-steps ({train_steps}): "
-            "the expert phase trains the behaviour run on from there"
+            f"--expert-steps ({plan.expert_steps}) must be larger than --train-steps "
+            f"({plan.train_steps}): the expert phase trains the behaviour run on from there"
         )
-    if not 0 <= seed < 2**32 - 2:
+    if not 0 <= plan.seed < 2**32 - 2:
         raise DatasetError(
-            f"--seed must be in [0, 2^32 - 2) (medium uses seed + 1, expert seed + 2), got {seed}"
+            "--seed must be in [0, 2^32 - 2) (medium uses seed + 1, expert seed + 2), got "
+            f"{plan.seed}"
         )
     seen: dict[str, str] = {}
-    for env_id in env_ids:
-        for kind in levels:
-            suite_id(prefix, env_id, kind)
+    for env_id in plan.env_ids:
+        for kind in plan.levels:
+            suite_id(plan.prefix, env_id, kind)
         family = suite_family(env_id)
         if family in seen:
             raise DatasetError(
                 f"--envs names the env family {family!r} twice ({seen[family]}, {env_id}): "
-                f"both would make {prefix}/{family}/*"
+                f"both would make {plan.prefix}/{family}/*"
             )
         seen[family] = env_id
-    for override in behaviour_overrides:
-        key = override.split("=", 1)[0].strip()
-        if key in SET_HERE:
-            raise DatasetError(f"{key}= is set by make-suite: use {SET_HERE[key]}")
-    envs = [describe_env(env_id) for env_id in env_ids]
-    _check_memory(envs, levels, steps, train_steps)
-    for env_id in env_ids:
-        for kind in levels:
-            check_writable(store_path(suite_id(prefix, env_id, kind)), "minari", overwrite)
-    trained = env_ids if set(levels) & set(BEHAVIOUR_KINDS) else []  # else no run dir
-    for env_id in trained:
-        run_dir = _run_dir(work_dir, env_id)
-        overrides = _behaviour_overrides(env_id, train_steps, seed, run_dir, behaviour_overrides)
-        cfg = load_config(behaviour_config, overrides)
-        method_for(cfg.method, "online")
-        check_backends(cfg.logger)
-        resolve_device(cfg.device)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise DatasetError(f"behaviour run dir {run_dir} exists and is not a folder")
-        if holds_run(run_dir) and not overwrite:
-            raise DatasetError(
-                f"behaviour run dir {run_dir} already holds a run (pass --overwrite to "
-                "replace it and the suite's datasets)"
-            )
-        check_can_create(run_dir / "config.yaml")
-    check_can_create(work_dir / SUITE_FILE)
-    return envs
+
+
+def _check_behaviour_run(plan: SuitePlan, env_id: str) -> None:
+    """The behaviour run's config, method, loggers and device, and its run dir."""
+    run_dir = plan.run_dir(env_id)
+    cfg = load_config(plan.behaviour_config, plan.behaviour_overrides_for(env_id))
+    method_for(cfg.method, "online")
+    check_backends(cfg.logger)
+    resolve_device(cfg.device)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DatasetError(f"behaviour run dir {run_dir} exists and is not a folder")
+    if holds_run(run_dir) and not plan.overwrite:
+        raise DatasetError(
+            f"behaviour run dir {run_dir} already holds a run (pass --overwrite to "
+            "replace it and the suite's datasets)"
+        )
+    check_can_create(run_dir / "config.yaml")
 
 
 def _check_memory(
@@ -262,10 +324,6 @@ def _check_memory(
             f"--steps {steps} / --train-steps {train_steps} need about {needed / 1e9:.1f} GB "
             f"(several copies of it), more than the {available / 1e9:.1f} GB available"
         )
-
-
-def _run_dir(work_dir: Path, env_id: str) -> Path:
-    return work_dir / f"{suite_family(env_id)}-behaviour"
 
 
 def _sample(
@@ -290,17 +348,3 @@ def _keep(checkpoint: Path, name: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return kept
-
-
-def _behaviour_overrides(
-    env_id: str, train_steps: int, seed: int, run_dir: Path, extra: tuple[str, ...]
-) -> tuple[str, ...]:
-    """The behaviour run's overrides: make-suite's own, then the user's ``extra``."""
-    return (
-        f"env={env_id}",
-        f"steps={train_steps}",
-        f"seed={seed}",
-        f"agent.buffer_size={2 * train_steps + 2}",  # an observation more per episode
-        f"run_dir={run_dir}",
-        *extra,
-    )

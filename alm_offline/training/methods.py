@@ -13,14 +13,60 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alm_offline.config import BASELINE_METHODS, METHODS, ConfigError, RunConfig
+import numpy as np
+
+from alm_offline.config import BASELINE_METHODS, EVAL_LATENTS, METHODS, ConfigError, RunConfig
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.training import baselines
+from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
 from alm_offline.training.offline import train_offline
 from alm_offline.training.online import train_online
 
 # (cfg, run_dir, dataset or None online, resume=, quiet=) -> the summary written
 Train = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SavedPolicy:
+    """A run's trained policy, loaded to act: ``act`` maps an observation (D,) to an action
+    (A,) in the agent's [-1, 1] box, deterministically."""
+
+    act: Callable[[np.ndarray], np.ndarray]
+    dims: tuple[int, int]  # (obs, action)
+    cfg: RunConfig
+    checkpoint: Path
+    run_dir: Path
+    latent: str  # the z an ALM policy acts on (mean | sample); "-" for a baseline
+
+
+# (run dir or checkpoint file, which (latest | best), device, latent or None, seed)
+LoadPolicy = Callable[[Path, str, str, "str | None", int], SavedPolicy]
+
+
+def load_alm_policy(
+    path: Path, which: str, device: str, latent: str | None, seed: int
+) -> SavedPolicy:
+    """An ALM checkpoint's policy acting on the encoder's mean or a sampled z (``latent``;
+    None takes the run's ``eval.latent``)."""
+    checkpoint, run_dir = resolve_checkpoint(path, which)
+    agent, cfg, _ = load_agent(checkpoint, device)
+    latent = latent or cfg.eval.latent
+    if latent not in EVAL_LATENTS:
+        raise ConfigError(f"--latent must be one of {', '.join(EVAL_LATENTS)}, got '{latent}'")
+    dims = (agent.obs_dim, agent.action_dim)
+    return SavedPolicy(agent.eval_policy(latent, seed), dims, cfg, checkpoint, run_dir, latent)
+
+
+def load_baseline_policy(
+    path: Path, which: str, device: str, latent: str | None, seed: int
+) -> SavedPolicy:
+    """A d3rlpy baseline's greedy policy (it has no latent to choose)."""
+    cfg = baselines.baseline_run(path)
+    if latent is not None:
+        raise ConfigError(f"--latent is for ALM runs; '{path}' is a {cfg.method} run")
+    checkpoint, run_dir = baselines.baseline_checkpoint(path, which)
+    act, dims = baselines.load_baseline_policy(checkpoint, device)
+    return SavedPolicy(act, dims, cfg, checkpoint, run_dir, "-")
 
 
 @dataclass(frozen=True)
@@ -31,6 +77,7 @@ class Method:
     name: str
     train_offline: Train
     run_prefix: str
+    load_policy: LoadPolicy
     train_online: Train | None = None
     check: Callable[[str, EpisodeDataset], None] | None = None  # (name, dataset) -> raises
     needs: Callable[[], Any] | None = None  # imports its extra, or names the install
@@ -52,7 +99,7 @@ class Method:
         return self.train_offline(cfg, run_dir, dataset, resume=resume, quiet=quiet)
 
 
-ALM = Method("alm", train_offline, "offline-", train_online=train_online)
+ALM = Method("alm", train_offline, "offline-", load_alm_policy, train_online=train_online)
 
 TABLE: dict[str, Method] = {
     "alm": ALM,
@@ -61,6 +108,7 @@ TABLE: dict[str, Method] = {
             name,
             baselines.train_baseline,
             f"{name.replace('+', '')}-",
+            load_baseline_policy,
             check=baselines.check_baseline_data,
             needs=baselines.import_d3rlpy,
             resumable=False,
@@ -79,3 +127,19 @@ def method_for(name: str, mode: str = "offline") -> Method:
     if mode == "online" and method.train_online is None:
         raise ConfigError(f"method={name} is an offline baseline: alm baseline {name}")
     return method
+
+
+def load_policy(
+    path: str | Path,
+    *,
+    which: str = "latest",
+    device: str = "cpu",
+    latent: str | None = None,
+    seed: int = 0,
+) -> SavedPolicy:
+    """The policy saved in a run dir (its ``which`` checkpoint: latest or best) or in a
+    checkpoint file, loaded by the method that trained it (a baseline's run dir stores its
+    method; anything else is ALM's)."""
+    stored = baselines.baseline_run(path)
+    method = TABLE[stored.method if stored is not None else ALM.name]
+    return method.load_policy(Path(path), which, device, latent, seed)
