@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,16 +164,41 @@ class RunMode:
     step_key: str  # the x of its eval.jsonl and metrics.jsonl rows
     cell_key: str  # what a sweep's cells are for it: envs or datasets
     steps_are: str  # what its ``steps`` count, in words
+    cell_flag: str  # the sweep's option naming its cells
+    default_config: str | None  # a sweep's config when none is given (None: one is needed)
+    where: str  # where a run trained, a template of its summary's entries
 
     @property
     def online(self) -> bool:
-        return self.name == "online"
+        """Whether runs of this mode act in an env (and count env steps)."""
+        return self is ONLINE
+
+    def where_of(self, summary: dict) -> str:
+        """Where the run of ``summary`` trained, in words: on its dataset or its env steps."""
+        return self.where.format(**summary)
 
 
-MODES = {
-    "online": RunMode("online", "train-online", "env_step", "env", "env steps"),
-    "offline": RunMode("offline", "train-offline", "updates", "dataset", "updates"),
-}
+ONLINE = RunMode(
+    "online",
+    "train-online",
+    "env_step",
+    "env",
+    "env steps",
+    "--envs",
+    None,
+    "({env_steps} env steps)",
+)
+OFFLINE = RunMode(
+    "offline",
+    "train-offline",
+    "updates",
+    "dataset",
+    "updates",
+    "--datasets",
+    "offline",
+    "on {dataset}",
+)
+MODES = {mode.name: mode for mode in (ONLINE, OFFLINE)}
 
 
 def run_mode(name: str) -> RunMode:
@@ -268,18 +293,28 @@ def load_config(
         cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         raise ConfigError(f"bad config: {_one_line(exc)}") from None
-    validate(cfg)
     explicit_seed = [item for item in overrides if item.split("=", 1)[0].strip() == "seed"]
-    if cfg.seeds and explicit_seed and cfg.seed not in cfg.seeds:
+    seed_ignored = bool(cfg.seeds and explicit_seed and cfg.seed not in cfg.seeds)
+    cfg = settled(cfg)
+    validate(cfg)
+    if seed_ignored:
         warnings.warn(
             f"seeds={','.join(map(str, cfg.seeds))} trains those seeds: "
             f"{explicit_seed[-1].strip()} is ignored",
             AlmWarning,
             stacklevel=2,
         )
-    if cfg.seeds:
-        cfg.seed = cfg.seeds[0]
     return cfg
+
+
+def settled(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the values its keys' spellings leave open settled, before ``validate``
+    (which only checks, so that a config is never edited after it is validated):
+    ``agent.compile`` true/false as on/off, and ``seed`` the first of ``seeds`` when a
+    batch is given (a batch's config names its first seed)."""
+    agent = replace(cfg.agent, compile=normalise_compile_mode(cfg.agent.compile))
+    seed = cfg.seeds[0] if cfg.seeds else cfg.seed
+    return replace(cfg, agent=agent, seed=seed)
 
 
 def refuse_renamed(raw: Any) -> None:
@@ -312,8 +347,9 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), data))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"bad stored config: {_one_line(exc)}") from None
-    validate(cfg)  # type: ignore[arg-type]
-    return cfg  # type: ignore[return-value]
+    cfg = settled(cfg)  # type: ignore[arg-type]
+    validate(cfg)
+    return cfg
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -364,7 +400,7 @@ def normalise_compile_mode(value: str) -> str:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Fail fast on values that type checking cannot catch."""
+    """Fail fast on values that type checking cannot catch (checks only: it edits nothing)."""
     a = cfg.agent
     positive = {
         "steps": cfg.steps,
@@ -417,7 +453,6 @@ def validate(cfg: RunConfig) -> None:
     }.items():
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {value}")
-    a.compile = normalise_compile_mode(a.compile)
     if a.compile not in COMPILE_MODES:
         raise ConfigError(
             f"agent.compile must be one of {', '.join(COMPILE_MODES)} (or true/false), "

@@ -133,3 +133,30 @@ def test_seed_beside_seeds_is_one_warning_and_the_seeds_train():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # seed=2 is one of the seeds: nothing to say
         load_config("quick", ["seeds=1,2", "seed=2"])
+
+
+def test_the_config_is_settled_before_validation_and_never_edited_after():
+    """Issue 42: compile's booleans and a batch's seed are settled before ``validate``,
+    which only checks."""
+    from alm_offline.config import load_config, settled, to_dict, validate
+
+    cfg = load_config("quick", ["agent.compile=true", "seeds=3,4"])
+    assert cfg.agent.compile == "on" and cfg.seed == 3 and cfg.seeds == [3, 4]
+    before = to_dict(cfg)
+    validate(cfg)
+    assert to_dict(cfg) == before
+    assert to_dict(settled(cfg)) == before  # settling is idempotent
+
+
+def test_run_modes_name_their_facts_once():
+    from alm_offline.config import MODES, OFFLINE, ONLINE, run_mode
+    from alm_offline.training.rundir import summary_mode
+
+    assert run_mode("online") is ONLINE and ONLINE.online and not OFFLINE.online
+    assert set(MODES) == {"online", "offline"}
+    assert (
+        summary_mode({"mode": "offline", "dataset": "d.hdf5"}).where_of({"dataset": "d.hdf5"})
+        == "on d.hdf5"
+    )
+    assert summary_mode({"env_steps": 12}).where_of({"env_steps": 12}) == "(12 env steps)"
+    assert (ONLINE.default_config, OFFLINE.default_config) == (None, "offline")

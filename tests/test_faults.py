@@ -472,3 +472,25 @@ def test_sweep_refuses_an_address_that_does_not_answer_as_ray(tmp_path):
     assert_one_line_error(result, "does not answer as a Ray cluster")
     help_text = run_cli("sweep", "--help").output
     assert "trust" in help_text
+
+
+def test_the_one_temporary_then_rename_keeps_the_old_file_on_failure(tmp_path):
+    """Issue 42: one helper writes through ``.NAME.tmp-PID`` for every module; a failed
+    write leaves the old file and no temporary, a dead writer's temporary (with or without
+    a suffix) is removed by the next writer."""
+    from alm_offline.runtime.files import replaced_on_success
+
+    out = tmp_path / "curves.png"
+    out.write_text("old")
+    dead = [tmp_path / ".curves.png.tmp-999999", tmp_path / ".curves.png.tmp-999999.png"]
+    for path in dead:
+        path.write_text("left by a killed writer")
+    with pytest.raises(RuntimeError), replaced_on_success(out, ".png") as tmp:
+        assert tmp.name.endswith(".png") and tmp.parent == tmp_path
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert out.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
+    with replaced_on_success(out) as tmp:
+        tmp.write_text("new")
+    assert out.read_text() == "new" and len(list(tmp_path.iterdir())) == 1

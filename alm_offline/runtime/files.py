@@ -10,16 +10,35 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alm_offline.errors import WriteError
 
 
-def temporary_path(path: Path) -> Path:
-    """``.NAME.tmp-PID`` beside ``path``."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def temporary_path(path: Path, suffix: str = "") -> Path:
+    """``.NAME.tmp-PID`` beside ``path`` (``.NAME.tmp-PID.SUFFIX`` for writers that choose
+    their format by the file's suffix)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+
+
+@contextmanager
+def replaced_on_success(path: Path, suffix: str = "") -> Iterator[Path]:
+    """The one write-to-a-temporary-then-rename: yields ``temporary_path(path, suffix)``,
+    renamed over ``path`` when the block ends without an exception and removed when it
+    does not (the error goes on); dead processes' temporaries of ``path`` go first."""
+    path = Path(path)
+    tmp = temporary_path(path, suffix)
+    remove_dead_temporaries(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def temporary_prefix(path: Path) -> str:
@@ -32,8 +51,8 @@ def remove_dead_temporaries(path: Path) -> list[Path]:
     prefix = f".{path.name}.tmp-"
     removed = []
     for item in path.parent.glob(glob.escape(prefix) + "*"):
-        owner = item.name[len(prefix) :].split("-", 1)[0]
-        if not owner.isdigit() or _running(int(owner)):
+        owner = re.match(r"\d+", item.name[len(prefix) :])
+        if owner is None or _running(int(owner.group())):
             continue
         try:
             if item.is_dir() and not item.is_symlink():
@@ -88,11 +107,8 @@ def check_output_file(path: Path, what: str = "output") -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through ``.NAME.tmp-PID`` and a rename (``WriteError``)."""
     path = Path(path)
-    tmp = temporary_path(path)
     try:
-        remove_dead_temporaries(path)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        with replaced_on_success(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise WriteError.of(path, exc) from None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 
 from alm_offline.errors import AlmError
-from alm_offline.runtime.files import probe_can_create
+from alm_offline.runtime.files import probe_can_create, replaced_on_success
 from alm_offline.runtime.rollout import Frame, eval_row, evaluate
 from alm_offline.scores import reference_scores
 from alm_offline.training.rundir import read_summary
@@ -85,29 +85,22 @@ def check_writable(path: Path) -> None:
 
 
 class Mp4Writer:
-    """Streams frames into ``path`` through a temporary file renamed on ``commit``."""
+    """Streams frames into the mp4 file ``path``; ``close`` finishes it."""
 
     def __init__(self, path: Path, fps: float) -> None:
         import imageio.v2 as imageio
 
-        self.path = path
-        self.tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
         self.frames = 0
         self._writer = imageio.get_writer(
-            self.tmp, fps=fps, codec="libx264", quality=7, macro_block_size=1
+            path, fps=fps, codec="libx264", quality=7, macro_block_size=1
         )
 
     def __call__(self, frame: Frame) -> None:
         self._writer.append_data(frame)
         self.frames += 1
 
-    def commit(self) -> None:
+    def close(self) -> None:
         self._writer.close()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self._writer.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 def _run_reference_scores(run_dir: Path, cfg: Any) -> tuple[float, float] | None:
@@ -195,7 +188,6 @@ def _run_episodes(
     from alm_offline.runtime.envs import env_spec, make_env
 
     env = make_env(env_id, seed=seed, render_mode="rgb_array" if video_path else None)
-    writer = None
     try:
         spec = env_spec(env)
         if (spec.obs_dim, spec.action_dim) != saved.dims:
@@ -204,19 +196,24 @@ def _run_episodes(
                 f"checkpoint was trained on {saved.cfg.env or saved.cfg.dataset} (obs/action "
                 f"dims {obs_dim}/{action_dim}); {env_id} has {spec.obs_dim}/{spec.action_dim}"
             )
-        if video_path is not None:
-            writer = Mp4Writer(video_path, fps=float(env.metadata.get("render_fps", 30)))
-        try:
-            returns = evaluate(saved.act, env, episodes, seed, writer)
-        except gym.error.DependencyNotInstalled as exc:  # e.g. pygame for classic control
-            missing = f"rendering {env_id} needs a package that is not installed: {exc}"
-            raise EvalError(missing) from None
-        if writer is not None:
-            writer.commit()
-    except BaseException:
-        if writer is not None:
-            writer.discard()
-        raise
+        if video_path is None:
+            return _episodes(saved, env, env_id, episodes, seed, None), None
+        with replaced_on_success(video_path, video_path.suffix) as tmp:
+            writer = Mp4Writer(tmp, fps=float(env.metadata.get("render_fps", 30)))
+            try:
+                returns = _episodes(saved, env, env_id, episodes, seed, writer)
+            finally:
+                writer.close()
+        return returns, writer.frames
     finally:
         env.close()
-    return returns, writer.frames if writer else None
+
+
+def _episodes(
+    saved: SavedPolicy, env: gym.Env, env_id: str, episodes: int, seed: int, writer: Any
+) -> list[float]:
+    try:
+        return evaluate(saved.act, env, episodes, seed, writer)
+    except gym.error.DependencyNotInstalled as exc:  # e.g. pygame for classic control
+        missing = f"rendering {env_id} needs a package that is not installed: {exc}"
+        raise EvalError(missing) from None

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from alm_offline.config import load_config
+from alm_offline.config import load_config, run_mode
 from alm_offline.errors import AlmError
 from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.plotting import (
@@ -68,7 +68,7 @@ def env_curves(run_dirs: Sequence[Path]) -> dict[str, tuple[list[RunCurve], int]
     envs: dict[str, tuple[list[RunCurve], int]] = {}
     for run_dir in (run for path in run_dirs for run in find_run_dirs_or_none(path)):
         curve = read_run_curve(run_dir)
-        if curve.mode != "online":
+        if not run_mode(curve.mode).online:
             raise PaperResultsError(f"'{run_dir}' is an offline run: the paper's curves are online")
         warmup = load_config(str(run_dir / "config.yaml")).agent.warmup_steps
         curves, seen_warmup = envs.setdefault(curve.env, ([], warmup))

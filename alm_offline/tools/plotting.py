@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from alm_offline.config import ConfigError, load_config, run_mode
+from alm_offline.config import MODES, OFFLINE, ONLINE, ConfigError, load_config, run_mode
 from alm_offline.errors import AlmError, first_line
+from alm_offline.runtime.files import replaced_on_success
 from alm_offline.tools.published import published_curve
 from alm_offline.tools.stats import mean_interval
 from alm_offline.training.loggers import read_jsonl
@@ -89,11 +89,13 @@ def _read_rows(path: Path) -> list[dict]:
 def _run_mode(run_dir: Path, rows: list[dict], has_dataset: bool) -> str:
     """``summary.json``'s mode; else online when the rows count env steps."""
     mode = read_summary(run_dir).get("mode")
-    if mode in ("online", "offline"):
+    if mode in MODES:
         return mode
-    if rows:
-        return "online" if any("env_step" in row for row in rows) else "offline"
-    return "offline" if has_dataset else "online"
+    if rows:  # the step key its rows count
+        counted = ONLINE if any(ONLINE.step_key in row for row in rows) else OFFLINE
+    else:
+        counted = OFFLINE if has_dataset else ONLINE
+    return counted.name
 
 
 def _number(value: object, metric: str, path: Path) -> float:
@@ -162,7 +164,7 @@ def read_run_curve(run_dir: Path, metric: str = "return_mean") -> RunCurve:
         y=y,
         run_dir=run_dir,
         method=cfg.method,
-        dataset=(dataset or "") if mode == "offline" else "",
+        dataset="" if run_mode(mode).online else (dataset or ""),
     )
 
 
@@ -173,11 +175,11 @@ def group_curves(curves: Iterable[RunCurve]) -> dict[str, list[RunCurve]]:
     counts updates, not env steps, so they are never averaged with online ones.
     """
     curves = list(curves)
-    online_envs = {c.env for c in curves if c.mode == "online"}
+    online_envs = {c.env for c in curves if run_mode(c.mode).online}
     groups: dict[str, list[RunCurve]] = {}
     for curve in curves:
         key = curve.env
-        if curve.mode == "offline" and curve.env in online_envs:
+        if not run_mode(curve.mode).online and curve.env in online_envs:
             key = f"{curve.env} (offline)"
         groups.setdefault(key, []).append(curve)
     return {key: sorted(group, key=lambda c: c.seed) for key, group in groups.items()}
@@ -267,12 +269,10 @@ def save_figure(fig: Figure, out: str | Path, dpi: float | None = None) -> Path:
     """Check ``out`` (``PlotError``), then save ``fig`` through a temporary file + rename."""
     out = Path(out)
     fmt = _check_out(out, fig)
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
     try:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-        os.replace(tmp, out)
+        with replaced_on_success(out) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise PlotError(f"cannot write '{out}': {exc.strerror or exc}") from None
     return out
 
@@ -318,7 +318,7 @@ def _plot_group(
         line = ax.plot(x, mean, marker="o" if x.size == 1 else None, label=label)[0]
         if len(curves) > 1:
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.25)
-    online = group[0].mode == "online"
+    online = run_mode(group[0].mode).online
     published = published_curve(group[0].env) if paper and online else None
     if published is not None:  # within the runs' x range, so the runs' axis stays readable
         top = max(float(c.x.max()) for c in group)

@@ -7,7 +7,6 @@ then sampling from their checkpoints), which is training, so it lives above the 
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from alm_offline.datasets.suite import (
 )
 from alm_offline.errors import WriteError
 from alm_offline.runtime.envs import EnvSpec, describe_env
-from alm_offline.runtime.files import temporary_path
+from alm_offline.runtime.files import replaced_on_success
 from alm_offline.scores import reference_scores
 from alm_offline.training.checkpoint import checkpoint_path, checkpoint_policy, read_checkpoint
 from alm_offline.training.loggers import check_backends
@@ -339,12 +338,9 @@ def _keep(checkpoint: Path, name: str) -> Path:
     """A copy of ``checkpoint`` beside it as ``NAME.pt`` (through a temporary and a rename),
     which the run's later checkpoints leave alone; returns its path."""
     kept = checkpoint.with_name(f"{name}.pt")
-    tmp = temporary_path(kept)
     try:
-        shutil.copyfile(checkpoint, tmp)
-        os.replace(tmp, kept)
+        with replaced_on_success(kept) as tmp:
+            shutil.copyfile(checkpoint, tmp)
     except OSError as exc:
         raise WriteError.of(kept, exc, "checkpoint") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return kept

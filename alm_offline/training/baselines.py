@@ -36,7 +36,8 @@ from alm_offline.training.evaluation import (
     Counters,
     RunEvaluation,
     evaluation_due,
-    summary_fields,
+    offline_fields,
+    run_summary,
 )
 from alm_offline.training.loggers import make_run_logger
 from alm_offline.training.rundir import write_summary
@@ -211,26 +212,19 @@ def train_baseline(
     evaluation.close()
     checkpoint = checkpoints / "d3rlpy.d3"
     algo.save(str(checkpoint))
-    last = counters.last_eval
-    summary = {
-        "env": dataset.env_id,
-        "mode": "offline",
-        "method": cfg.method,
-        "dataset": cfg.dataset,
-        "dataset_return_mean": float(dataset.episode_returns().mean()),
-        "env_steps": 0,
-        "normalized_score_mean": last.get("normalized_score_mean"),
-        "normalized_score_std": last.get("normalized_score_std"),
-        "ref_min_score": refs[0],
-        "ref_max_score": refs[1],
-        **summary_fields(counters, "updates", best),
-        "checkpoint": str(checkpoint),
-        "updates_per_sec": cfg.steps / max(counters.wall_seconds - evaluation.seconds, 1e-9),
-        "device": str(device),
-        "run_dir": str(run_dir),
-        "d3rlpy_version": d3rlpy.__version__,
-        "d3rlpy_config": algo.config.serialize(),
-    }
+    summary = run_summary(
+        counters,
+        "updates",
+        best,
+        device,
+        run_dir,
+        **offline_fields(dataset, cfg.dataset, refs),
+        method=cfg.method,
+        checkpoint=str(checkpoint),
+        updates_per_sec=cfg.steps / max(counters.wall_seconds - evaluation.seconds, 1e-9),
+        d3rlpy_version=d3rlpy.__version__,
+        d3rlpy_config=algo.config.serialize(),
+    )
     write_summary(run_dir, summary)
     return summary
 

@@ -22,7 +22,10 @@ from alm_offline.config import ConfigError, RunConfig, config_from_dict, resolve
 from alm_offline.core.agent import AlmAgent, stack_seed_states
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.errors import AlmError, WriteError, first_line
-from alm_offline.runtime.files import remove_dead_temporaries, temporary_path, write_text_atomic
+from alm_offline.runtime.files import (
+    replaced_on_success,
+    write_text_atomic,
+)
 from alm_offline.training.rundir import batch_seed_dirs
 
 FORMAT_VERSION = 2  # 2: weights stacked over seeds (S, ...); env state as an episode tape
@@ -66,23 +69,18 @@ class _ReportingWriter:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` through ``.NAME.tmp-PID`` and ``os.replace``; a write that
     fails (full disk, read-only folder) is a ``WriteError`` naming the path and the cause."""
-    tmp = temporary_path(path)
     writer = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_dead_temporaries(path)
-        with open(tmp, "wb", buffering=0) as file:
+        with replaced_on_success(path) as tmp, open(tmp, "wb", buffering=0) as file:
             writer = _ReportingWriter(file)
             torch.save(obj, writer)
             os.fsync(file.fileno())
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
         cause = writer.error if writer is not None and writer.error is not None else exc
         if isinstance(exc, RuntimeError) and cause is exc:
             raise
         raise WriteError.of(path, cause, "checkpoint") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(

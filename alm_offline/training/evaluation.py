@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from alm_offline.config import RunConfig
+from alm_offline.config import OFFLINE, RunConfig
+from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.runtime.envs import make_env
 from alm_offline.runtime.rollout import Policy, eval_row, evaluate
 from alm_offline.training.loggers import RunLogger
@@ -102,12 +103,20 @@ class RunEvaluation:
             self.env.close()
 
 
-def summary_fields(
-    counters: Counters, step_key: str, best_checkpoint: Path | None
+def run_summary(
+    counters: Counters,
+    step_key: str,
+    best_checkpoint: Path | None,
+    device: Any,
+    run_dir: Path,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """The summary entries every method writes (``best_checkpoint`` when one was saved)."""
+    """A run's ``summary.json``, every method's: ``fields`` (what only this method or mode
+    knows, e.g. ``offline_fields``), then the entries all write (``best_checkpoint`` when
+    one was saved)."""
     last, best = counters.last_eval, counters.best_eval
     return {
+        **fields,
         "updates": counters.updates,
         "eval_return_mean": last.get("return_mean"),
         "eval_return_std": last.get("return_std"),
@@ -117,4 +126,24 @@ def summary_fields(
         "evaluations": counters.evaluations,
         "step_key": step_key,
         "wall_seconds": counters.wall_seconds,
+        "normalized_score_mean": last.get("normalized_score_mean"),
+        "normalized_score_std": last.get("normalized_score_std"),
+        "device": str(device),
+        "run_dir": str(run_dir),
+    }
+
+
+def offline_fields(
+    dataset: EpisodeDataset, spec: str, refs: tuple[float | None, float | None]
+) -> dict[str, Any]:
+    """The summary entries of a run on a dataset (``spec`` as the config names it), every
+    offline method's."""
+    return {
+        "env": dataset.env_id,
+        "mode": OFFLINE.name,
+        "dataset": spec,
+        "dataset_return_mean": float(dataset.episode_returns().mean()),
+        "env_steps": 0,
+        "ref_min_score": refs[0],
+        "ref_max_score": refs[1],
     }

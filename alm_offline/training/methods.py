@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from alm_offline.config import BASELINE_METHODS, EVAL_LATENTS, METHODS, ConfigError, RunConfig
+from alm_offline.config import (
+    BASELINE_METHODS,
+    EVAL_LATENTS,
+    METHODS,
+    ConfigError,
+    RunConfig,
+    run_mode,
+)
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.training import baselines
 from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
@@ -94,7 +101,7 @@ class Method:
         quiet: bool,
     ) -> dict[str, Any]:
         """Train in ``mode`` (online or offline) to ``cfg.steps``."""
-        if mode == "online":
+        if run_mode(mode).online:
             return self.train_online(cfg, run_dir, resume=resume, quiet=quiet)
         return self.train_offline(cfg, run_dir, dataset, resume=resume, quiet=quiet)
 
@@ -124,7 +131,7 @@ def method_for(name: str, mode: str = "offline") -> Method:
     method = TABLE.get(name)
     if method is None:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got '{name}'")
-    if mode == "online" and method.train_online is None:
+    if run_mode(mode).online and method.train_online is None:
         raise ConfigError(f"method={name} is an offline baseline: alm baseline {name}")
     return method
 

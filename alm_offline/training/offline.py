@@ -18,7 +18,7 @@ from alm_offline.core.updater import make_updater
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.errors import AlmWarning
 from alm_offline.training.checkpoint import CheckpointError
-from alm_offline.training.evaluation import evaluation_due
+from alm_offline.training.evaluation import evaluation_due, offline_fields
 from alm_offline.training.run import TrainingRun
 
 
@@ -81,12 +81,6 @@ def train_offline(
     training_seconds = time.perf_counter() - started - run.eval_seconds
     run.checkpoint(extra={"dataset_fingerprint": fingerprint})
     return run.finish(
-        env=dataset.env_id,
-        mode="offline",
-        dataset=cfg.dataset,
-        dataset_return_mean=float(dataset.episode_returns().mean()),
-        env_steps=0,
-        ref_min_score=refs[0],
-        ref_max_score=refs[1],
+        **offline_fields(dataset, cfg.dataset, refs),
         updates_per_sec=(counters.updates - updates_at_start) / max(training_seconds, 1e-9),
     )

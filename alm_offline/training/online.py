@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from alm_offline.config import RunConfig, run_seeds
+from alm_offline.config import ONLINE, RunConfig, run_seeds
 from alm_offline.core.agent import exploration_std
 from alm_offline.core.updater import make_updater
 from alm_offline.runtime.envs import EpisodeTape, SeedEnvs, env_spec, make_env
@@ -97,4 +97,4 @@ def train_online(
     run.checkpoint(replay=replay, env_states=stepper.tape_states())
     for env in envs:
         env.close()
-    return run.finish(env=cfg.env, mode="online", env_steps=counters.env_steps)
+    return run.finish(env=cfg.env, mode=ONLINE.name, env_steps=counters.env_steps)

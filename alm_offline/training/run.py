@@ -40,7 +40,7 @@ from alm_offline.training.checkpoint import (
     save_checkpoint,
     settle_batch,
 )
-from alm_offline.training.evaluation import Counters, RunEvaluation, summary_fields
+from alm_offline.training.evaluation import Counters, RunEvaluation, run_summary
 from alm_offline.training.loggers import RunLogger, make_run_logger
 from alm_offline.training.progress import ProgressDisplay
 from alm_offline.training.resources import peak_rss
@@ -294,20 +294,21 @@ class TrainingRun:
     def _seed_summary(self, seed: SeedRun, fields: dict[str, Any]) -> dict[str, Any]:
         best = checkpoint_path(seed.run_dir, "best")
         counters = self._seed_counters(seed)
-        last = counters.last_eval
         return {
-            **fields,
-            "seed": seed.seed,
-            "episodes": counters.episodes,
-            **summary_fields(counters, self.step_key, best),
-            "normalized_score_mean": last.get("normalized_score_mean"),
-            "normalized_score_std": last.get("normalized_score_std"),
-            "device": str(self.device),
+            **run_summary(
+                counters,
+                self.step_key,
+                best,
+                self.device,
+                seed.run_dir,
+                **fields,
+                seed=seed.seed,
+                episodes=counters.episodes,
+            ),
             "seeds_in_process": len(self.seeds),
             "fused_update": self.agent.fused_update is not None,
             "fused_update_reason": self.fusion_reason,
             **self._compile_fields(),
-            "run_dir": str(seed.run_dir),
         }
 
     def _compile_fields(self) -> dict[str, Any]:

@@ -12,7 +12,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from alm_offline.config import ConfigError, RunConfig, load_config, run_seeds, to_yaml
+from alm_offline.config import (
+    MODES,
+    ONLINE,
+    ConfigError,
+    RunConfig,
+    RunMode,
+    load_config,
+    run_seeds,
+    to_yaml,
+)
 from alm_offline.errors import AlmError, WriteError
 from alm_offline.runtime.files import write_text_atomic
 
@@ -195,6 +204,11 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARK[round((v - low) / span * (len(SPARK) - 1))] for v in values)
 
 
+def summary_mode(summary: dict[str, Any]) -> RunMode:
+    """The ``RunMode`` of a run's summary (summaries without one are online runs')."""
+    return MODES.get(summary.get("mode"), ONLINE)
+
+
 def describe_summary(summary: dict[str, Any]) -> str:
     """The end of a training run: its result, the evaluation curve at a glance with the best
     checkpoint, the run dir, and the commands to try next."""
@@ -204,10 +218,7 @@ def describe_summary(summary: dict[str, Any]) -> str:
     result = "no evaluation" if mean is None else f"eval return {mean:.1f} +- {std:.1f}"
     if summary.get("normalized_score_mean") is not None:
         result += f" (normalised score {summary['normalized_score_mean']:.1f})"
-    if summary.get("mode") == "offline":
-        where = f"on {summary['dataset']}"
-    else:
-        where = f"({summary['env_steps']} env steps)"
+    where = summary_mode(summary).where_of(summary)
     run_dir = summary["run_dir"]
     lines = [
         f"{summary['env'] or 'no env'}: {result} after {summary['updates']} updates {where} "
@@ -247,11 +258,7 @@ def describe_summary(summary: dict[str, Any]) -> str:
 def describe_batch_summary(summary: dict[str, Any]) -> str:
     """The end of a batched run: each seed's last and best evaluation, their mean and std
     over seeds, the run dirs and the commands to try next."""
-    where = (
-        f"on {summary['dataset']}"
-        if summary.get("mode") == "offline"
-        else f"({summary['env_steps']} env steps)"
-    )
+    where = summary_mode(summary).where_of(summary)
     seeds = summary["seeds"]
     lines = [
         f"{summary['env'] or 'no env'}: {len(seeds)} seeds in one process, "

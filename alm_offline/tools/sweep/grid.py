@@ -17,6 +17,7 @@ from alm_offline.config import (
     METHODS,
     ConfigError,
     RunConfig,
+    RunMode,
     load_config,
     run_mode,
 )
@@ -55,6 +56,11 @@ class SweepSpec:
     cpus_per_trial: float = DEFAULT_CPUS_PER_TRIAL
     gpus_per_trial: float = DEFAULT_GPUS_PER_TRIAL
     seeds_per_trial: int | None = None
+
+    @property
+    def run_mode(self) -> RunMode:
+        """The ``RunMode`` of ``mode``."""
+        return run_mode(self.mode)
 
     @property
     def threads(self) -> int:
@@ -100,7 +106,7 @@ def cell_slugs(mode: str, cells: Sequence[str]) -> list[str]:
     """One folder name per cell, unique within the sweep: an env id as it is; a dataset
     file by its name (``a/ip.hdf5`` -> ``ip.hdf5``), with as many parent folders as make it
     unique (``a_ip.hdf5``, ``b_ip.hdf5``); a Minari id with ``/`` as ``_``."""
-    if mode == "online":
+    if run_mode(mode).online:  # env ids are folder names already
         return list(cells)
     parts = [Path(c).parts if Path(c).suffix else (c.strip("/").replace("/", "_"),) for c in cells]
     depth = [1] * len(cells)
@@ -133,12 +139,12 @@ def grid_trials(spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
     under ``OUT/ENV`` online, ``OUT/DATASET/METHOD`` offline: ``sSEED`` for one seed, that
     folder itself for a batch of all the seeds, ``seeds-FIRST-LAST`` for a batch of some
     (the seeds of a batch land in ``DIR/sSEED``)."""
-    key = run_mode(spec.mode).cell_key
+    key = spec.run_mode.cell_key
     trials = []
     for cell, slug in zip(spec.cells, cell_slugs(spec.mode, spec.cells), strict=True):
         for method in spec.methods:
             folder = out / slug
-            if spec.mode == "offline":
+            if not spec.run_mode.online:  # a folder per method
                 folder = folder / method.replace("+", "")
             for seeds in seed_chunks(spec, method):
                 if len(seeds) == 1:
@@ -163,13 +169,14 @@ def check_spec(spec: SweepSpec) -> None:
     """Every check a trial would otherwise fail inside its worker, in the driver, before
     Ray starts: the grid, the resources, each trial's config, each env or dataset, the
     trials' python (and d3rlpy for baselines) and the cluster's address."""
-    what = "env (--envs)" if spec.mode == "online" else "dataset (--datasets)"
+    mode = spec.run_mode
+    what = f"{mode.cell_key} ({mode.cell_flag})"
     if not spec.cells or not spec.seeds or not spec.methods:
         raise SweepError(f"give at least one {what} and one seed (--seeds)")
-    if spec.mode == "online" and spec.methods != ["alm"]:
+    if mode.online and spec.methods != ["alm"]:
         raise SweepError("an online sweep trains alm only; --methods is for --datasets")
-    keys = [_same_file_key(c) for c in spec.cells] if spec.mode == "offline" else spec.cells
-    for label, items in (("env" if spec.mode == "online" else "dataset", keys),
+    keys = spec.cells if mode.online else [_same_file_key(c) for c in spec.cells]
+    for label, items in ((mode.cell_key, keys),
                          ("seed", spec.seeds), ("method", spec.methods)):  # fmt: skip
         repeated = sorted({str(x) for x in items if list(items).count(x) > 1})
         if repeated:
@@ -181,8 +188,8 @@ def check_spec(spec: SweepSpec) -> None:
         raise SweepError(f"--cpus-per-trial must be positive, got {spec.cpus_per_trial:g}")
     if not spec.gpus_per_trial >= 0:
         raise SweepError(f"--gpus-per-trial must be >= 0, got {spec.gpus_per_trial:g}")
-    if spec.mode == "online" and spec.config is None:
-        raise SweepError("an online sweep needs --config")
+    if spec.config is None and mode.default_config is None:
+        raise SweepError(f"an {mode.name} sweep needs --config")
     _check_trials(spec)
     check_python(spec.python, baselines=any(m in BASELINE_METHODS for m in spec.methods))
     if spec.address is None:
@@ -200,8 +207,8 @@ def _same_file_key(cell: str) -> str:
 def trial_configs(spec: SweepSpec) -> list[RunConfig]:
     """The config of each (cell, method) at the first seed, and of each seed at the first
     cell; ``ConfigError`` names the trial. (Trials differ only in these keys.)"""
-    default = spec.config if spec.mode == "online" else spec.config or "offline"
-    key = run_mode(spec.mode).cell_key
+    default = spec.config or spec.run_mode.default_config
+    key = spec.run_mode.cell_key
     combos = {(c, m, spec.seeds[0]) for c in spec.cells for m in spec.methods}
     combos |= {(spec.cells[0], spec.methods[0], s) for s in spec.seeds}
     cfgs = []
@@ -224,7 +231,7 @@ def _check_trials(spec: SweepSpec) -> None:
     datasets: dict[str | None, Any] = {}
     for cfg in trial_configs(spec):
         method = method_for(cfg.method, spec.mode)
-        if spec.mode == "online":
+        if spec.run_mode.online:
             describe_env(cfg.env)
             continue
         if cfg.dataset not in datasets:

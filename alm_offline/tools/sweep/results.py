@@ -135,7 +135,7 @@ def trial_score(trial: dict[str, Any], mode: str) -> float | None:
     if trial["status"] != "ok":
         return None
     path = Path(trial["run_dir"]) / "eval.jsonl"
-    if mode == "offline" and path.is_file():
+    if not run_mode(mode).online and path.is_file():
         rows = read_jsonl(path)
         key = (
             "normalized_score_mean"
@@ -179,7 +179,7 @@ def improvement_line(
 
 
 def method_label(method: str, mode: str, name: str) -> str:
-    if mode == "online":
+    if run_mode(mode).online:
         return f"ALM (this run: {name})"
     return f"{method.upper()} (d3rlpy)" if method in BASELINE_METHODS else "offline ALM"
 
@@ -192,7 +192,7 @@ def results_table(
     then the method's mean updates/s and wall seconds per run. ``paper`` (env ->
     (mean, std)) adds the paper's Table 1 row when it reports one of the envs."""
     mode, cells, methods = record["mode"], record["cells"], record["methods"]
-    key = run_mode(mode).cell_key
+    key, online = run_mode(mode).cell_key, run_mode(mode).online
     trials = record["trials"]
     scores = {id(t): trial_score(t, mode) for t in trials}  # each run's eval.jsonl read once
     lines = [
@@ -204,7 +204,7 @@ def results_table(
         for cell in cells:
             rows = [t for t in trials if t[key] == cell and t["method"] == method]
             values = [v for t in rows if (v := scores[id(t)]) is not None]
-            cell_texts.append(score_cell(values, len(rows), intervals=mode == "offline"))
+            cell_texts.append(score_cell(values, len(rows), intervals=not online))
         ok = [t["summary"] for t in trials if t["method"] == method and t["status"] == "ok"]
         speed = [s["updates_per_sec"] for s in ok if s.get("updates_per_sec")]
         wall = [s["wall_seconds"] for s in ok if s.get("wall_seconds") is not None]
@@ -214,7 +214,7 @@ def results_table(
     if paper and any(cell in paper for cell in cells):
         texts = [f"{paper[c][0]:.1f} ± {paper[c][1]:.1f}" if c in paper else "–" for c in cells]
         lines.append("| ALM(3), paper Table 1 (200k steps) | " + " | ".join(texts) + " | – | – |")
-    if mode == "offline":
+    if not online:
         lines += [
             "",
             f"Offline scores: the mean of each run's last {LAST_EVALS} evaluations; "

@@ -107,7 +107,7 @@ def trial_command(
     command = run_mode(mode).command
     if state == RESUMABLE:
         return [*head, command, "--resume", trial["run_dir"], "--quiet"]
-    if mode == "online":
+    if run_mode(mode).online:
         keys = [f"env={trial['env']}"]
     else:  # the method through train-offline's table (alm baseline ALGO adds method=ALGO)
         keys = ["--dataset", trial["dataset"], f"method={trial['method']}"]
