@@ -9,6 +9,7 @@ import click
 
 from alm_offline.commands.options import CONFIG, JSON, device_option, seed_option
 from alm_offline.config import EVAL_LATENTS
+from alm_offline.tools.stats import BANDS
 
 
 @click.command("config")
@@ -66,7 +67,7 @@ def eval_command(target, episodes, seed, env_id, video, device, best, latent, as
 @click.option("--paper", is_flag=True, help="Overlay the paper's published ALM(3) curve.")
 @click.option(
     "--band",
-    type=click.Choice(("ci", "std")),
+    type=click.Choice(BANDS),
     default="ci",
     show_default=True,
     help="The band over seeds: the mean's 95% bootstrap interval (rliable), or +- std.",

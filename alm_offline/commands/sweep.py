@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from alm_offline.commands.options import CONFIG
-from alm_offline.config import METHODS
+from alm_offline.config import METHODS, OFFLINE, ONLINE
 
 RESUME_KEEPS = ("--address", "--python", "--cpus-per-trial", "--gpus-per-trial")
 
@@ -61,69 +62,27 @@ RESUME_KEEPS = ("--address", "--python", "--cpus-per-trial", "--gpus-per-trial")
     "with it.",
 )
 @click.argument("overrides", nargs=-1)
-def sweep_command(
-    config,
-    envs,
-    datasets,
-    methods,
-    seeds,
-    seeds_per_trial,
-    python,
-    address,
-    gpus_per_trial,
-    cpus_per_trial,
-    out,
-    name,
-    overwrite,
-    resume,
-    overrides,
-) -> None:
+def sweep_command(resume, python, address, gpus_per_trial, cpus_per_trial, **grid: Any) -> None:
     """Train a grid as Ray tasks and write a results table and curves: online, every env x
     seed (--envs, Table-1 style); offline, every dataset x method x seed (--datasets, D4RL
     style, offline ALM beside d3rlpy's baselines). docs/sweeps.md has the details.
 
     OVERRIDES are KEY=VALUE applied to every trial. Exits 1 when some trial failed.
     """
-    from alm_offline.tools.sweep import (
-        SweepError,
-        SweepSpec,
-        parse_list,
-        parse_methods,
-        parse_seeds,
-        resume_sweep,
-        run_sweep,
-    )
+    from alm_offline.tools.sweep import SweepError, resume_sweep, run_sweep
 
     resources = dict(address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
     if resume is not None:
-        per_trial = seeds_per_trial is not None
-        grid = (config, envs, datasets, methods, seeds, per_trial, out, name, overwrite, overrides)
-        if any(grid):
+        if any(v is not None and v is not False and v != () for v in grid.values()):
             raise SweepError(
                 f"--resume takes the grid from OUT/sweep.json; only {', '.join(RESUME_KEEPS)} "
                 "may be given with it"
             )
         result = resume_sweep(Path(resume), python=python, report=click.echo, **resources)
     else:
-        if (envs is None) == (datasets is None):
-            raise SweepError("give --envs (an online sweep) or --datasets (an offline one)")
-        if seeds is None:
-            raise SweepError("give --seeds, e.g. --seeds 1,2,3")
-        online = envs is not None
-        spec = SweepSpec(
-            mode="online" if online else "offline",
-            name=name or (Path(config).stem if config else "offline"),
-            config=config,
-            cells=parse_list(envs if online else datasets, "--envs" if online else "--datasets"),
-            methods=parse_methods(methods or "alm"),
-            seeds=parse_seeds(seeds),
-            seeds_per_trial=seeds_per_trial,
-            overrides=list(overrides),
-            python=str(Path(python or sys.executable).absolute()),  # a venv's symlink is kept
-            **{k: v for k, v in resources.items() if v is not None},
-        )
-        out_path = Path(out) if out is not None else None
-        result = run_sweep(spec, out_path, overwrite=overwrite, report=click.echo)
+        spec = _new_spec(grid, python, resources)
+        out_path = Path(grid["out"]) if grid["out"] is not None else None
+        result = run_sweep(spec, out_path, overwrite=grid["overwrite"], report=click.echo)
     click.echo("")
     click.echo(result.table, nl=False)
     for note in result.notes:
@@ -131,4 +90,34 @@ def sweep_command(
     click.echo(f"sweep folder: {result.out}")
     if not result.all_ok:
         click.echo(f"{len(result.failed)} of {len(result.trials)} trials failed", err=True)
-        click.get_current_context().exit(1)
+        sys.exit(1)
+
+
+def _new_spec(grid: dict[str, Any], python: str | None, resources: dict[str, Any]) -> Any:
+    """The ``SweepSpec`` of a new sweep's options (``SweepError`` for a grid not given)."""
+    from alm_offline.tools.sweep import (
+        SweepError,
+        SweepSpec,
+        parse_list,
+        parse_methods,
+        parse_seeds,
+    )
+
+    envs, datasets, config = grid["envs"], grid["datasets"], grid["config"]
+    if (envs is None) == (datasets is None):
+        raise SweepError("give --envs (an online sweep) or --datasets (an offline one)")
+    if grid["seeds"] is None:
+        raise SweepError("give --seeds, e.g. --seeds 1,2,3")
+    mode = ONLINE if envs is not None else OFFLINE
+    return SweepSpec(
+        mode=mode.name,
+        name=grid["name"] or (Path(config).stem if config else OFFLINE.default_config),
+        config=config,
+        cells=parse_list(envs if mode.online else datasets, mode.cell_flag),
+        methods=parse_methods(grid["methods"] or "alm"),
+        seeds=parse_seeds(grid["seeds"]),
+        seeds_per_trial=grid["seeds_per_trial"],
+        overrides=list(grid["overrides"]),
+        python=str(Path(python or sys.executable).absolute()),  # a venv's symlink is kept
+        **{k: v for k, v in resources.items() if v is not None},
+    )

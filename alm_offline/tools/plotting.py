@@ -29,7 +29,7 @@ from alm_offline.config import MODES, OFFLINE, ONLINE, ConfigError, load_config,
 from alm_offline.errors import AlmError, first_line
 from alm_offline.runtime.files import replaced_on_success
 from alm_offline.tools.published import published_curve
-from alm_offline.tools.stats import mean_interval
+from alm_offline.tools.stats import BANDS, mean_interval
 from alm_offline.training.loggers import read_jsonl
 from alm_offline.training.rundir import batch_seed_dirs, read_summary
 
@@ -283,9 +283,6 @@ def _short_number(value: float, _position: object = None) -> str:
         if abs(value) >= scale:
             return f"{value / scale:g}{suffix}"
     return f"{value:g}"
-
-
-BANDS = ("ci", "std")  # alm plot --band: the mean's 95% bootstrap interval, or ± std
 
 
 def mean_band(curves: Sequence[RunCurve], band: str = "ci") -> tuple[np.ndarray, ...]:

@@ -110,6 +110,9 @@ def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> Estima
     return Estimate(float(np.asarray(points["x,y"]).ravel()[0]), float(low), float(high))
 
 
+BANDS = ("ci", "std")  # a curve's band over seeds: the mean's 95% bootstrap interval, or ± std
+
+
 def mean_interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of ``values`` (runs, points): the mean over runs and its 95% bootstrap
     interval (rliable, runs resampled), for a curve's band: three (points,) arrays."""
