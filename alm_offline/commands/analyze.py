@@ -11,7 +11,7 @@ from alm_offline.commands.options import JSON, device_option, options, seed_opti
 
 @click.group()
 def analyze() -> None:
-    """The paper's analyses (appendix E): bias of the lower bound, latent model accuracy."""
+    """The paper's analyses (appendix E): bias of the bound, latent model accuracy; model KL."""
 
 
 ANALYZE = options(
@@ -82,3 +82,28 @@ def analyze_rollout_command(horizon, start, source, seed, out_dir, device, as_js
         analyze_rollout(source, out_dir, device=device, horizon=horizon, seed=seed, start=start),
         as_json,
     )
+
+
+@analyze.command("model-kl")
+@click.argument("sources", nargs=-1, required=True, metavar="RUN_DIR|CHECKPOINT...")
+@click.option(
+    "--data",
+    default=None,
+    help="Dataset to measure on [default: an offline run's own dataset, an online run's replay].",
+)
+@click.option(
+    "--which",
+    type=click.Choice(["latest", "best"]),
+    multiple=True,
+    default=("latest",),
+    show_default=True,
+    help="Checkpoint(s) of each run dir (repeat for both).",
+)
+@device_option("cpu")
+@JSON
+def analyze_model_kl_command(sources, data, which, device, as_json) -> None:
+    """The latent model's KL split into what the model misses and the latents' span."""
+    from alm_offline.tools.model_kl import as_dicts, describe, model_kl
+
+    results = [model_kl(source, data, name, device) for source in sources for name in which]
+    click.echo(json.dumps(as_dicts(results), indent=2) if as_json else describe(results))

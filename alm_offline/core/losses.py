@@ -36,6 +36,21 @@ def gaussian_kl(
     return 0.5 * (var_ratio + mean_term - 1.0 - var_ratio.log()).sum(-1)
 
 
+def gaussian_kl_split(
+    mean_p: torch.Tensor, std_p: torch.Tensor, mean_q: torch.Tensor, std_q: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gaussian_kl`` as its two parts, each summed over the last dim: (..., Z) -> (...).
+
+    The mean part 0.5 ((mean_p - mean_q) / std_q)^2 grows with the distance between the means
+    in units of q's std; the spread part 0.5 (r - 1 - log r), r = (std_p / std_q)^2, is zero
+    when the stds agree. Their sum is ``gaussian_kl``.
+    """
+    var_ratio = (std_p / std_q).pow(2)
+    mean_part = 0.5 * ((mean_p - mean_q) / std_q).pow(2).sum(-1)
+    spread_part = 0.5 * (var_ratio - 1.0 - var_ratio.log()).sum(-1)
+    return mean_part, spread_part
+
+
 def classifier_reward(logits: torch.Tensor) -> torch.Tensor:
     """log(C / (1 - C)) of a two-logit classifier = logit[1] - logit[0]: (..., 2) -> (...)."""
     return logits[..., 1] - logits[..., 0]
