@@ -81,6 +81,23 @@ def test_scores_and_intervals_against_hand_computed_values():
     assert low.tolist() == [1.0, 2.0] and high.tolist() == [3.0, 6.0]
 
 
+def test_the_same_scores_give_the_same_intervals_whatever_ran_before():
+    """rliable's bootstrap draws from numpy's global RNG whatever random_state it is given:
+    a report with one more cell gave another cell another interval (medium-expert's ALM
+    [8.1, 37.1], then [12.7, 37.1]). Each interval is now its own seeded draw."""
+    scores = [38.4, 31.7, 34.4, 17.3, 3.5]
+    first = summarise_seeds(scores).iqm
+    np.random.seed(123)
+    np.random.random(7)  # anything else drawing from the global RNG between two reports
+    assert summarise_seeds(scores).iqm == first
+    pair = probability_of_improvement(scores, [35.1, 35.1, 38.4, 35.2, 31.4])
+    summarise_seeds([1.0, 2.0, 3.0])
+    assert probability_of_improvement(scores, [35.1, 35.1, 38.4, 35.2, 31.4]) == pair
+    state = np.random.get_state()[1].copy()
+    mean_interval(np.array([[1.0, 2.0], [3.0, 6.0], [2.0, 2.0]]))
+    assert np.array_equal(np.random.get_state()[1], state)  # the caller's RNG is left alone
+
+
 # ------------------------------------------------------------------------------ the grid
 def test_grid_files_are_checked_before_anything_runs(tmp_path):
     good = [{"dataset": "medium-replay", "method": "alm"}]

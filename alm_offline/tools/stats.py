@@ -18,7 +18,7 @@ import numpy as np
 LAST_EVALS = 3  # a run's score: the mean of its last three evaluations
 BOOTSTRAP_REPS = 2000  # rliable's default is 50000; 2000 keeps a table in seconds
 CONFIDENCE = 0.95
-BOOTSTRAP_SEED = 0  # the same files give the same intervals
+BOOTSTRAP_SEED = 0  # every interval its own seeded draw: the same scores, the same interval
 
 
 def final_score(scores: Sequence[float], last: int = LAST_EVALS) -> float:
@@ -62,18 +62,27 @@ class SeedSummary:
 def _interval_estimates(
     scores: dict[str, Any], func: Callable[..., np.ndarray]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """rliable's stratified-bootstrap estimates, seeded (the same files, the same intervals)."""
+    """rliable's stratified-bootstrap estimates, seeded (the same scores, the same intervals).
+
+    rliable's resampling draws from numpy's global RNG whatever ``random_state`` says
+    (``StratifiedBootstrap.update_indices`` calls ``np.random.choice``), so each call seeds
+    that RNG itself and gives the caller's state back afterwards."""
     from rliable import library
 
-    with warnings.catch_warnings():  # arch's notice that RandomState is deprecated
-        warnings.simplefilter("ignore", FutureWarning)
-        return library.get_interval_estimates(
-            scores,
-            func,
-            reps=BOOTSTRAP_REPS,
-            confidence_interval_size=CONFIDENCE,
-            random_state=np.random.RandomState(BOOTSTRAP_SEED),
-        )
+    caller_state = np.random.get_state()
+    np.random.seed(BOOTSTRAP_SEED)
+    try:
+        with warnings.catch_warnings():  # arch's notice that RandomState is deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            return library.get_interval_estimates(
+                scores,
+                func,
+                reps=BOOTSTRAP_REPS,
+                confidence_interval_size=CONFIDENCE,
+                random_state=np.random.RandomState(BOOTSTRAP_SEED),
+            )
+    finally:
+        np.random.set_state(caller_state)
 
 
 def summarise_seeds(scores: Sequence[float]) -> SeedSummary:
