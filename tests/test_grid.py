@@ -21,6 +21,7 @@ from alm_offline.tools.stats import (
     probability_of_improvement,
     summarise_seeds,
 )
+from alm_offline.tools.sweep.results import describe
 from alm_offline.training.loggers import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +97,28 @@ def test_the_same_scores_give_the_same_intervals_whatever_ran_before():
     state = np.random.get_state()[1].copy()
     mean_interval(np.array([[1.0, 2.0], [3.0, 6.0], [2.0, 2.0]]))
     assert np.array_equal(np.random.get_state()[1], state)  # the caller's RNG is left alone
+
+
+def test_a_finished_trials_line_gives_the_protocols_score(tmp_path):
+    """The line a sweep prints as an offline trial ends named the final evaluation "score"
+    (medium--alm seed 4: "score 33.5") where the cell file's score, the protocol's, is the
+    mean of the last three evaluations (35.6)."""
+    evals = [24.8, 36.6, 36.6, 33.5]
+    rows = [{"updates": 5000 * (i + 1), "normalized_score_mean": v} for i, v in enumerate(evals)]
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {"normalized_score_mean": 33.5, "updates": 20000, "wall_seconds": 12.0}
+    row = {"dataset": "d.hdf5", "method": "alm", "seed": 4, "status": "ok", "summary": summary}
+    row["run_dir"] = str(tmp_path)
+    assert (
+        describe(row, "[1/2]", "offline")
+        == "[1/2] d.hdf5 alm s4: ok, score 35.6 (20000 updates, 12 s)"
+    )
+    online = {"env": "Pendulum-v1", "seed": 1, "status": "ok", "run_dir": str(tmp_path)}
+    online["summary"] = {"eval_return_mean": -150.0, "env_steps": 1000, "wall_seconds": 3.0}
+    assert (
+        describe(online, "", "online")
+        == "Pendulum-v1 s1: ok, eval return -150.0 (1000 env steps, 3 s)"
+    )
 
 
 # ------------------------------------------------------------------------------ the grid

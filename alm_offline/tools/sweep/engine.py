@@ -176,7 +176,7 @@ def _run(
             done[0] += 1
             for row in rows:
                 record["trials"][position[row["run_dir"]]] = row
-                say(describe(row, f"[{done[0]}/{len(todo)}]"))
+                say(describe(row, f"[{done[0]}/{len(todo)}]", record["mode"]))
             save_record(out, record)
 
         try:

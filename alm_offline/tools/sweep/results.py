@@ -242,15 +242,16 @@ def results_csv(trials: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def describe(row: dict[str, Any], progress: str = "") -> str:
-    """One line for a finished trial."""
+def describe(row: dict[str, Any], progress: str = "", mode: str = "online") -> str:
+    """One line for a finished trial of a ``mode`` sweep, its score the tables' own
+    (``trial_score``: offline, the mean of the last evaluations)."""
     cell = row.get("dataset") or row["env"]
     method = f" {row['method']}" if row.get("dataset") else ""
     where = f"{progress} {cell}{method} s{row['seed']}".strip()
     if row["status"] != "ok":
         return f"{where}: failed: {row['error']}"
     s = row["summary"]
-    value = score(s)
+    value = trial_score(row, mode)
     kind = "score" if s.get("normalized_score_mean") is not None else "eval return"
     result = "no evaluation" if value is None else f"{kind} {value:.1f}"
     if value is not None and kind == "eval return" and s.get("eval_return_std") is not None:
