@@ -141,6 +141,14 @@ class EpisodeDataset:
         """(E,) index in ``observations`` of each episode's last observation (no action)."""
         return np.cumsum(self.episode_lengths + 1) - 1
 
+    def transition_observations(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each transition's observation and next observation, both (sum T_i, D), in the
+        order of ``actions`` (an episode's last observation starts none)."""
+        starts_one = np.ones(len(self.observations), dtype=bool)
+        starts_one[self.final_observation_index()] = False
+        rows = np.flatnonzero(starts_one)
+        return self.observations[rows], self.observations[rows + 1]
+
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """Episode ``i`` as views: observations (T+1, D), actions (T, A), rewards ... (T,)."""
         return self._slice(self.step_starts()[i], self.episode_lengths[i], i)

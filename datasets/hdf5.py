@@ -110,23 +110,19 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
     check_destination(path, overwrite)
     dataset.validate()
     box = dataset.env_unit_box()
-    lengths = dataset.episode_lengths
-    last_obs = dataset.final_observation_index()
-    not_last, not_first = np.ones((2, len(dataset.observations)), dtype=bool)
-    not_last[last_obs] = False
-    not_first[last_obs - lengths] = False
-    ends = np.cumsum(lengths) - 1
+    observations, next_observations = dataset.transition_observations()
+    ends = np.cumsum(dataset.episode_lengths) - 1
     timeouts = dataset.truncations.copy()
     timeouts[ends] |= ~dataset.terminations[ends]
     if dataset.open_end and not dataset.terminations[-1]:
         timeouts[-1] = False
     arrays = {
-        "observations": dataset.observations[not_last],
+        "observations": observations,
         "actions": dataset.actions_in(box),
         "rewards": dataset.rewards,
         "terminals": dataset.terminations,
         "timeouts": timeouts,
-        "next_observations": dataset.observations[not_first],
+        "next_observations": next_observations,
     }
     attrs = {
         **{k: v for k, v in dataset.metadata.items() if isinstance(v, (str, int, float, bool))},

@@ -14,7 +14,7 @@ from conftest import TINY_OFFLINE, assert_one_line_error, train_tiny_run
 from alm_offline.core.losses import gaussian_kl, gaussian_kl_split
 from alm_offline.datasets import bundled_dataset_path
 from alm_offline.datasets.convert import load_dataset
-from alm_offline.tools.model_kl import data_transitions, kl_parts, model_kl
+from alm_offline.tools.model_kl import kl_parts, model_kl, replay_transitions
 from alm_offline.training.checkpoint import checkpoint_path, load_agent, read_checkpoint
 from cli import alm
 
@@ -36,12 +36,22 @@ def test_split_by_hand_and_sums_to_the_kl():
 
 
 def test_transitions_skip_episode_ends_and_wrap():
-    obs = np.arange(5, dtype=np.float32)[:, None]
-    action = np.arange(5, dtype=np.float32)[:, None] * 10
-    has_next = np.array([True, False, True, True, True])
-    s, a, s_next = data_transitions(obs, action, has_next)
+    replay = {
+        "obs": torch.arange(5.0)[:, None],
+        "action": torch.arange(5.0)[:, None] * 10,
+        "has_next": torch.tensor([True, False, True, True, True]),
+    }
+    s, a, s_next = replay_transitions(replay)
     assert s[:, 0].tolist() == [0, 2, 3, 4] and a[:, 0].tolist() == [0, 20, 30, 40]
     assert s_next[:, 0].tolist() == [1, 3, 4, 0]  # the last row's next is the first
+    dataset = load_dataset(str(bundled_dataset_path()))
+    obs, next_obs = dataset.transition_observations()
+    first = dataset.episode(0)["observations"]
+    assert obs.shape == next_obs.shape == (dataset.num_steps, dataset.obs_dim)
+    np.testing.assert_array_equal(obs[: len(first) - 1], first[:-1])
+    np.testing.assert_array_equal(next_obs[: len(first) - 1], first[1:])
+    second = dataset.episode(1)["observations"]  # after episode 0's last transition
+    np.testing.assert_array_equal(obs[len(first) - 1], second[0])
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +62,7 @@ def online_run(tmp_path_factory):
 
 def test_parts_match_a_transition_by_transition_computation(online_run):
     agent, _, state = load_agent(online_run)
-    replay = state["replay"]
-    s, a, s_next = data_transitions(replay["obs"], replay["action"], replay["has_next"].numpy())
+    s, a, s_next = replay_transitions(state["replay"])
     parts = kl_parts(agent, s, a, s_next)
     wm = agent.wm
     with torch.no_grad():

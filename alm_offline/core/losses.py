@@ -27,12 +27,18 @@ from alm_offline.core.networks import WorldModel, rsample, sample_action, seed_m
 
 
 # ----------------------------------------------------------------------------- maths
+def _kl_terms(
+    mean_p: torch.Tensor, std_p: torch.Tensor, mean_q: torch.Tensor, std_q: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per dim: (std_p / std_q)^2 and ((mean_p - mean_q) / std_q)^2, each (..., Z)."""
+    return (std_p / std_q).pow(2), ((mean_p - mean_q) / std_q).pow(2)
+
+
 def gaussian_kl(
     mean_p: torch.Tensor, std_p: torch.Tensor, mean_q: torch.Tensor, std_q: torch.Tensor
 ) -> torch.Tensor:
     """KL(p || q) of diagonal Gaussians, summed over the last dim: (..., Z) -> (...)."""
-    var_ratio = (std_p / std_q).pow(2)
-    mean_term = ((mean_p - mean_q) / std_q).pow(2)
+    var_ratio, mean_term = _kl_terms(mean_p, std_p, mean_q, std_q)
     return 0.5 * (var_ratio + mean_term - 1.0 - var_ratio.log()).sum(-1)
 
 
@@ -45,10 +51,8 @@ def gaussian_kl_split(
     in units of q's std; the spread part 0.5 (r - 1 - log r), r = (std_p / std_q)^2, is zero
     when the stds agree. Their sum is ``gaussian_kl``.
     """
-    var_ratio = (std_p / std_q).pow(2)
-    mean_part = 0.5 * ((mean_p - mean_q) / std_q).pow(2).sum(-1)
-    spread_part = 0.5 * (var_ratio - 1.0 - var_ratio.log()).sum(-1)
-    return mean_part, spread_part
+    var_ratio, mean_term = _kl_terms(mean_p, std_p, mean_q, std_q)
+    return 0.5 * mean_term.sum(-1), 0.5 * (var_ratio - 1.0 - var_ratio.log()).sum(-1)
 
 
 def classifier_reward(logits: torch.Tensor) -> torch.Tensor:

@@ -73,29 +73,21 @@ HEADER = (
 )
 
 
-def data_transitions(
-    obs: np.ndarray | torch.Tensor, action: np.ndarray | torch.Tensor, has_next: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows i with ``has_next[i]`` as (s_i, a_i, s_{i+1}): obs (N, D), action (N, A) -> (T, D),
-    (T, A), (T, D). The row after the last is the first (a full ring buffer)."""
-    obs, action = torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(action)
-    rows = torch.as_tensor(np.flatnonzero(np.asarray(has_next, dtype=bool)))
-    return obs[rows], action[rows].float(), obs[(rows + 1) % len(obs)]
-
-
 def dataset_transitions(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The transitions of an offline run's dataset (``cfg.dataset`` as it trained on it)."""
+    """An offline run's dataset (``cfg.dataset`` as it trained on it) as transitions:
+    observations (T, D), actions in the agent's box (T, A), next observations (T, D)."""
     dataset = load_offline_dataset(cfg)
-    has_next = np.ones(len(dataset.observations), dtype=bool)
-    has_next[dataset.final_observation_index()] = False
-    actions = np.zeros((len(dataset.observations), dataset.action_dim), dtype=np.float32)
-    actions[np.flatnonzero(has_next)] = dataset.agent_actions()
-    return data_transitions(dataset.observations, actions, has_next)
+    obs, next_obs = dataset.transition_observations()
+    return torch.as_tensor(obs), torch.as_tensor(dataset.agent_actions()), torch.as_tensor(next_obs)
 
 
 def replay_transitions(replay: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The transitions of an online checkpoint's replay state (one seed's)."""
-    return data_transitions(replay["obs"], replay["action"], replay["has_next"].numpy())
+    """An online checkpoint's replay state (``ReplayBuffer.state_dict``) as transitions: its
+    rows with a successor, (T, D), (T, A), (T, D); the row after the last is the first (a
+    full ring buffer)."""
+    obs = replay["obs"].float()
+    rows = torch.as_tensor(np.flatnonzero(replay["has_next"].numpy()))
+    return obs[rows], replay["action"][rows].float(), obs[(rows + 1) % len(obs)]
 
 
 @torch.no_grad()

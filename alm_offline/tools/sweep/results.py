@@ -242,7 +242,7 @@ def results_csv(trials: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def describe(row: dict[str, Any], progress: str = "", mode: str = "online") -> str:
+def describe(row: dict[str, Any], progress: str, mode: str) -> str:
     """One line for a finished trial of a ``mode`` sweep, its score the tables' own
     (``trial_score``: offline, the mean of the last evaluations)."""
     cell = row.get("dataset") or row["env"]
