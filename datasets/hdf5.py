@@ -104,8 +104,20 @@ def read_hdf5(path: str | Path, max_episode_steps: int | None = None) -> Episode
     return dataset
 
 
-def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = False) -> Path:
-    """Validate ``dataset`` and write it in the D4RL layout to ``path`` atomically."""
+def write_hdf5(
+    dataset: EpisodeDataset,
+    path: str | Path,
+    overwrite: bool = False,
+    *,
+    infos: dict[str, np.ndarray] | None = None,
+    compression: str | None = None,
+) -> Path:
+    """Validate ``dataset`` and write it in the D4RL layout to ``path`` atomically.
+
+    ``infos``: per-transition arrays (N, ...) written as ``infos/NAME`` (D4RL's ``qpos``,
+    ``qvel``); ``compression``: h5py's filter for every array ("gzip"), none by default.
+    The bytes depend only on the arrays (no times recorded), so a remake is identical.
+    """
     path = Path(path)
     check_destination(path, overwrite)
     dataset.validate()
@@ -139,7 +151,10 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
         try:
             with h5py.File(staged, "w") as file:
                 for name, array in arrays.items():
-                    file.create_dataset(name, data=array)
+                    file.create_dataset(name, data=array, compression=compression)
+                for name, array in (infos or {}).items():
+                    _check_info(name, array, dataset.num_steps)
+                    file.create_dataset(f"infos/{name}", data=array, compression=compression)
                 group = file.create_group("metadata")
                 group.attrs.update({k: v for k, v in attrs.items() if v is not None})
                 if dataset.episode_seeds is not None:
@@ -148,6 +163,11 @@ def write_hdf5(dataset: EpisodeDataset, path: str | Path, overwrite: bool = Fals
             raise write_failure(path, exc) from None
         publish(staged, path, overwrite)
     return path
+
+
+def _check_info(name: str, array: np.ndarray, rows: int) -> None:
+    if len(array) != rows:
+        raise DatasetError(f"infos/{name} has {len(array)} rows for {rows} transitions")
 
 
 def hdf5_overview(path: Path) -> dict:

@@ -158,7 +158,20 @@ def dataset_list(folder: str | None) -> None:
     click.echo(describe_listing(list_datasets(folder)))
 
 
+SAC_ONLY = ("out", "python", "snapshot_every", "random_steps", "update_start", "eval_episodes")
+ALM_ONLY = ("prefix", "expert_steps", "levels", "behaviour_config", "overrides")
+DEFAULT_TRAIN_STEPS = {"alm": 20_000, "sac": 150_000}
+
+
 @dataset.command("make-suite")
+@click.option(
+    "--behaviour",
+    type=click.Choice(["alm", "sac"]),
+    default="alm",
+    show_default=True,
+    help="The behaviour agent: ALM (configs/behaviour.yaml; Minari datasets in the store) or "
+    "D4RL's recipe, d3rlpy's online SAC (D4RL-layout HDF5 files in --out).",
+)
 @click.option(
     "--envs",
     default="HalfCheetah-v5,Hopper-v5,Walker2d-v5",
@@ -176,9 +189,9 @@ def dataset_list(folder: str | None) -> None:
 @click.option(
     "--train-steps",
     type=click.IntRange(min=1),
-    default=20_000,
-    show_default=True,
-    help="Env steps of each behaviour (medium) policy's online training.",
+    default=None,
+    help="Env steps of the behaviour training: ALM's medium policy [default: 20000]; SAC's "
+    "whole run, whose final policy is the expert [default: 150000].",
 )
 @click.option(
     "--expert-steps",
@@ -203,41 +216,50 @@ def dataset_list(folder: str | None) -> None:
 )
 @click.option(
     "--work-dir",
-    default="suites/alm-suite",
-    show_default=True,
-    help="Where the behaviour runs and suite.json go.",
+    default=None,
+    help="Where the behaviour runs and suite.json go [default: suites/alm-suite; with "
+    "--behaviour sac, suites/sac: FAMILY-sac/ per env, its checkpoints and snapshots].",
 )
+@click.option("--out", default=None, help="sac: the folder of FAMILY-sac/ (files, suite.json).")
+@click.option("--python", default=None, help="sac: the baselines' interpreter (d3rlpy).")
+@click.option("--snapshot-every", type=int, default=10_000, help="sac: env steps a snapshot.")
+@click.option("--random-steps", type=int, default=5_000, help="sac: uniform first actions.")
+@click.option("--update-start", type=int, default=1_000, help="sac: updates from this step.")
+@click.option("--eval-episodes", type=int, default=10, help="sac: episodes a snapshot.")
 @seed_option("Seed of the random policy, the behaviour runs and the episodes.")
 @OVERWRITE
 @click.argument("overrides", nargs=-1)
-def dataset_make_suite(
-    envs,
-    prefix,
-    steps,
-    train_steps,
-    expert_steps,
-    levels,
-    behaviour_config,
-    work_dir,
-    seed,
-    overwrite,
-    overrides,
-) -> None:
-    """Make a D4RL-style suite per env (random, medium, medium-replay, expert,
-    medium-expert) as Minari datasets PREFIX/FAMILY/KIND-v0 in the local store. OVERRIDES
-    (KEY=VALUE) go to the behaviour training runs (e.g. threads=1)."""
+@click.pass_context
+def dataset_make_suite(ctx, behaviour, envs, train_steps, work_dir, seed, overwrite, **rest):
+    """Make a D4RL-style suite per env. ALM (default): random, medium, medium-replay,
+    expert, medium-expert as Minari datasets PREFIX/FAMILY/KIND-v0 in the local store;
+    OVERRIDES (KEY=VALUE) go to the behaviour training runs (e.g. threads=1). SAC: D4RL's
+    recipe (Fu et al. 2020), medium, medium-replay, expert and medium-expert as HDF5 files
+    in --out/FAMILY-sac/; a killed run resumes to the same files."""
+    env_ids = [env.strip() for env in envs.split(",") if env.strip()]
+    wrong = SAC_ONLY if behaviour == "alm" else ALM_ONLY
+    given = [name for name in wrong if _given(ctx, name)]
+    if given:
+        option = next(p for p in ctx.command.params if p.name == given[0])
+        name = option.opts[0] if isinstance(option, click.Option) else "OVERRIDES"
+        raise AlmError(f"{name} does not apply to --behaviour {behaviour}")
+    train_steps = train_steps or DEFAULT_TRAIN_STEPS[behaviour]
+    if behaviour == "sac":
+        _make_sac_suite(env_ids, train_steps, work_dir or "suites/sac", seed, overwrite, rest)
+        return
     from alm_offline.tools.suite import make_suite
 
-    env_ids = [env.strip() for env in envs.split(",") if env.strip()]
+    work_dir = work_dir or "suites/alm-suite"
+    prefix = rest["prefix"]
     record = make_suite(
         env_ids,
         prefix=prefix,
-        steps=steps,
+        steps=rest["steps"],
         train_steps=train_steps,
-        expert_steps=expert_steps,
-        levels=[level.strip() for level in levels.split(",")],
-        behaviour_config=behaviour_config,
-        behaviour_overrides=overrides,
+        expert_steps=rest["expert_steps"],
+        levels=[level.strip() for level in rest["levels"].split(",")],
+        behaviour_config=rest["behaviour_config"],
+        behaviour_overrides=rest["overrides"],
         work_dir=work_dir,
         seed=seed,
         overwrite=overwrite,
@@ -245,3 +267,40 @@ def dataset_make_suite(
     )
     made = [row["id"] for row in record["datasets"] if row["id"].startswith(f"{prefix}/")]
     click.echo(f"{len(made)} datasets in {prefix}/; their record: {work_dir}/suite.json")
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was given on the command line (an argument: any value)."""
+    if name == "overrides":
+        return bool(ctx.params["overrides"])
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def _make_sac_suite(env_ids, train_steps, work_dir, seed, overwrite, rest) -> None:
+    from pathlib import Path
+
+    from alm_offline.tools.suite import SacSuitePlan, make_sac_suite
+    from alm_offline.tools.sweep.grid import default_python
+    from alm_offline.training.sac_behaviour import SacSettings
+
+    if rest["out"] is None:
+        raise AlmError("--behaviour sac needs --out (the folder the suites go into)")
+    plan = SacSuitePlan(
+        env_ids=tuple(env_ids),
+        out_dir=Path(rest["out"]),
+        work_dir=Path(work_dir),
+        python=rest["python"] or default_python(),
+        sac=SacSettings(
+            env_id="",
+            steps=train_steps,
+            seed=seed,
+            snapshot_every=rest["snapshot_every"],
+            random_steps=rest["random_steps"],
+            update_start=rest["update_start"],
+            eval_episodes=rest["eval_episodes"],
+        ),
+        steps=rest["steps"],
+        overwrite=overwrite,
+    )
+    for path in make_sac_suite(plan, log=click.echo):
+        click.echo(f"suite: {path}")

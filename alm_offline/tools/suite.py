@@ -8,9 +8,11 @@ then sampling from their checkpoints), which is training, so it lives above the 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +41,19 @@ from alm_offline.errors import WriteError
 from alm_offline.runtime.envs import EnvSpec, describe_env
 from alm_offline.runtime.files import replaced_on_success
 from alm_offline.scores import reference_scores
+from alm_offline.tools.sweep.grid import check_python
 from alm_offline.training.checkpoint import checkpoint_path, checkpoint_policy, read_checkpoint
 from alm_offline.training.loggers import check_backends
 from alm_offline.training.methods import method_for
 from alm_offline.training.rundir import holds_run
+from alm_offline.training.sac_behaviour import SacSettings
+from alm_offline.training.sac_suite import (
+    SAC_LEVELS,
+    read_progress,
+    sac_file_name,
+    settings_options,
+)
+from alm_offline.training.sac_suite import SUITE_FILE as SAC_SUITE_FILE
 from alm_offline.training.start import start_online, train
 
 
@@ -344,3 +355,99 @@ def _keep(checkpoint: Path, name: str) -> Path:
     except OSError as exc:
         raise WriteError.of(kept, exc, "checkpoint") from None
     return kept
+
+
+@dataclass(frozen=True)
+class SacSuitePlan:
+    """``make-suite --behaviour sac``: D4RL's recipe per env (``training/sac_suite.py``).
+
+    Env ``E`` writes ``out_dir/FAMILY-sac/`` (four HDF5 files and ``suite.json``) from its SAC
+    run in ``work_dir/FAMILY-sac/``, trained with ``sac`` (its ``env_id`` set per env);
+    ``python`` is the baselines' interpreter (d3rlpy)."""
+
+    env_ids: tuple[str, ...]
+    out_dir: Path
+    work_dir: Path
+    python: str
+    sac: SacSettings
+    steps: int = 100_000
+    overwrite: bool = False
+
+    def folders(self, env_id: str) -> tuple[Path, Path]:
+        """The env's (out, work) folders."""
+        name = f"{suite_family(env_id)}-sac"
+        return self.out_dir / name, self.work_dir / name
+
+    def command(self, env_id: str) -> list[str]:
+        out, work = self.folders(env_id)
+        module = "alm_offline.training.sac_suite"
+        options = settings_options(replace(self.sac, env_id=env_id))
+        return [self.python, "-m", module, *options, "--steps", str(self.steps), "--out",
+                str(out), "--work-dir", str(work), "--exit-with-parent"]  # fmt: skip
+
+
+def make_sac_suite(plan: SacSuitePlan, log: Callable[[str], Any] = print) -> list[Path]:
+    """Each env's SAC suite, one subprocess each in the baselines venv, its progress lines
+    passed to ``log``; returns the ``suite.json`` paths. Checked first (``check_sac_suite``);
+    a rerun resumes the SAC run and keeps the files already made."""
+    check_sac_suite(plan)
+    made = []
+    for env_id in plan.env_ids:
+        out, work = plan.folders(env_id)
+        if plan.overwrite:
+            shutil.rmtree(work, ignore_errors=True)
+        with (
+            tempfile.TemporaryFile("w+") as stderr,
+            subprocess.Popen(
+                plan.command(env_id), stdout=subprocess.PIPE, stderr=stderr, text=True
+            ) as child,
+        ):
+            for line in child.stdout:
+                log(line.rstrip("\n"))
+            child.wait()
+            stderr.seek(0)
+            errors = stderr.read().strip().splitlines()
+        if child.returncode != 0:
+            said = [line for line in errors if line.startswith("error: ")]
+            cause = said[-1][len("error: ") :] if said else (errors or ["?"])[-1]
+            raise DatasetError(f"{env_id}: the SAC suite stopped: {cause}")
+        made.append(out / SAC_SUITE_FILE)
+    return made
+
+
+def check_sac_suite(plan: SacSuitePlan) -> None:
+    """The sizes, the envs, the interpreter and each env's folders, before anything runs:
+    an output file not made by this work dir's run is refused unless ``overwrite``."""
+    sac = plan.sac
+    sizes = {
+        "--steps": plan.steps,
+        "--train-steps": sac.steps,
+        "--snapshot-every": sac.snapshot_every,
+        "--eval-episodes": sac.eval_episodes,
+    }
+    for name, value in sizes.items():
+        if value < 1:
+            raise DatasetError(f"{name} must be a positive number, got {value}")
+    if sac.random_steps < 0 or sac.update_start < 0:
+        raise DatasetError("--random-steps and --update-start must be 0 or more")
+    if not 0 <= sac.seed < 2**31 - 2:
+        raise DatasetError(f"--seed must be in [0, 2^31 - 2), got {sac.seed}")
+    if len(set(map(suite_family, plan.env_ids))) != len(plan.env_ids) or not plan.env_ids:
+        raise DatasetError("--envs must name one env per family, at least one")
+    for env_id in plan.env_ids:
+        describe_env(env_id)
+    check_python(plan.python, baselines=True)
+    for env_id in plan.env_ids:
+        out, work = plan.folders(env_id)
+        for folder in (out, work):
+            if folder.exists() and not folder.is_dir():
+                raise DatasetError(f"{folder} exists and is not a folder")
+            check_can_create(folder / SAC_SUITE_FILE)
+        made = read_progress(work)
+        for level in SAC_LEVELS:
+            name = sac_file_name(env_id, level)
+            if (out / name).exists() and name not in made and not plan.overwrite:
+                raise DatasetError(
+                    f"{out / name} exists and was not made by the run in {work} (pass "
+                    "--overwrite to remake the suite)"
+                )
