@@ -87,6 +87,10 @@ class AgentConfig:
     classifier: str = "mlp"  # mlp, or linear (Fig. 16)
     encoder: str = "mlp"  # mlp, or identity: z = s, an MnM-like state-space model (Fig. 13)
     encoder_objective: str = "alm"  # alm, or reconstruction: maximum likelihood (Fig. 15)
+    # episodes that end (Hopper, Walker2d falls; docs/termination.md): none (the paper's
+    # infinite-horizon bound); learned: a head p(end | z, a) fit to the real flags weighs the
+    # imagined lambda-returns by survival, and a real sequence ending in a terminal drops Q(z_K)
+    termination: str = "none"
 
 
 @dataclass
@@ -218,6 +222,7 @@ CHOICES = {
     "encoder_objective": ("alm", "reconstruction"),
     "bc_term": ("likelihood", "behaviour-kl"),
     "bc_index": BC_INDEXES,
+    "termination": ("none", "learned"),
 }
 RENAMED = {  # keys of earlier versions -> the one line saying what replaced them
     "bc_coef": "agent.bc_coef was replaced by agent.bc_weight, in units of -log pi (bc_coef C at "

@@ -203,10 +203,8 @@ def test_a_file_not_made_by_the_run_is_kept(
     stranger.parent.mkdir(parents=True)
     stranger.write_bytes(b"someone's data")
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(
-        alm, ["dataset", "make-suite", "--behaviour", "sac", *TOY, "--out", "out",
-              "--python", baselines_python],  # fmt: skip
-    )
+    args = ["dataset", "make-suite", "--behaviour", "sac", *TOY, "--out", "out"]
+    result = CliRunner().invoke(alm, [*args, "--python", baselines_python])
     assert_one_line_error(result, "was not made by the run in suites/sac/hopper-sac")
     assert stranger.read_bytes() == b"someone's data"
     assert not (tmp_path / "suites").exists()

@@ -39,6 +39,7 @@ from alm_offline.core.losses import (
     log_shift_reward,
     model_bound_loss,
     reward_loss,
+    termination_loss,
 )
 from alm_offline.core.metrics import Metrics
 from alm_offline.core.networks import WorldModel, per_seed, rsample, seed_generators
@@ -144,7 +145,9 @@ class AlmAgent:
             learn_policy_std=cfg.entropy_bonus > 0,
             behaviour_policy=self.behaviour_kl,
             standardize_obs=cfg.obs_norm,
+            termination_head=cfg.termination == "learned",
         ).to(self.device)
+        self.termination = cfg.termination == "learned"
         self.num_seeds = self.wm.num_seeds
         self.groups = self.wm.parameter_groups()
         self.optimizers = {
@@ -355,6 +358,7 @@ class AlmAgent:
             kl_coef=cfg.kl_coef,
             include_value=cfg.value_in_encoder_loss,
             objective=cfg.encoder_objective,
+            terminated=seq.terminated if self.termination else None,
         )
         world_loss = bound.loss
         bc_loss = bc_per_step = self._zero()
@@ -402,6 +406,11 @@ class AlmAgent:
             behaviour = behaviour_policy_loss(wm, z, batch.action)
             loss = loss + behaviour.loss
             behaviour_nll = behaviour.nll
+        ends_bce, ends_predicted = self._zero(), self._zero()
+        if self.termination:
+            ends = termination_loss(wm, z, batch.action, batch.terminated)
+            loss = loss + ends.loss
+            ends_bce, ends_predicted = ends.cross_entropy, ends.predicted
         norm = self._apply("reward", loss)
         metrics = {
             "loss/reward_classifier": loss.detach(),
@@ -409,6 +418,8 @@ class AlmAgent:
             "classifier/ce": classifier.cross_entropy,
             "classifier/accuracy": classifier.accuracy,
             "behaviour/nll": behaviour_nll,
+            "termination/cross_entropy": ends_bce,
+            "termination/predicted": ends_predicted,
             "grad_norm/reward": norm,
         }
         return RewardStep(env_reward=env_reward, metrics=metrics)
@@ -476,6 +487,7 @@ class AlmAgent:
                 action_penalty=cfg.action_penalty,
                 behaviour_weight=behaviour_weight,
                 behaviour_index=cfg.bc_index,
+                termination=self.termination,
             )
         total = actor.loss
         if self.likelihood_bc:
@@ -489,6 +501,7 @@ class AlmAgent:
             "actor/value": actor.value,
             "actor/entropy": actor.entropy,
             "actor/behaviour_kl": actor.behaviour_kl,
+            "actor/continuation": actor.continuation,
             "grad_norm/actor": norm,
         }
         return Step(metrics=metrics)

@@ -61,19 +61,59 @@ def classifier_reward(logits: torch.Tensor) -> torch.Tensor:
 
 
 def lambda_returns(
-    rewards: torch.Tensor, next_values: torch.Tensor, gamma: float, lambda_: float
+    rewards: torch.Tensor,
+    next_values: torch.Tensor,
+    gamma: float,
+    lambda_: float,
+    continues: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """TD(lambda) returns over K imagined steps: (S, K, ...) x2 -> (S, K, ...).
 
     ``next_values[:, t]`` is the value of the state after step t; the last one bootstraps:
     R_{K-1} = r_{K-1} + g V_K and R_t = r_t + g ((1 - lambda) V_{t+1} + lambda R_{t+1}).
+    ``continues`` (S, K, ...): c_t, the probability that step t does not end the episode;
+    everything after step t is then weighed by it: R_t = r_t + g c_t ((1 - lambda) V_{t+1}
+    + lambda R_{t+1}) (an absorbing terminal state earns nothing). None: no step ends it.
     """
     returns = []
     last = next_values[:, -1]
     for t in reversed(range(rewards.shape[1])):
-        last = rewards[:, t] + gamma * ((1.0 - lambda_) * next_values[:, t] + lambda_ * last)
+        ahead = (1.0 - lambda_) * next_values[:, t] + lambda_ * last
+        if continues is not None:
+            ahead = continues[:, t] * ahead
+        last = rewards[:, t] + gamma * ahead
         returns.append(last)
     return torch.stack(returns[::-1], dim=1)
+
+
+def survival_weights(continues: torch.Tensor, gamma: float) -> torch.Tensor:
+    """g^t prod_{i<t} c_i: (S, K, ...) -> (S, K, ...), the weight of imagined step t's
+    lambda-return in the actor's loss (the chance that the rollout is still alive at t)."""
+    alive = torch.cumprod(torch.cat([torch.ones_like(continues[:, :1]), continues[:, :-1]], 1), 1)
+    powers = gamma ** torch.arange(continues.shape[1], device=continues.device)
+    return powers.view(1, -1, *([1] * (continues.dim() - 2))) * alive
+
+
+def termination_loss(
+    wm: WorldModel, z: torch.Tensor, action: torch.Tensor, terminated: torch.Tensor
+) -> TerminationTerms:
+    """Binary cross-entropy of p(end | z, a) to the real flags: z (S, B, Z), action (S, B, A),
+    terminated (S, B) in {0, 1}. In the bound it is the termination flag's share of the
+    model's KL to the (exact) posterior: -log p_model(d_t | z_t, a_t)."""
+    logits = wm.termination_logit(z, action)
+    per_row = F.binary_cross_entropy_with_logits(logits, terminated, reduction="none")
+    bce = seed_mean(per_row)
+    predicted = seed_mean(torch.sigmoid(logits.detach()))
+    return TerminationTerms(loss=bce, cross_entropy=bce.detach(), predicted=predicted)
+
+
+@dataclass(frozen=True)
+class TerminationTerms:
+    """The termination head's cross-entropy to the real flags, and its mean prediction."""
+
+    loss: torch.Tensor
+    cross_entropy: torch.Tensor
+    predicted: torch.Tensor
 
 
 def actor_step_weights(gamma: float, lambda_: float, horizon: int) -> torch.Tensor:
@@ -161,6 +201,7 @@ def model_bound_loss(
     kl_coef: float = 1.0,
     include_value: bool = True,
     objective: str = "alm",
+    terminated: torch.Tensor | None = None,
 ) -> ModelBoundTerms:
     """-(sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || e_targ(.|s_{t+1}))] + Q(z_K, pi(z_K))).
 
@@ -171,6 +212,11 @@ def model_bound_loss(
     ``include_value=False`` drops Q(z_K); ``objective="reconstruction"`` replaces the reward
     and value terms by sum_t ||d(z_t) - s_t||^2 with z_t ~ e(.|s_t) (t = 0..K): encoder and
     model then maximise likelihood instead of the return bound (Fig. 15).
+
+    ``terminated`` (S, K, B): the real sequences' terminal flags. A sequence reaches a
+    terminal only at its last step (sequences never cross an episode's end); its return
+    stops there, so Q(z_K) is dropped for it: the bound's value term is (1 - d_{K-1}) Q(z_K).
+    None: no mask (the paper's infinite-horizon bound).
     """
     steps = action.shape[1]
     aligned = objective == "alm"
@@ -207,6 +253,8 @@ def model_bound_loss(
         with torch.no_grad():
             final_action = sample_action(*wm.policy(z, std), stddev_clip)
         q_final = wm.q(z, final_action).min(0).values.squeeze(-1)  # (S, B)
+        if terminated is not None:
+            q_final = q_final * (1.0 - terminated[:, -1])
         per_sample = per_sample - q_final
         value = seed_mean(q_final.detach())
     return ModelBoundTerms(
@@ -375,6 +423,8 @@ class ActorTerms:
     # mean over the rollout of log pi_phi(a | z) - log pi_b(a | z), a ~ pi_phi: the estimate of
     # KL(pi_phi || pi_b) the behaviour-kl term penalises (0 without it)
     behaviour_kl: torch.Tensor
+    # mean over the rollout of c_t = 1 - p(end | z_t, a_t) (1 without termination)
+    continuation: torch.Tensor
 
 
 def _rollout_log_ratio(
@@ -403,6 +453,7 @@ def actor_svg_loss(
     action_penalty: float = 0.0,
     behaviour_weight: float = 0.0,
     behaviour_index: str = "t",
+    termination: bool = False,
 ) -> ActorTerms:
     """-mean_t g^t R^lambda_t over a K-step imagined rollout from z (S, B, Z) with the policy.
 
@@ -420,6 +471,11 @@ def actor_svg_loss(
     indexing, ``bc_rollout_steps``). Through the lambda-returns step t's term weighs
     ``actor_step_weights(gamma, lambda_, K)[t]``, like its reward. pi_b
     (``wm.behaviour_policy``) is not trained here (its parameters are not the actor's).
+
+    ``termination``: the model's p(end | z_t, a_t) (``wm.termination_logit``) weighs what
+    follows each imagined step, c_t = 1 - p, in the lambda-returns (``lambda_returns``'
+    ``continues``) and in each step's weight (``survival_weights``, no gradient); the
+    actions get its gradient, so the actor learns to avoid predicted ends.
     """
     keep_policy = action_penalty > 0 or behaviour_weight > 0
     latents, actions, entropies, means, stds = [z], [], [], [], []
@@ -456,9 +512,15 @@ def actor_svg_loss(
         )
         step_reward = step_reward + behaviour_weight * log_ratio
     next_value = wm.q(zs[:, 1:], acts[:, 1:].detach()).min(0).values.squeeze(-1)  # (S, K, B)
-    returns = lambda_returns(step_reward, next_value, gamma, lambda_)
-    weights = gamma ** torch.arange(horizon, device=z.device, dtype=returns.dtype)
-    loss = -seed_mean(weights.unsqueeze(-1) * returns)
+    continues = None
+    if termination:
+        continues = 1.0 - torch.sigmoid(wm.termination_logit(zs[:, :-1], acts[:, :-1]))
+    returns = lambda_returns(step_reward, next_value, gamma, lambda_, continues)
+    if continues is None:
+        weights = gamma ** torch.arange(horizon, device=z.device, dtype=returns.dtype)
+        loss = -seed_mean(weights.unsqueeze(-1) * returns)
+    else:
+        loss = -seed_mean(survival_weights(continues.detach(), gamma) * returns)
     if action_penalty > 0:
         loss = loss + action_penalty * seed_mean(torch.stack(means, 1).pow(2))
     return ActorTerms(
@@ -468,6 +530,11 @@ def actor_svg_loss(
         value=seed_mean(next_value.detach()),
         entropy=seed_mean(entropy.detach()),
         behaviour_kl=-seed_mean(log_ratio.detach()),
+        continuation=(
+            seed_mean(continues.detach())
+            if continues is not None
+            else torch.ones(z.shape[0], device=z.device)
+        ),
     )
 
 
@@ -515,6 +582,7 @@ def actor_td3_loss(
         value=seed_mean(q1.detach()),
         entropy=zero,
         behaviour_kl=behaviour_kl,
+        continuation=zero + 1.0,
     )
 
 

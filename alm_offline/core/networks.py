@@ -308,7 +308,8 @@ class WorldModel(nn.Module):
     ``identity_encoder`` (z = s, so Z = D), ``linear_classifier``, ``decoder`` (for the
     reconstruction-trained encoder) and ``learn_policy_std`` (entropy bonus);
     ``behaviour_policy`` adds pi_b, a Gaussian head on the latents fit to a dataset's actions
-    (offline ALM's behaviour-kl term, App. A.7).
+    (offline ALM's behaviour-kl term, App. A.7); ``termination_head`` adds p(end | z, a), a
+    logit head fit to the real terminal flags (envs that terminate: docs/termination.md).
     ``standardize_obs``: both encoders see (obs - mean) / std, with each seed's statistics
     (S, D) set once by ``set_observation_stats`` (buffers, saved with the weights).
     """
@@ -328,6 +329,7 @@ class WorldModel(nn.Module):
         learn_policy_std: bool = False,
         behaviour_policy: bool = False,
         standardize_obs: bool = False,
+        termination_head: bool = False,
     ) -> None:
         super().__init__()
         gens = list(generators) if generators is not None else [None]
@@ -358,6 +360,10 @@ class WorldModel(nn.Module):
             Actor(gens, latent_dim, action_dim, hidden_dim, learn_std=True)
             if behaviour_policy
             else None
+        )
+        # p(end | z, a) as a logit, for envs that terminate (drawn after pi_b: the same rule)
+        self.termination = (
+            RewardHead(gens, latent_dim, action_dim, hidden_dim) if termination_head else None
         )
         for target in (self.encoder_target, self.critic_target):
             target.requires_grad_(False)
@@ -410,15 +416,23 @@ class WorldModel(nn.Module):
         assert self.behaviour is not None, "built without a behaviour policy"
         return self.behaviour.distribution(z)
 
+    def termination_logit(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """logit of p(end | z, a): (S, ..., Z), (S, ..., A) -> (S, ...)."""
+        assert self.termination is not None, "built without a termination head"
+        return self.termination(z, a).squeeze(-1)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         assert self.decoder is not None, "built without a decoder"
         return self.decoder(z)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """The four groups with their own optimiser (targets excluded). pi_b joins the reward
-        group: like the reward head and the classifier it is fit to real transitions."""
+        """The four groups with their own optimiser (targets excluded). pi_b and the
+        termination head join the reward group: like the reward head and the classifier they
+        are fit to real transitions."""
         decoder = [] if self.decoder is None else list(self.decoder.parameters())
         behaviour = [] if self.behaviour is None else list(self.behaviour.parameters())
+        if self.termination is not None:
+            behaviour += list(self.termination.parameters())
         return {
             "world": [*self.encoder.parameters(), *self.model.parameters(), *decoder],
             "reward": [
