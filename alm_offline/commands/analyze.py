@@ -107,3 +107,26 @@ def analyze_model_kl_command(sources, data, which, device, as_json) -> None:
 
     results = [model_kl(source, data, name, device) for source in sources for name in which]
     click.echo(json.dumps(as_dicts(results), indent=2) if as_json else describe(results))
+
+
+@analyze.command("falls")
+@click.argument("sources", nargs=-1, required=True, metavar="RUN_DIR|CHECKPOINT...")
+@click.option("--data", default=None, help="Dataset to measure on [default: the run's own].")
+@click.option(
+    "--which",
+    type=click.Choice(["latest", "best"]),
+    default="latest",
+    show_default=True,
+    help="Checkpoint of each run dir.",
+)
+@device_option("cpu")
+@JSON
+def analyze_falls_command(sources, data, which, device, as_json) -> None:
+    """What the model's K-step rollouts do past a real fall (docs/termination.md)."""
+    from alm_offline.tools.falls import as_dict, falls_analysis
+
+    results = [falls_analysis(source, data, which, device) for source in sources]
+    if as_json:
+        click.echo(json.dumps([as_dict(result) for result in results], indent=2))
+    else:
+        click.echo("\n\n".join(result.describe() for result in results))
