@@ -204,3 +204,21 @@ def test_a_grid_lands_cell_by_cell_and_reports_from_its_files(tmp_path):
     assert table.split("\n", 2)[2] in readme.read_text()
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("rest\n")
     assert (tmp_path / "results/curves.png").stat().st_size > 0
+
+
+def test_a_cell_may_name_its_own_config(tmp_path):
+    path = write_grid(
+        tmp_path,
+        [
+            {"dataset": "medium-replay", "method": "bc"},
+            {"dataset": "medium-replay", "config": "offline-locomotion"},
+        ],
+    )
+    from alm_offline.tools.grid import load_grid, sweep_arguments
+
+    grid = load_grid(path)
+    bc, alm_cell = grid.cells
+    assert bc.config is None and alm_cell.config == "offline-locomotion"
+    assert "offline-halfcheetah-sac" in sweep_arguments(grid, bc, tmp_path / "o", None)
+    arguments = sweep_arguments(grid, alm_cell, tmp_path / "o", None)
+    assert arguments[arguments.index("--config") + 1] == "offline-locomotion"

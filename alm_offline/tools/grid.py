@@ -52,6 +52,7 @@ class Cell:
     variant: str  # the method, or an ablation's name
     overrides: tuple[str, ...] = ()
     label: str = ""  # the table's row or column name
+    config: str | None = None  # the cell's own config; None: the grid's
 
     @property
     def slug(self) -> str:
@@ -119,6 +120,7 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
                 variant=str(item.get("variant", method)),
                 overrides=tuple(str(o) for o in item.get("overrides", ())),
                 label=str(item.get("label", item.get("variant", method))),
+                config=None if item.get("config") is None else str(item["config"]),
             )
         )
     slugs = [cell.slug for cell in cells]
@@ -254,7 +256,7 @@ def sweep_arguments(grid: Grid, cell: Cell, out: Path, python: str | None) -> li
         ",".join(map(str, grid.seeds)),
         *(["--seeds-per-trial", str(per_trial)] if per_trial else []),
         "--config",
-        grid.config,
+        cell.config or grid.config,
         "--out",
         str(out),
         "--name",
