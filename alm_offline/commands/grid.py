@@ -56,3 +56,15 @@ def grid_report_command(grid_file: str, readme: str | None, data: str | None) ->
 
     for path in grid_report(load_grid(grid_file, data), Path(readme) if readme else None):
         click.echo(f"wrote {path}")
+
+
+@grid.command("summary")
+@click.argument("summary_file", metavar="SUMMARY.yaml")
+@click.option("--readme", default=None, help="A file whose summary section to rebuild.")
+def grid_summary_command(summary_file: str, readme: str | None) -> None:
+    """One table over several grids (each env's datasets, the means over each env and over
+    all), rebuilt from their cell files into SUMMARY.md (and a README's section)."""
+    from alm_offline.tools.grid_summary import load_summary, summary_report
+
+    for path in summary_report(load_summary(summary_file), Path(readme) if readme else None):
+        click.echo(f"wrote {path}")
