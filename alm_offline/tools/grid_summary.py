@@ -22,7 +22,7 @@ from alm_offline.errors import first_line
 from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.grid import Grid, GridError, load_grid, read_cells
 from alm_offline.tools.grid_report import replace_section
-from alm_offline.tools.stats import probability_of_improvement, summarise_seeds
+from alm_offline.tools.stats import SeedSummary, probability_of_improvement, summarise_seeds
 
 
 @dataclass(frozen=True)
@@ -89,15 +89,20 @@ def summary_table(summary: Summary) -> str:
                 label: _scores(records, dataset, variant)
                 for label, variant in summary.methods.items()
             }
+            summaries = {
+                label: summarise_seeds(values)
+                for label, values in scores.items()
+                if values is not None
+            }
             texts = []
             for label in labels:
-                if scores[label] is None:
+                if label not in summaries:
                     texts.append("not measured")
                     env_means[label].append(None)
                 else:
-                    texts.append(summarise_seeds(scores[label]).iqm.describe())
-                    env_means[label].append(float(np.mean(scores[label])))
-            texts.append(_compare_text(scores, first, others))
+                    texts.append(summaries[label].iqm.describe())
+                    env_means[label].append(summaries[label].mean)
+            texts.append(_compare_text(scores, summaries, first, others))
             lines.append(f"| {grid.env} | {dataset} | " + " | ".join(texts) + " |")
     for env, by_label in means.items():
         lines.append(_mean_row(f"{env} mean", by_label, labels))
@@ -107,10 +112,16 @@ def summary_table(summary: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _compare_text(scores: dict[str, list[float] | None], first: str, others: tuple[str, ...]):
-    if scores[first] is None or any(scores[other] is None for other in others):
+def _compare_text(
+    scores: dict[str, list[float] | None],
+    summaries: dict[str, SeedSummary],
+    first: str,
+    others: tuple[str, ...],
+) -> str:
+    """P(first beats the other with the higher IQM) [95% CI] (that other), or "–"."""
+    if not {first, *others} <= set(summaries):
         return "–"
-    best = max(others, key=lambda other: summarise_seeds(scores[other]).iqm.value)
+    best = max(others, key=lambda other: summaries[other].iqm.value)
     return f"{probability_of_improvement(scores[first], scores[best]).describe(2)} ({best})"
 
 
@@ -125,13 +136,16 @@ def _mean_row(title: str, by_label: dict[str, list[float | None]], labels: list[
 def summary_report(summary: Summary, readme: Path | None = None) -> list[Path]:
     """Write ``NAME.md`` beside the summary file and, given ``readme``, its marked section
     (``<!-- grid:NAME:start -->`` ... ``end``); everything is built before anything is written."""
-    body = summary_table(summary) + (f"\n{summary.caption}\n" if summary.caption else "")
     text = None
-    if readme is not None:
+    if readme is not None:  # read (and its markers found) before the table is built
         try:
-            text = replace_section(readme.read_text(encoding="utf-8"), summary.name, body)
+            text = readme.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise GridError(f"cannot read '{readme}': {first_line(exc)}") from None
+        replace_section(text, summary.name, "")
+    body = summary_table(summary) + (f"\n{summary.caption}\n" if summary.caption else "")
+    if text is not None:
+        text = replace_section(text, summary.name, body)
     out = summary.path.with_suffix(".md")
     write_text_atomic(out, f"# {summary.name}\n\n{body}")
     written = [out]
