@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared/data/halfcheetah-sac/halfcheetah-sac-medium-expert.hdf5"
 CELL = REPO / "results/halfcheetah-sac/cells/medium-expert--alm.json"
 OUT = REPO / "results/halfcheetah-sac/collapse"
-SEGMENT, STEPS = 5000, 50000
+SEGMENT, STEPS = 5000, 50000  # --segment, --steps (smaller for a smoke run)
 
 
 def alm(*args: str) -> str:
@@ -47,10 +47,13 @@ def alm(*args: str) -> str:
     return done.stdout
 
 
-def train_in_segments(run: Path, seeds: list[int], keep: Path) -> None:
-    """Train to STEPS in SEGMENT steps, keeping s<SEED>-<STEP>.pt after each (resumable)."""
+def train_in_segments(
+    run: Path, seeds: list[int], keep: Path, schedule: range, extra: list[str]
+) -> None:
+    """Train to each step of ``schedule`` in turn, keeping s<SEED>-<STEP>.pt after each
+    (a rerun skips the kept steps and resumes the run)."""
     keep.mkdir(parents=True, exist_ok=True)
-    for step in range(SEGMENT, STEPS + 1, SEGMENT):
+    for step in schedule:
         if all((keep / f"s{seed}-{step}.pt").exists() for seed in seeds):
             continue
         if (run / "config.yaml").exists():
@@ -59,7 +62,7 @@ def train_in_segments(run: Path, seeds: list[int], keep: Path) -> None:
             alm(
                 "train-offline", "--dataset", str(DATA), "--config", "offline-halfcheetah-sac",
                 "env=HalfCheetah-v5", f"seeds={','.join(map(str, seeds))}", f"steps={step}",
-                f"run_dir={run}", "--quiet",
+                f"run_dir={run}", "--quiet", *extra,
             )  # fmt: skip
         for seed in seeds:
             shutil.copyfile(run / f"s{seed}/checkpoints/latest.pt", keep / f"s{seed}-{step}.pt")
@@ -99,18 +102,18 @@ def saturation(checkpoint: Path) -> dict[str, float]:
     }
 
 
-def training_curves(run: Path, seed: int) -> list[dict[str, float]]:
-    """metrics.jsonl at every SEGMENT: the behaviour term's size and the actor's parts."""
+def training_curves(run: Path, seed: int, schedule: range) -> list[dict[str, float]]:
+    """metrics.jsonl's means over each segment of ``schedule``: the behaviour term's size
+    and the actor's parts."""
     rows = [json.loads(line) for line in (run / f"s{seed}/metrics.jsonl").open()]
     keys = ("actor/behaviour_kl", "actor/imagined_reward", "actor/classifier_reward",
             "actor/value", "critic/q_mean", "model/kl", "loss/actor")  # fmt: skip
     picked = []
-    for step in range(SEGMENT, STEPS + 1, SEGMENT):
-        near = [r for r in rows if step - SEGMENT < r.get("updates", -1) <= step]
+    for step in schedule:
+        near = [r for r in rows if step - schedule.step < r.get("updates", -1) <= step]
         if near:
-            picked.append(
-                {"updates": step, **{k: float(np.mean([r[k] for r in near if k in r])) for k in keys}}
-            )  # fmt: skip
+            means = {k: float(np.mean([r[k] for r in near if k in r])) for k in keys}
+            picked.append({"updates": step, **means})
     return picked
 
 
@@ -119,30 +122,41 @@ def main() -> None:
     parser.add_argument("--seeds", default="4,5")
     parser.add_argument("--work", default="runs/collapse")
     parser.add_argument("--bias-steps", default="15000,30000,40000,45000,50000")
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--segment", type=int, default=SEGMENT)
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE for a smoke run")
     args = parser.parse_args()
+    schedule = range(args.segment, args.steps + 1, args.segment)
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     work = REPO / args.work
     run, keep = work / "run", work / "keep"
-    train_in_segments(run, seeds, keep)
+    train_in_segments(run, seeds, keep, schedule, args.overrides)
     record = {"seeds": {}, "reproduced": check_reproduced(run, seeds), "data": str(DATA.name)}
     for seed in seeds:
         per_step = []
-        for step in range(SEGMENT, STEPS + 1, SEGMENT):
+        for step in schedule:
             checkpoint = keep / f"s{seed}-{step}.pt"
             row = {"updates": step, **saturation(checkpoint)}
             kl = json.loads(alm("analyze", "model-kl", str(checkpoint), "--json"))[0]
             row.update({f"kl_{k}": kl[k] for k in ("kl", "span", "missed")})
             if str(step) in args.bias_steps.split(","):
                 out = work / f"bias-s{seed}-{step}"
-                bias = json.loads(alm("analyze", "bias", str(checkpoint), "--out", str(out), "--json"))
+                bias = json.loads(
+                    alm("analyze", "bias", str(checkpoint), "--out", str(out), "--json")
+                )
                 row.update({f"bias_{k}": v for k, v in bias.items() if isinstance(v, (int, float))})
             per_step.append(row)
             print(seed, row, flush=True)
-        record["seeds"][str(seed)] = {"checkpoints": per_step, "metrics": training_curves(run, seed)}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "collapse.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {OUT / 'collapse.json'}")
+        record["seeds"][str(seed)] = {
+            "checkpoints": per_step,
+            "metrics": training_curves(run, seed, schedule),
+        }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "collapse.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out / 'collapse.json'}")
 
 
 if __name__ == "__main__":
