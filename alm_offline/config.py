@@ -287,13 +287,12 @@ def load_config(
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not KEY=VALUE")
-        overrides = [_seed_list_override(item) for item in overrides]
         for item in overrides:
             key = item.split("=", 1)[0].strip()
             if key.startswith("agent."):
                 refuse_renamed({"agent": {key[len("agent.") :]: None}})
-        if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        for item in overrides:
+            merged = OmegaConf.merge(merged, _override_config(item))
         refuse_resolvers(OmegaConf.to_container(merged, resolve=False), "config")
         cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
@@ -331,12 +330,38 @@ def refuse_renamed(raw: Any) -> None:
             raise ConfigError(RENAMED[key])
 
 
-def _seed_list_override(item: str) -> str:
-    """``seeds=1,2,3`` (the command line's form) as the list ``seeds=[1,2,3]``."""
-    key, value = item.split("=", 1)
-    if key.strip() == "seeds" and not value.strip().startswith("["):
-        return f"seeds=[{value}]"
-    return item
+def _override_config(item: str) -> DictConfig:
+    """One ``KEY=VALUE`` override as a config to merge; ``ConfigError`` naming the key when
+    its value cannot be read. ``seeds`` takes the command line's form, ``1,2,3`` and ranges
+    ``1-5`` (``parse_seeds``), or a YAML list."""
+    key, value = (part.strip() for part in item.split("=", 1))
+    if key == "seeds" and not value.startswith("["):
+        return OmegaConf.create({"seeds": parse_seeds(value)})
+    try:
+        return OmegaConf.from_dotlist([item])
+    except OmegaConfBaseException:
+        raise
+    except Exception as exc:  # YAML's errors for a malformed value come in several types
+        problem = first_line(exc).rstrip(":")
+        raise ConfigError(f"{key}: cannot read the value '{value}' ({problem})") from None
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``1,2,3``, ``1-5`` or a mix (``1-3,7``) as a list of seeds; ``ConfigError`` naming
+    ``seeds`` for anything else (an empty item, a word, a range that runs backwards)."""
+    seeds: list[int] = []
+    for part in (item.strip() for item in text.split(",")):
+        bounds = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if bounds is None:
+            raise ConfigError(
+                f"seeds: '{text}' is not a list of seeds (1,2,3, a range 1-5, or both)"
+            )
+        low = int(bounds[1])
+        high = int(bounds[2]) if bounds[2] is not None else low
+        if high < low:
+            raise ConfigError(f"seeds: the range '{part}' runs backwards")
+        seeds.extend(range(low, high + 1))
+    return seeds
 
 
 def run_seeds(cfg: RunConfig) -> tuple[int, ...]:
@@ -425,6 +450,8 @@ def validate(cfg: RunConfig) -> None:
         if not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}")
     for seed in (cfg.seed, *cfg.seeds):
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seeds must be integers, got {seed!r}")
         if not 0 <= seed < 2**32:
             raise ConfigError(f"seed must be in [0, 2^32), got {seed}")
     if len(set(cfg.seeds)) != len(cfg.seeds):

@@ -160,3 +160,30 @@ def test_run_modes_name_their_facts_once():
     )
     assert summary_mode({"env_steps": 12}).where_of({"env_steps": 12}) == "(12 env steps)"
     assert (ONLINE.default_config, OFFLINE.default_config) == (None, "offline")
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("seeds=1,,2", "seeds: '1,,2' is not a list of seeds"),
+        ("agent.lr=[1,", "agent.lr: cannot read the value '[1,'"),
+        ("env={", "env: cannot read the value '{'"),
+        ("seeds={a: 1}", "seeds: '{a: 1}' is not a list of seeds"),
+        ("seeds=[{a: 1}]", "seeds must be integers"),
+        ("seeds=5-2", "seeds: the range '5-2' runs backwards"),
+    ],
+)
+def test_a_malformed_override_value_is_one_line_naming_its_key(override, fragment):
+    from click.testing import CliRunner
+    from conftest import assert_one_line_error
+
+    from cli import alm
+
+    assert_one_line_error(CliRunner().invoke(alm, ["config", override]), fragment)
+
+
+def test_seed_ranges_and_long_lists():
+    assert load_config(None, ["seeds=1-3,7"]).seeds == [1, 2, 3, 7]
+    many = load_config(None, [f"seeds={','.join(map(str, range(1, 10002)))}"]).seeds
+    assert many == list(range(1, 10002))  # past OmegaConf's YAML size limit
+    assert load_config(None, ["seeds=[4, 5]"]).seeds == [4, 5]
