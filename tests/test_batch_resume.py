@@ -102,3 +102,14 @@ def test_checkpoints_written_before_issue_41_still_resume(tmp_path):
     result = run_cli("train-online", "--resume", run, "--quiet", "steps=300")
     assert result.exit_code == 0, result.output
     assert [step_of(checkpoint_path(run / s)) for s in ("s1", "s2")] == [300, 300]
+
+
+def test_a_resume_to_fewer_steps_than_done_is_refused_and_writes_nothing(tmp_path):
+    run = train_tiny_run(tmp_path / "run", *BATCH)  # 200 env steps
+    before = files_of(run)
+    result = run_cli("train-online", "--resume", run, "--quiet", "steps=150")
+    assert_one_line_error(result, "steps=150 is below the run's 200 env steps")
+    after = {name: data for name, data in files_of(run).items() if name != ".lock"}
+    assert after == before  # no checkpoint re-saved, no summary rewritten (the lock's file aside)
+    again = run_cli("train-online", "--resume", run, "--quiet", "steps=200")
+    assert again.exit_code == 0, again.output  # the run's own step is no error

@@ -45,7 +45,7 @@ def train_online(
     replay = run.new_seed_replay(cfg.agent.buffer_size)
     agent, buffers = run.agent, replay.buffers
     if resume:
-        saved = [state["rng"]["env"] for state in run.restore(replay)]
+        saved = [state["rng"]["env"] for state in run.restore(replay, progress="env_steps")]
         begun = [EpisodeTape.replay(env, tape) for env, tape in zip(envs, saved, strict=True)]
         stepper = SeedEnvs(envs, buffers, begun)
     else:

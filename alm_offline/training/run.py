@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from alm_offline.config import RunConfig, resolve_device, run_seeds
+from alm_offline.config import ConfigError, RunConfig, resolve_device, run_seeds
 from alm_offline.core.agent import AlmAgent, seed_state
 from alm_offline.core.fused import fusion_decision
 from alm_offline.core.metrics import MetricsWindow, NonFiniteError
@@ -135,15 +135,25 @@ class TrainingRun:
             self.device,
         )
 
-    def restore(self, replay: SeedReplay | None = None) -> list[dict[str, Any]]:
-        """Load every seed's latest checkpoint (its config must match; ``steps`` may differ;
-        a batch's must be this batch's, all at one step); returns the checkpoints, in seed
-        order."""
+    def restore(
+        self, replay: SeedReplay | None = None, *, progress: str = "updates"
+    ) -> list[dict[str, Any]]:
+        """Load every seed's latest checkpoint (its config must match; ``steps`` may differ
+        but not fall below the checkpoint's ``progress`` counter, env_steps or updates; a
+        batch's must be this batch's, all at one step); returns the checkpoints, in seed
+        order. Nothing is written when a check fails."""
         if self.cfg.seeds:  # a save stopped half way: roll it forward or back first
             settle_batch(self.run_dir, [s.run_dir for s in self.seed_runs])
         states = [read_resume_checkpoint(s.run_dir, s.cfg) for s in self.seed_runs]
         if self.cfg.seeds:
             check_batch(states, self.seeds, self.batch)
+        done = states[0]["counters"].get(progress, 0)
+        if self.cfg.steps < done:
+            unit = progress.replace("_", " ")
+            raise ConfigError(
+                f"steps={self.cfg.steps} is below the run's {done} {unit}: a resume goes on "
+                f"from there (give steps={done} or more)"
+            )
         buffers = None if replay is None else replay.buffers
         counters = restore_seeds(states, agent=self.agent, np_rngs=self.np_rngs, replays=buffers)
         for seed, saved in zip(self.seed_runs, counters, strict=True):
