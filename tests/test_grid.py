@@ -222,3 +222,19 @@ def test_a_cell_may_name_its_own_config(tmp_path):
     assert "offline-halfcheetah-sac" in sweep_arguments(grid, bc, tmp_path / "o", None)
     arguments = sweep_arguments(grid, alm_cell, tmp_path / "o", None)
     assert arguments[arguments.index("--config") + 1] == "offline-locomotion"
+
+
+def test_an_unwritable_results_folder_is_refused_before_a_cell_trains(tmp_path):
+    path = write_grid(tmp_path, [{"dataset": "medium-replay", "method": "bc"}])
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the results folder would go")
+    work = tmp_path / "w"
+    done = alm(
+        "grid", "run", str(path), "--results", str(blocker / "res"), "--work-dir", str(work),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write")
+    assert "res/cells/medium-replay--bc.json" in lines[0]
+    assert not work.exists()  # no sweep started

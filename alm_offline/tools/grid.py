@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from alm_offline.errors import AlmError, first_line
-from alm_offline.runtime.files import write_text_atomic
+from alm_offline.runtime.files import check_output_file, write_text_atomic
 from alm_offline.tools.bench import cpu_model
 from alm_offline.tools.stats import LAST_EVALS, final_score
 from alm_offline.training.loggers import read_jsonl
@@ -315,6 +315,10 @@ def run_grid(
     if unknown:
         raise GridError(f"no cell {unknown[0]} in '{grid.path}'")
     results = results or grid.folder
+    to_run = [c for c in grid.cells if not only or c.slug in only]
+    for cell in to_run:  # every destination checked before the first cell trains
+        check_output_file(cell_path(results, cell), "cell file")
+        check_output_file(work / cell.slug / "sweep.json", "sweep folder")
     done = read_cells(grid, results)
     code_root = Path(__file__).resolve().parents[2]  # the checkout the trials run, too
     path_entries = [str(code_root), os.environ.get("PYTHONPATH", "")]
