@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -238,3 +239,59 @@ def test_an_unwritable_results_folder_is_refused_before_a_cell_trains(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: cannot write")
     assert "res/cells/medium-replay--bc.json" in lines[0]
     assert not work.exists()  # no sweep started
+
+
+def good_record(grid_path: Path) -> dict:
+    """A well-formed record of write_grid's medium-replay--bc cell (seeds 1, 2)."""
+    seeds = {
+        str(seed): {"evaluations": [{"updates": 20, "score": 5.0 + seed}], "score": 5.0 + seed}
+        for seed in (1, 2)
+    }
+    return {
+        "grid": "tiny", "dataset": "medium-replay", "method": "bc", "variant": "bc",
+        "data_file": "halfcheetah-sac-medium-replay.hdf5", "config": {"steps": 20},
+        "seeds": seeds,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda r: [], "is not a cell record"),
+        (lambda r: {}, "its grid is None, not 'tiny'"),
+        (lambda r: {**r, "grid": "halfcheetah-sac"}, "its grid is 'halfcheetah-sac'"),
+        (lambda r: {**r, "variant": "alm"}, "its variant is 'alm'"),
+        (lambda r: {**r, "config": {"steps": 50000}}, "its steps is 50000, not 20"),
+        (lambda r: {**r, "seeds": 5}, "holds seeds 5"),
+        (lambda r: {**r, "seeds": {"1": r["seeds"]["1"]}}, "holds seeds ['1']"),
+        (lambda r: {**r, "seeds": {**r["seeds"], "2": {"score": "x"}}}, "seed 2 has no finite"),
+        (lambda r: {**r, "seeds": {**r["seeds"], "2": {**r["seeds"]["2"], "score": float("nan")}}},
+         "seed 2 has no finite"),
+    ],
+)  # fmt: skip
+def test_a_cell_file_counts_only_when_it_is_this_grids_and_well_formed(tmp_path, change, fragment):
+    from alm_offline.tools.grid import GridError, read_cells
+
+    path = write_grid(tmp_path, [{"dataset": "medium-replay", "method": "bc"}])
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    (cells / "medium-replay--bc.json").write_text(json.dumps(good_record(path)))
+    assert list(read_cells(load_grid(path))) == ["medium-replay--bc"]
+    (cells / "medium-replay--bc.json").write_text(json.dumps(change(good_record(path))))
+    with pytest.raises(GridError, match=re.escape(fragment)):
+        read_cells(load_grid(path))
+
+
+def test_report_checks_the_readme_before_writing_anything(tmp_path):
+    path = write_grid(tmp_path, [{"dataset": "medium-replay", "method": "bc"}])
+    for readme, fragment in (
+        (tmp_path / "missing.md", "cannot read"),
+        (tmp_path, "cannot read"),
+        (tmp_path / "plain.md", "no '<!-- grid:tiny:start -->'"),
+    ):
+        if readme.name == "plain.md":
+            readme.write_text("no markers here\n")
+        done = alm("grid", "report", str(path), "--readme", str(readme), cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert fragment in done.stderr
+        assert not (tmp_path / "results.md").exists() and not (tmp_path / "curves.png").exists()

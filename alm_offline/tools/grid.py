@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from alm_offline.config import load_config
 from alm_offline.errors import AlmError, first_line
 from alm_offline.runtime.files import check_output_file, write_text_atomic
 from alm_offline.tools.bench import cpu_model
@@ -223,16 +225,66 @@ def cell_path(folder: Path, cell: Cell) -> Path:
 
 def read_cells(grid: Grid, folder: Path | None = None) -> dict[str, dict]:
     """The finished cells' records by slug, in the grid's order, from ``folder`` (the grid
-    file's by default)."""
+    file's by default), each checked by ``check_cell_record``."""
     records = {}
     for cell in grid.cells:
         path = cell_path(folder or grid.folder, cell)
         if path.is_file():
             try:
-                records[cell.slug] = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError as exc:
-                raise GridError(f"cannot read '{path}': {exc}") from None
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise GridError(f"cannot read '{path}': {first_line(exc)}") from None
+            records[cell.slug] = check_cell_record(grid, cell, record, path)
     return records
+
+
+def check_cell_record(grid: Grid, cell: Cell, record: object, path: Path) -> dict:
+    """``record`` when it is this grid's ``cell``, well formed; else ``GridError`` naming
+    ``path``. This grid's: its grid name, dataset, method, variant, data file, the grid's
+    seeds and the cell's planned steps; well formed: every seed has a finite score and a
+    list of evaluations with finite scores. (The data's sha256 is ``run_grid``'s check.)"""
+    if not isinstance(record, dict):
+        raise GridError(f"'{path}' is not a cell record (a JSON object)")
+    expected = {
+        "grid": grid.name,
+        "dataset": cell.dataset,
+        "method": cell.method,
+        "variant": cell.variant,
+        "data_file": grid.datasets[cell.dataset],
+    }
+    config = record.get("config")
+    steps = config.get("steps") if isinstance(config, dict) else None
+    found = {**{key: record.get(key) for key in expected}, "steps": steps}
+    for key, value in {**expected, "steps": planned_steps(grid, cell)}.items():
+        if found[key] != value:
+            raise GridError(
+                f"'{path}' is not this grid's cell {cell.slug}: its {key} is "
+                f"{found[key]!r}, not {value!r} (move it away to train the cell)"
+            )
+    seeds = record.get("seeds")
+    wanted = sorted(map(str, grid.seeds))
+    if not isinstance(seeds, dict) or sorted(seeds) != wanted:
+        got = sorted(seeds) if isinstance(seeds, dict) else seeds
+        raise GridError(f"'{path}' holds seeds {got!r}, the grid's are {wanted}")
+    for seed, row in seeds.items():
+        evaluations = row.get("evaluations") if isinstance(row, dict) else None
+        if not (
+            isinstance(evaluations, list)
+            and _finite(row.get("score"))
+            and all(isinstance(e, dict) and _finite(e.get("score")) for e in evaluations)
+        ):
+            raise GridError(f"'{path}': seed {seed} has no finite score and evaluations")
+    return record
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def planned_steps(grid: Grid, cell: Cell) -> int:
+    """The steps (updates) the cell's runs train for: its config with the overrides."""
+    overrides = [f"env={grid.env}", *grid.overrides, *cell.overrides]
+    return load_config(cell.config or grid.config, overrides).steps
 
 
 # ------------------------------------------------------------------------------ running
@@ -320,6 +372,13 @@ def run_grid(
         check_output_file(cell_path(results, cell), "cell file")
         check_output_file(work / cell.slug / "sweep.json", "sweep folder")
     done = read_cells(grid, results)
+    for slug, record in done.items():
+        name = record["data_file"]
+        if record.get("data_sha256", {}).get(name) != sha256_of(grid.data / name):
+            raise GridError(
+                f"'{cell_path(results, next(c for c in grid.cells if c.slug == slug))}' was "
+                f"trained on another {name} (sha256): move it away to train the cell again"
+            )
     code_root = Path(__file__).resolve().parents[2]  # the checkout the trials run, too
     path_entries = [str(code_root), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path_entries))}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alm_offline.errors import first_line
 from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.grid import Grid, GridError, read_cells
 from alm_offline.tools.plotting import DPI, SUBPLOT_SIZE, save_figure
@@ -176,6 +177,10 @@ def replace_section(text: str, name: str, body: str) -> str:
 def grid_report(grid: Grid, readme: Path | None = None) -> list[Path]:
     """Write ``results.md`` and ``curves.png`` beside the grid file and, given ``readme``,
     its marked section; returns the files written."""
+    text = None
+    if readme is not None:  # read, its markers found, before anything is written
+        text = read_readme(readme)
+        replace_section(text, grid.name, "")
     records = read_cells(grid)
     body = grid_markdown(grid, records)
     written = [grid.folder / "results.md"]
@@ -184,7 +189,14 @@ def grid_report(grid: Grid, readme: Path | None = None) -> list[Path]:
     if curves is not None:
         written.append(curves)
     if readme is not None:
-        text = replace_section(readme.read_text(encoding="utf-8"), grid.name, body)
-        write_text_atomic(readme, text)
+        write_text_atomic(readme, replace_section(text, grid.name, body))
         written.append(readme)
     return written
+
+
+def read_readme(readme: Path) -> str:
+    """The text of the file whose marked section a report rebuilds (``GridError``)."""
+    try:
+        return readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GridError(f"cannot read '{readme}': {first_line(exc)}") from None

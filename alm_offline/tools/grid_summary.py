@@ -21,7 +21,7 @@ import yaml
 from alm_offline.errors import first_line
 from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.grid import Grid, GridError, load_grid, read_cells
-from alm_offline.tools.grid_report import replace_section
+from alm_offline.tools.grid_report import read_readme, replace_section
 from alm_offline.tools.stats import SeedSummary, probability_of_improvement, summarise_seeds
 
 
@@ -138,10 +138,7 @@ def summary_report(summary: Summary, readme: Path | None = None) -> list[Path]:
     (``<!-- grid:NAME:start -->`` ... ``end``); everything is built before anything is written."""
     text = None
     if readme is not None:  # read (and its markers found) before the table is built
-        try:
-            text = readme.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise GridError(f"cannot read '{readme}': {first_line(exc)}") from None
+        text = read_readme(readme)
         replace_section(text, summary.name, "")
     body = summary_table(summary) + (f"\n{summary.caption}\n" if summary.caption else "")
     if text is not None:
