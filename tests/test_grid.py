@@ -295,3 +295,39 @@ def test_report_checks_the_readme_before_writing_anything(tmp_path):
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert fragment in done.stderr
         assert not (tmp_path / "results.md").exists() and not (tmp_path / "curves.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"data_scores": {"medium-replay": "high"}}, "'data_scores' must map datasets to numbers"),
+        ({"compare": ["alm"]}, "'compare' must be a list of two"),
+        ({"kl_reference": [87]}, "'kl_reference' must be a list of two"),
+        ({"overrides": "steps=60"}, "overrides must be a list of KEY=VALUE strings"),
+        ({"env": "Nope-v0"}, "Nope-v0"),
+        ({"cells": [{"dataset": "medium-replay", "method": "bc"},
+                    {"dataset": "medium-replay", "method": "sac"}]}, "method 'sac' is none of"),
+        ({"cells": [{"dataset": "medium-replay", "method": "bc"},
+                    {"dataset": "medium-replay", "overrides": ["agent.nope=1"]}]},
+         "cell medium-replay--alm: "),
+        ({"cells": [{"dataset": "medium-replay", "method": "bc"},
+                    {"dataset": "medium-replay", "config": "no-such-config"}]},
+         "cell medium-replay--alm: "),
+    ],
+)  # fmt: skip
+def test_the_whole_grid_file_is_checked_when_loaded(tmp_path, change, fragment):
+    from alm_offline.errors import AlmError
+
+    path = write_grid(tmp_path, [{"dataset": "medium-replay", "method": "bc"}])
+    raw = {**yaml.safe_load(path.read_text()), **change}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(AlmError, match=re.escape(fragment)):
+        load_grid(path)
+
+
+def test_a_grid_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    done = alm("grid", "run", str(path), cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: cannot read grid file '{path}'")
+    assert done.stderr.count("\n") == 1

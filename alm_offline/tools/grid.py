@@ -28,8 +28,9 @@ from typing import Any
 
 import yaml
 
-from alm_offline.config import load_config
+from alm_offline.config import METHODS, load_config
 from alm_offline.errors import AlmError, first_line
+from alm_offline.runtime.envs import describe_env
 from alm_offline.runtime.files import check_output_file, write_text_atomic
 from alm_offline.tools.bench import cpu_model
 from alm_offline.tools.stats import LAST_EVALS, final_score
@@ -95,12 +96,14 @@ def _need(raw: dict[str, Any], key: str, kind: type, path: Path) -> Any:
 
 
 def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
-    """Read and check the grid file ``path``; ``data`` replaces its data folder (a relative
-    one is relative to the current folder, as is the file's own)."""
+    """Read and check the whole grid file ``path`` (``GridError``, or the ``ConfigError`` of
+    a cell's config, naming the cell), every cell's method, config and overrides included,
+    so that nothing trains before a later cell's mistake is found; ``data`` replaces its data
+    folder (a relative one is relative to the current folder, as is the file's own)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise GridError(f"cannot read grid file '{path}': {first_line(exc)}") from None
     if not isinstance(raw, dict):
         raise GridError(f"'{path}' is not a grid file (a YAML mapping)")
@@ -110,28 +113,16 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
         raise GridError(f"'{path}': 'seeds' must be integers, got {seeds}")
     if len(set(seeds)) != len(seeds):
         raise GridError(f"'{path}': 'seeds' must be distinct, got {seeds}")
-    cells = []
-    for i, item in enumerate(_need(raw, "cells", list, path)):
-        if not isinstance(item, dict) or item.get("dataset") not in datasets:
-            raise GridError(f"'{path}': cell {i + 1} must name a dataset among {list(datasets)}")
-        method = item.get("method", "alm")
-        cells.append(
-            Cell(
-                dataset=item["dataset"],
-                method=method,
-                variant=str(item.get("variant", method)),
-                overrides=tuple(str(o) for o in item.get("overrides", ())),
-                label=str(item.get("label", item.get("variant", method))),
-                config=None if item.get("config") is None else str(item["config"]),
-            )
-        )
+    cells = [
+        _cell(item, i, datasets, path) for i, item in enumerate(_need(raw, "cells", list, path))
+    ]
     slugs = [cell.slug for cell in cells]
     if len(set(slugs)) != len(slugs):
         raise GridError(f"'{path}': two cells share a dataset and variant")
     per_trial = raw.get("seeds_per_trial")
     if per_trial is not None and (not isinstance(per_trial, int) or per_trial < 1):
         raise GridError(f"'{path}': 'seeds_per_trial' must be a positive integer")
-    return Grid(
+    grid = Grid(
         path=path,
         name=_need(raw, "name", str, path),
         env=_need(raw, "env", str, path),
@@ -140,12 +131,60 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
         config=_need(raw, "config", str, path),
         seeds=tuple(seeds),
         seeds_per_trial=per_trial,
-        overrides=tuple(str(o) for o in raw.get("overrides", ())),
+        overrides=_strings(raw.get("overrides", []), "overrides", path),
         cells=tuple(cells),
-        compare=tuple(raw.get("compare", ("alm", "td3+bc"))),
-        kl_reference=tuple(raw["kl_reference"]) if raw.get("kl_reference") else None,
-        data_scores={str(k): float(v) for k, v in (raw.get("data_scores") or {}).items()},
+        compare=_pair(raw.get("compare", ["alm", "td3+bc"]), "compare", str, path),
+        kl_reference=(
+            _pair(raw["kl_reference"], "kl_reference", int | float, path)
+            if raw.get("kl_reference") is not None
+            else None
+        ),
+        data_scores=_numbers(raw.get("data_scores") or {}, path),
     )
+    describe_env(grid.env)
+    for cell in grid.cells:
+        try:
+            planned_steps(grid, cell)
+        except AlmError as exc:
+            raise GridError(f"'{path}': cell {cell.slug}: {exc}") from None
+    return grid
+
+
+def _cell(item: object, index: int, datasets: dict, path: Path) -> Cell:
+    if not isinstance(item, dict) or item.get("dataset") not in datasets:
+        raise GridError(f"'{path}': cell {index + 1} must name a dataset among {list(datasets)}")
+    method = item.get("method", "alm")
+    if method not in METHODS:
+        raise GridError(f"'{path}': cell {index + 1}'s method {method!r} is none of {METHODS}")
+    return Cell(
+        dataset=item["dataset"],
+        method=method,
+        variant=str(item.get("variant", method)),
+        overrides=_strings(item.get("overrides", []), f"cell {index + 1}'s overrides", path),
+        label=str(item.get("label", item.get("variant", method))),
+        config=None if item.get("config") is None else str(item["config"]),
+    )
+
+
+def _strings(value: object, what: str, path: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GridError(f"'{path}': {what} must be a list of KEY=VALUE strings, got {value!r}")
+    return tuple(value)
+
+
+def _pair(value: object, what: str, kind: Any, path: Path) -> tuple:
+    ok = isinstance(value, list) and len(value) == 2
+    if not ok or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        raise GridError(f"'{path}': '{what}' must be a list of two, got {value!r}")
+    return tuple(value)
+
+
+def _numbers(value: object, path: Path) -> dict[str, float]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise GridError(f"'{path}': 'data_scores' must map datasets to numbers, got {value!r}")
+    return {str(k): float(v) for k, v in value.items()}
 
 
 # ------------------------------------------------------------------------- what a cell holds
