@@ -9,12 +9,13 @@ from pathlib import Path
 
 import torch
 from click.testing import CliRunner
-from conftest import assert_one_line_error, train_tiny_run
+from conftest import TINY_OVERRIDES, assert_one_line_error, train_tiny_run
 
 from alm_offline.training.checkpoint import COMMIT, checkpoint_path, pending_path
 from cli import alm
 
 BATCH = ("seeds=1,2", "steps=200", "checkpoint_every=100")
+TINY_ARGS = (*TINY_OVERRIDES, "steps=200")
 
 
 def run_cli(*args: object):
@@ -113,3 +114,45 @@ def test_a_resume_to_fewer_steps_than_done_is_refused_and_writes_nothing(tmp_pat
     assert after == before  # no checkpoint re-saved, no summary rewritten (the lock's file aside)
     again = run_cli("train-online", "--resume", run, "--quiet", "steps=200")
     assert again.exit_code == 0, again.output  # the run's own step is no error
+
+
+def test_a_seed_dir_is_never_a_new_run_dir(tmp_path):
+    """Issue 48 item 1: run_dir=R/s2 (with or without --overwrite) is refused naming the
+    batch, before anything in R/s2 changes."""
+    run = train_tiny_run(tmp_path / "run", *BATCH)
+    before = files_of(run)
+    for extra in ((), ("--overwrite",)):
+        result = run_cli("train-online", "--quiet", *extra, *TINY_ARGS, f"run_dir={run / 's2'}")
+        assert_one_line_error(result, f"is seed 2 of the batched run '{run.resolve()}'")
+    assert files_of(run) == before
+
+
+def test_a_seed_dir_through_a_link_or_without_the_batch_config_does_not_resume(tmp_path):
+    """Issue 48 item 2: through a symlink, or with R/config.yaml unreadable."""
+    run = train_tiny_run(tmp_path / "run", *BATCH)
+    link = tmp_path / "link"
+    link.symlink_to(run / "s2")
+    before = files_of(run)
+    result = run_cli("train-online", "--resume", link, "--quiet", "steps=300")
+    assert_one_line_error(result, "is seed 2 of the batched run")
+    (run / "config.yaml").write_bytes(b"\xff not yaml")
+    result = run_cli("train-online", "--resume", run / "s2", "--quiet", "steps=300")
+    assert_one_line_error(result, "is seed 2 of the batched run")
+    after = files_of(run)
+    after.pop("config.yaml")
+    before.pop("config.yaml")
+    assert after == before
+
+
+def test_a_batch_whose_identity_is_gone_or_unreadable_does_not_resume(tmp_path):
+    """Issue 48 item 3: batch.json removed or unreadable switches no check off."""
+    run = train_tiny_run(tmp_path / "run", *BATCH)
+    identity = (run / "batch.json").read_bytes()
+    (run / "batch.json").write_text("{not json")
+    result = run_cli("train-online", "--resume", run, "--quiet", "steps=300")
+    assert_one_line_error(result, "cannot be read")
+    (run / "batch.json").unlink()
+    result = run_cli("train-online", "--resume", run, "--quiet", "steps=300")
+    assert_one_line_error(result, "batch's identity (batch.json) is gone")
+    (run / "batch.json").write_bytes(identity)
+    assert run_cli("train-online", "--resume", run, "--quiet", "steps=300").exit_code == 0

@@ -154,6 +154,11 @@ def check_batch(states: list[dict[str, Any]], seeds: list[int], identity: dict |
     another batched run (``identity``: its ``batch.json``; checkpoints from before batches
     recorded one are not checked), or at another step than the first seed's."""
     first = states[0]["counters"]
+    if identity is None and any(state.get("batch") is not None for state in states):
+        raise CheckpointError(
+            "the batch's identity (batch.json) is gone while its seeds' checkpoints name one: "
+            "the seed dirs cannot be checked against it"
+        )
     for seed, state in zip(seeds, states, strict=True):
         recorded = state.get("batch")
         if identity is not None and recorded is not None and recorded != identity:

@@ -134,26 +134,49 @@ def prepare_new(path: Path, cfg: RunConfig, overwrite: bool) -> Path:
 
 
 def batch_identity(path: Path) -> dict | None:
-    """A batched run's ``batch.json`` (None for a run made before batches had one)."""
-    try:
-        return json.loads((Path(path) / BATCH_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """A batched run's ``batch.json``: None when there is none (a run made before batches
+    had one); ``RunDirError`` when it is there but cannot be read, so that a resume never
+    goes on without the identity it checks its seeds against."""
+    file = Path(path) / BATCH_FILE
+    if not file.exists():
         return None
+    try:
+        identity = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"the batch's identity '{file}' cannot be read ({exc})") from None
+    if not isinstance(identity, dict) or "id" not in identity:
+        raise RunDirError(f"the batch's identity '{file}' is damaged (no id)")
+    return identity
 
 
 def batch_of_seed_dir(path: Path) -> tuple[Path, int] | None:
-    """(the batched run, the seed) when ``path`` is a seed dir ``RUN/s<SEED>`` of a batched
-    run; None otherwise."""
-    path = Path(path)
+    """(the batched run, the seed) when ``path``, links resolved, is a seed dir
+    ``RUN/s<SEED>`` of a batched run: its parent has a ``batch.json`` (readable or not) or
+    a config whose seeds hold SEED; None otherwise."""
+    path = Path(path).resolve()
     name = path.name
-    if not (name.startswith("s") and name[1:].isdigit()):
+    if not (name.startswith("s") and name[1:].isdigit() and name == f"s{int(name[1:])}"):
         return None
+    seed = int(name[1:])
+    if (path.parent / BATCH_FILE).exists():
+        return path.parent, seed
     try:
         cfg = load_config(str(path.parent / "config.yaml"))
     except (ConfigError, OSError):
         return None
-    seed = int(name[1:])
-    return (path.parent, seed) if seed in cfg.seeds and name == f"s{seed}" else None
+    return (path.parent, seed) if seed in cfg.seeds else None
+
+
+def refuse_seed_dir(path: Path, mode: str) -> None:
+    """``RunDirError`` when ``path`` is a seed dir of a batched run: a seed dir is never a
+    run dir of its own, new or resumed; its seeds resume together from the batch's."""
+    batch = batch_of_seed_dir(path)
+    if batch is not None:
+        parent, seed = batch
+        raise RunDirError(
+            f"'{path}' is seed {seed} of the batched run '{parent}', whose seeds resume "
+            f"together: alm train-{mode} --resume {parent}"
+        )
 
 
 def batch_seed_dirs(path: Path) -> list[Path]:

@@ -28,9 +28,9 @@ from alm_offline.training.rundir import (
     RESOURCES_FILE,
     RunDirError,
     RunDirLock,
-    batch_of_seed_dir,
     default_run_dir,
     prepare_new,
+    refuse_seed_dir,
 )
 
 
@@ -64,7 +64,7 @@ def start_online(
     spec = describe_env(cfg.env)
     estimate = estimate_run(cfg, spec.obs_dim, spec.action_dim, online=True)
     check_resources(estimate, _planned_run_dir(cfg, ""), _what(cfg))
-    run_dir, lock = _new_run_dir(cfg, "", overwrite)
+    run_dir, lock = _new_run_dir(cfg, "", overwrite, "online")
     write_text_atomic(run_dir / RESOURCES_FILE, json.dumps(estimate.as_dict()) + "\n")
     return RunStart("online", cfg, run_dir, False, lock)
 
@@ -110,7 +110,7 @@ def start_offline(
             cfg, dataset.obs_dim, dataset.action_dim, online=False, dataset_rows=dataset.num_steps
         )
         check_resources(estimate, _planned_run_dir(cfg, method.run_prefix), _what(cfg))
-    run_dir, lock = _new_run_dir(cfg, method.run_prefix, overwrite)
+    run_dir, lock = _new_run_dir(cfg, method.run_prefix, overwrite, "offline")
     if estimate is not None:
         write_text_atomic(run_dir / RESOURCES_FILE, json.dumps(estimate.as_dict()) + "\n")
     if evaluation_off:
@@ -137,13 +137,7 @@ def resumed_config(
 ) -> RunConfig:
     """The stored config of ``run_dir``, with at most a new ``steps``. A seed dir of a
     batched run is refused: its seeds resume together, from the batch's run dir."""
-    batch = batch_of_seed_dir(Path(run_dir))
-    if batch is not None:
-        parent, seed = batch
-        raise RunDirError(
-            f"'{run_dir}' is seed {seed} of the batched run '{parent}', whose seeds resume "
-            f"together: alm train-{mode} --resume {parent}"
-        )
+    refuse_seed_dir(Path(run_dir), mode)
     stored = Path(run_dir) / "config.yaml"
     if not stored.is_file():
         raise RunDirError(f"'{run_dir}' is not a run directory (no config.yaml)")
@@ -205,10 +199,14 @@ def _planned_run_dir(cfg: RunConfig, prefix: str) -> Path:
     return Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, prefix)
 
 
-def _new_run_dir(cfg: RunConfig, prefix: str, overwrite: bool) -> tuple[Path, RunDirLock]:
-    """Check the device, then lock, clear (``overwrite``) and write the run dir."""
+def _new_run_dir(
+    cfg: RunConfig, prefix: str, overwrite: bool, mode: str
+) -> tuple[Path, RunDirLock]:
+    """Check the device and that the run dir is no batch's seed dir, then lock, clear
+    (``overwrite``) and write it."""
     resolve_device(cfg.device)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, prefix)
+    refuse_seed_dir(run_dir, mode)
     lock = RunDirLock(run_dir)
     try:
         prepare_new(run_dir, cfg, overwrite)
