@@ -658,3 +658,28 @@ def test_without_ray_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: alm sweep needs Ray: pip install 'alm-offline[ray]'"
     assert not (tmp_path / "sw").exists()
+
+
+def test_a_trial_too_big_for_memory_is_refused_before_ray_starts(tmp_path):
+    """Issue 48 item 6: the trial's memory estimate is checked in the driver."""
+    out = tmp_path / "out"
+    args = ["sweep", "--envs", "InvertedPendulum-v5", "--seeds", "1-2", "--config", "quick"]
+    result = CliRunner().invoke(
+        cli_group(), [*args, "--out", str(out), "agent.buffer_size=3000000000"]
+    )
+    assert_one_line_error(result, "a trial of 2 seed(s) needs about")
+    assert not out.exists()
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_ray_starts(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    args = ["sweep", "--envs", "InvertedPendulum-v5", "--seeds", "1", "--config", "quick"]
+    result = CliRunner().invoke(cli_group(), [*args, "--out", str(blocker / "out")])
+    assert_one_line_error(result, f"cannot write '{blocker / 'out' / 'sweep.json'}'")
+
+
+def cli_group():
+    from cli import alm
+
+    return alm

@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from alm_offline.runtime.files import check_output_file
 from alm_offline.tools.sweep import ray_runner
 from alm_offline.tools.sweep.grid import (
     SweepError,
@@ -67,6 +68,7 @@ def run_sweep(
             f"'{out}' already holds a sweep; use --resume to continue it or --overwrite "
             "to replace it"
         )
+    check_output_file(out / SWEEP_FILE, "--out")  # before Ray starts
     trials = grid_trials(spec, out)
     rows = grid_rows(trials)
     record = {**asdict(spec), "started": _now(), "status": "running", "trials": rows}
@@ -95,6 +97,7 @@ def resume_sweep(
     trials = grid_trials(spec, out)
     if [_dirs(row) for row in grid_rows(trials)] != [_dirs(row) for row in record["trials"]]:
         raise SweepError(f"'{out / SWEEP_FILE}' does not list its grid's trials")
+    check_output_file(out / SWEEP_FILE, "--out")  # before Ray starts
     states, rows = resume_states(trials)
     record.update(asdict(spec), trials=rows, status="running", resumed=_now())
     return _run(spec, out, record, trials, states, True, report or (lambda line: None))

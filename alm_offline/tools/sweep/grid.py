@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from alm_offline.config import (
     load_config,
     run_mode,
 )
+from alm_offline.config import parse_seeds as config_seeds
 from alm_offline.errors import AlmError
 from alm_offline.tools.sweep.trials import trial_rows
 
@@ -86,10 +87,13 @@ def parse_list(text: str, option: str) -> list[str]:
 
 
 def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: ``1,2,3``, ranges ``1-5`` or both, as ``seeds=`` takes them."""
     try:
-        return [int(seed) for seed in parse_list(text, "--seeds")]
-    except ValueError:
-        raise SweepError(f"--seeds must be comma-separated integers, got '{text}'") from None
+        return config_seeds(text)
+    except ConfigError:
+        raise SweepError(
+            f"--seeds must be comma-separated integers or ranges (1-5), got '{text}'"
+        ) from None
 
 
 def parse_methods(text: str) -> list[str]:
@@ -232,12 +236,33 @@ def _check_trials(spec: SweepSpec) -> None:
     for cfg in trial_configs(spec):
         method = method_for(cfg.method, spec.mode)
         if spec.run_mode.online:
-            describe_env(cfg.env)
+            env = describe_env(cfg.env)
+            _check_trial_memory(spec, cfg, env.obs_dim, env.action_dim, 0)
             continue
         if cfg.dataset not in datasets:
             datasets[cfg.dataset] = load_offline_dataset(cfg)
+        data = datasets[cfg.dataset]
         if method.check is not None:
-            method.check(cfg.method, datasets[cfg.dataset])
+            method.check(cfg.method, data)
+        _check_trial_memory(spec, cfg, data.obs_dim, data.action_dim, data.num_steps)
+
+
+def _check_trial_memory(
+    spec: SweepSpec, cfg: RunConfig, obs_dim: int, action_dim: int, rows: int
+) -> None:
+    """The memory the largest ALM trial of ``cfg``'s cell needs (its seeds in one process),
+    as the trial's own start would estimate it, against what is free: before Ray starts.
+    (d3rlpy's baselines size themselves; a cluster's nodes are not this machine.)"""
+    from alm_offline.training.resources import check_resources, estimate_run
+
+    if cfg.method != "alm" or spec.address is not None:
+        return
+    largest = max(seed_chunks(spec, "alm"), key=len)
+    trial = replace(cfg, seed=largest[0], seeds=largest if len(largest) > 1 else [])
+    estimate = estimate_run(
+        trial, obs_dim, action_dim, online=spec.run_mode.online, dataset_rows=rows
+    )
+    check_resources(estimate, Path("."), f"a trial of {len(largest)} seed(s)")
 
 
 FIND_MODULES = (
