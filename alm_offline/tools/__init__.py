@@ -1,2 +1,11 @@
-"""The tools that read or drive runs: ``evaluate`` (alm eval), ``analysis`` (alm analyze),
-``plotting`` (alm plot), ``bench`` (alm bench) and ``sweep`` (alm sweep)."""
+"""The tools that read or drive runs, a module per job:
+
+- ``evaluate``: ``alm eval``, a checkpoint's deterministic returns and video;
+- ``analysis``, ``model_kl``, ``falls``: ``alm analyze bias|rollout``, ``model-kl``, ``falls``;
+- ``plotting``, ``published``: ``alm plot`` and the paper's published curves;
+- ``bench``, ``bench_seeds``: ``alm bench``; ``paper_results``: the GPU script's report;
+- ``stats``: rliable's IQM and probability of improvement, seeded;
+- ``sweep/``: ``alm sweep`` on Ray; ``grid``, ``grid_report``, ``grid_summary``: ``alm grid
+  run|report|summary``, results that land cell by cell;
+- ``suite``: ``alm dataset make-suite``'s behaviour runs (ALM, or D4RL's SAC recipe).
+"""

@@ -1,5 +1,6 @@
-"""``alm eval``: deterministic returns (and a video) of a saved checkpoint, with the run's
-evaluation protocol (``training.rollout.evaluate``)."""
+"""``alm eval``: deterministic returns (and a video) of a saved checkpoint, ALM's or a
+baseline's (loaded through ``training.methods``), with the run's evaluation protocol
+(``runtime.rollout.evaluate``)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
 """Learning curves of run directories: one subplot per env, a line per method, its mean
 across seeds with a band (the mean's 95% bootstrap interval, or ± std).
 
-A run directory (see ``train.py``) holds ``config.yaml`` (env, seed), ``eval.jsonl`` (evaluation
-returns) and ``metrics.jsonl`` (training diagnostics). ``read_run_curve`` turns one of its metrics
-into a curve over env steps (online runs) or gradient updates (offline runs);
-``plot_learning_curves`` groups the curves by env and draws the seed mean with a ± std band,
-optionally next to the paper's published ALM(3) curve.
+A run directory (``training/rundir.py``) holds ``config.yaml`` (env, seed), ``eval.jsonl``
+(evaluation returns) and ``metrics.jsonl`` (training diagnostics). ``read_run_curve`` turns one
+of its metrics into a curve over env steps (online runs) or gradient updates (offline runs);
+``plot_runs`` (``alm plot``) groups the curves by env and method and draws the seed mean with
+its band (``--band ci``: the mean's 95% bootstrap interval; ``std``: ± std), optionally next to
+the paper's published ALM(3) curve.
 """
 
 from __future__ import annotations
