@@ -166,7 +166,7 @@ def test_killed_make_suite_resumes_to_the_same_bytes(
     assert done.returncode == 0, done.stderr
     assert digests(tmp_path / "out" / "hopper-sac") == digests(unbroken)
     again = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-    assert again.stdout.count("already made") == 4  # a finished suite is only re-recorded
+    assert "every file is made already" in again.stdout  # a finished suite is re-recorded
     assert digests(tmp_path / "out" / "hopper-sac") == digests(unbroken)
 
 

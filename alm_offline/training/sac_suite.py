@@ -144,25 +144,10 @@ class SacSuite:
         try:
             curve = run.train()
             medium_step = medium_snapshot(curve)
-            self.log(f"{s.env_id}: medium = the {medium_step}-step snapshot; rolling out")
-            medium = self._rollout(medium_step, s.seed + 1, "medium")
-            expert = self._rollout(s.steps, s.seed + 2, "expert")
-            self._write("medium", medium)
-            replay = log_dataset(run.transitions, medium_step, s.env_id, s.seed)
-            replay.metadata = {
-                "algorithm": f"d3rlpy SAC's online training, env steps 1-{medium_step}",
-                "description": "every env step of the SAC run up to the medium snapshot "
-                "(D4RL's medium-replay), random warm-up included",
-            }
-            self._write("medium-replay", replay)
-            self._write("expert", expert)
-            mixed = concatenate(medium, expert)
-            mixed.metadata = {
-                "algorithm": f"{medium.metadata['algorithm']}, then {expert.metadata['algorithm']}",
-                "description": "the medium file's episodes, then the expert file's "
-                "(D4RL's medium-expert)",
-            }
-            self._write("medium-expert", mixed)
+            if all(self._made(level) for level in SAC_LEVELS):
+                self.log(f"{s.env_id}: every file is made already")
+            else:
+                self._write_levels(run, medium_step)
         finally:
             run.close()
         record = {
@@ -180,6 +165,36 @@ class SacSuite:
         seconds = time.perf_counter() - started
         self.log(f"{s.env_id}: suite made in {self.out_dir} ({seconds:.0f} s)")
         return record
+
+    def _write_levels(self, run: SacRun, medium_step: int) -> None:
+        """Roll out the medium and expert snapshots and write the four files (each unless
+        made already)."""
+        s = self.settings
+        self.log(f"{s.env_id}: medium = the {medium_step}-step snapshot; rolling out")
+        medium = self._rollout(medium_step, s.seed + 1, "medium")
+        expert = self._rollout(s.steps, s.seed + 2, "expert")
+        self._write("medium", medium)
+        replay = log_dataset(run.transitions, medium_step, s.env_id, s.seed)
+        replay.metadata = {
+            "algorithm": f"d3rlpy SAC's online training, env steps 1-{medium_step}",
+            "description": "every env step of the SAC run up to the medium snapshot "
+            "(D4RL's medium-replay), random warm-up included",
+        }
+        self._write("medium-replay", replay)
+        self._write("expert", expert)
+        mixed = concatenate(medium, expert)
+        mixed.metadata = {
+            "algorithm": f"{medium.metadata['algorithm']}, then {expert.metadata['algorithm']}",
+            "description": "the medium file's episodes, then the expert file's "
+            "(D4RL's medium-expert)",
+        }
+        self._write("medium-expert", mixed)
+
+    def _made(self, level: str) -> bool:
+        """Whether ``level``'s file is in ``out_dir`` with the digest the record gives it."""
+        name = sac_file_name(self.settings.env_id, level)
+        path = self.out_dir / name
+        return name in self.made and path.exists() and sha256_of(path) == self.made[name]["sha256"]
 
     def _rollout(self, step: int, seed: int, name: str) -> EpisodeDataset | None:
         """``steps`` transitions sampled from the ``step`` snapshot (seeded by ``seed``)."""
@@ -201,7 +216,7 @@ class SacSuite:
     def _write(self, level: str, data: EpisodeDataset) -> None:
         name = sac_file_name(self.settings.env_id, level)
         path = self.out_dir / name
-        if name in self.made and path.exists() and sha256_of(path) == self.made[name]["sha256"]:
+        if self._made(level):
             self.log(f"{name}: already made")
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
