@@ -35,14 +35,20 @@ def write_grids(root: Path) -> Path:
             for method in ("alm", "td3+bc", "iql"):
                 cells.append({"dataset": dataset, "method": method})
                 if method in methods:
-                    seeds = {str(i + 1): {"score": s} for i, s in enumerate(methods[method])}
-                    (folder / "cells" / f"{dataset}--{method}.json").write_text(
-                        json.dumps({"seeds": seeds})
-                    )
+                    seeds = {
+                        str(i + 1): {"score": s, "evaluations": [{"updates": 100, "score": s}]}
+                        for i, s in enumerate(methods[method])
+                    }
+                    record = {
+                        "grid": env.lower(), "dataset": dataset, "method": method,
+                        "variant": method, "data_file": f"{dataset}.hdf5",
+                        "config": {"steps": 100}, "seeds": seeds,
+                    }  # fmt: skip
+                    (folder / "cells" / f"{dataset}--{method}.json").write_text(json.dumps(record))
         grid = {
             "name": env.lower(), "env": env, "data": str(root), "config": "offline",
             "datasets": {d: f"{d}.hdf5" for d in datasets}, "seeds": [1, 2, 3, 4, 5],
-            "cells": cells,
+            "overrides": ["steps=100"], "cells": cells,
         }  # fmt: skip
         (folder / "grid.yaml").write_text(yaml.safe_dump(grid))
         grids.append(str(folder / "grid.yaml"))

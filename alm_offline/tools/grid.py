@@ -88,7 +88,18 @@ class Grid:
         return self.data / self.datasets[dataset]
 
 
-def _need(raw: dict[str, Any], key: str, kind: type, path: Path) -> Any:
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (a grid or summary file), or ``GridError`` in one line."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise GridError(f"cannot read {what} '{path}': {first_line(exc)}") from None
+    if not isinstance(raw, dict):
+        raise GridError(f"'{path}' is not a {what} (a YAML mapping)")
+    return raw
+
+
+def need_key(raw: dict[str, Any], key: str, kind: type, path: Path) -> Any:
     value = raw.get(key)
     if not isinstance(value, kind) or (isinstance(value, str | list | dict) and not value):
         raise GridError(f"'{path}': '{key}' must be a non-empty {kind.__name__}")
@@ -101,20 +112,15 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
     so that nothing trains before a later cell's mistake is found; ``data`` replaces its data
     folder (a relative one is relative to the current folder, as is the file's own)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise GridError(f"cannot read grid file '{path}': {first_line(exc)}") from None
-    if not isinstance(raw, dict):
-        raise GridError(f"'{path}' is not a grid file (a YAML mapping)")
-    datasets = _need(raw, "datasets", dict, path)
-    seeds = _need(raw, "seeds", list, path)
+    raw = read_yaml_mapping(path, "grid file")
+    datasets = need_key(raw, "datasets", dict, path)
+    seeds = need_key(raw, "seeds", list, path)
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise GridError(f"'{path}': 'seeds' must be integers, got {seeds}")
     if len(set(seeds)) != len(seeds):
         raise GridError(f"'{path}': 'seeds' must be distinct, got {seeds}")
     cells = [
-        _cell(item, i, datasets, path) for i, item in enumerate(_need(raw, "cells", list, path))
+        _cell(item, i, datasets, path) for i, item in enumerate(need_key(raw, "cells", list, path))
     ]
     slugs = [cell.slug for cell in cells]
     if len(set(slugs)) != len(slugs):
@@ -124,11 +130,11 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
         raise GridError(f"'{path}': 'seeds_per_trial' must be a positive integer")
     grid = Grid(
         path=path,
-        name=_need(raw, "name", str, path),
-        env=_need(raw, "env", str, path),
-        data=Path(data if data is not None else _need(raw, "data", str, path)),
+        name=need_key(raw, "name", str, path),
+        env=need_key(raw, "env", str, path),
+        data=Path(data if data is not None else need_key(raw, "data", str, path)),
         datasets={str(k): str(v) for k, v in datasets.items()},
-        config=_need(raw, "config", str, path),
+        config=need_key(raw, "config", str, path),
         seeds=tuple(seeds),
         seeds_per_trial=per_trial,
         overrides=_strings(raw.get("overrides", []), "overrides", path),

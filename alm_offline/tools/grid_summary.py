@@ -16,11 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from alm_offline.errors import first_line
 from alm_offline.runtime.files import write_text_atomic
-from alm_offline.tools.grid import Grid, GridError, load_grid, read_cells
+from alm_offline.tools.grid import (
+    Grid,
+    GridError,
+    load_grid,
+    need_key,
+    read_cells,
+    read_yaml_mapping,
+)
 from alm_offline.tools.grid_report import read_readme, replace_section
 from alm_offline.tools.stats import SeedSummary, probability_of_improvement, summarise_seeds
 
@@ -39,15 +44,9 @@ class Summary:
 def load_summary(path: str | Path) -> Summary:
     """Read and check a summary file; its grid paths are relative to the current folder."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise GridError(f"cannot read summary file '{path}': {first_line(exc)}") from None
-    if not isinstance(raw, dict):
-        raise GridError(f"'{path}' is not a summary file (a YAML mapping)")
+    raw = read_yaml_mapping(path, "summary file")
     for key, kind in (("name", str), ("grids", list), ("methods", dict), ("datasets", list)):
-        if not isinstance(raw.get(key), kind) or not raw[key]:
-            raise GridError(f"'{path}': '{key}' must be a non-empty {kind.__name__}")
+        need_key(raw, key, kind, path)
     methods = {str(label): str(variant) for label, variant in raw["methods"].items()}
     compare = raw.get("compare")
     if (
