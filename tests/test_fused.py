@@ -30,6 +30,7 @@ ABLATIONS = {
     "bf16": {"precision": "bf16"},
     "offline-behaviour-kl": {"bc_weight": 1.0, "bc_term": "behaviour-kl"},
     "behaviour-kl-td3-actor": {"bc_weight": 1.0, "bc_term": "behaviour-kl", "actor_loss": "td3"},
+    "termination": {"termination": "learned"},  # issue 47: the head, survival, the masked Q
 }
 
 
