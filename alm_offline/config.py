@@ -351,7 +351,7 @@ def parse_seeds(text: str) -> list[int]:
     ``seeds`` for anything else (an empty item, a word, a range that runs backwards)."""
     seeds: list[int] = []
     for part in (item.strip() for item in text.split(",")):
-        bounds = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        bounds = re.fullmatch(r"(-?\d+)(?:\s*-\s*(-?\d+))?", part)  # -1: validate says why
         if bounds is None:
             raise ConfigError(
                 f"seeds: '{text}' is not a list of seeds (1,2,3, a range 1-5, or both)"
