@@ -145,6 +145,8 @@ def write_hdf5(
         "action_low": box.low,
         "action_high": box.high,
     }
+    for name, array in (infos or {}).items():
+        _check_info(name, array, dataset.num_steps)
     check_room(path, dataset.nbytes)
     with staging_area(path) as area:
         staged = area / path.name
@@ -153,7 +155,6 @@ def write_hdf5(
                 for name, array in arrays.items():
                     file.create_dataset(name, data=array, compression=compression)
                 for name, array in (infos or {}).items():
-                    _check_info(name, array, dataset.num_steps)
                     file.create_dataset(f"infos/{name}", data=array, compression=compression)
                 group = file.create_group("metadata")
                 group.attrs.update({k: v for k, v in attrs.items() if v is not None})

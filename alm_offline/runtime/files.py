@@ -9,6 +9,7 @@ no longer running (they are ours by name; a live process's are left alone).
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -112,3 +113,12 @@ def write_text_atomic(path: Path, text: str) -> None:
             tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise WriteError.of(path, exc) from None
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of the file at ``path``, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -155,11 +155,12 @@ def head_predictions(agent: AlmAgent, dataset: EpisodeDataset) -> tuple[float, f
         return None
     obs, _ = dataset.transition_observations()
     seeds, device = agent.num_seeds, agent.device
+    actions = dataset.agent_actions()
     probabilities = []
     for start in range(0, len(obs), 4096):
         rows = slice(start, start + 4096)
         s = torch.as_tensor(obs[rows], device=device).expand(seeds, -1, -1)
-        a = torch.as_tensor(dataset.agent_actions()[rows], device=device).expand(seeds, -1, -1)
+        a = torch.as_tensor(actions[rows], device=device).expand(seeds, -1, -1)
         probabilities.append(torch.sigmoid(wm.termination_logit(wm.encode(s)[0], a)).mean(0))
     p = torch.cat(probabilities).cpu().numpy()
     falls = dataset.terminations

@@ -14,7 +14,6 @@ optionally a README's marked section) and the curves from those files alone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,7 +30,7 @@ import yaml
 from alm_offline.config import METHODS, load_config
 from alm_offline.errors import AlmError, first_line
 from alm_offline.runtime.envs import describe_env
-from alm_offline.runtime.files import check_output_file, write_text_atomic
+from alm_offline.runtime.files import check_output_file, sha256_of, write_text_atomic
 from alm_offline.tools.bench import cpu_model
 from alm_offline.tools.stats import LAST_EVALS, final_score
 from alm_offline.training.loggers import read_jsonl
@@ -194,14 +193,6 @@ def _numbers(value: object, path: Path) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------- what a cell holds
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def code_commit(root: Path) -> str:
     """The commit of the code in ``root`` (``+dirty`` when tracked files differ from it)."""
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import hashlib
 import itertools
 import json
 import os
@@ -47,7 +46,7 @@ from alm_offline.datasets.hdf5 import write_hdf5
 from alm_offline.datasets.states import replayed_states
 from alm_offline.datasets.suite import suite_family
 from alm_offline.errors import AlmError
-from alm_offline.runtime.files import write_text_atomic
+from alm_offline.runtime.files import sha256_of, write_text_atomic
 from alm_offline.scores import reference_scores
 from alm_offline.training.sac_behaviour import (
     SacRun,
@@ -74,14 +73,6 @@ def medium_snapshot(evaluations: list[list[float]]) -> int:
     target = MEDIUM_SHARE * evaluations[-1][1]
     distances = [abs(value - target) for _, value in evaluations]
     return int(evaluations[int(np.argmin(distances))][0])
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def log_dataset(log: TransitionLog, rows: int, env_id: str, seed: int) -> EpisodeDataset:
