@@ -133,6 +133,8 @@ def test_grid_files_are_checked_before_anything_runs(tmp_path):
     (out).mkdir()
     (out / "sweep.json").write_text("{}")  # an interrupted cell continues its sweep
     assert sweep_command(grid, grid.cells[0], out, None)[3:6] == ["sweep", "--resume", str(out)]
+    on_cluster = sweep_command(grid, grid.cells[0], out, None, "auto")  # a shared Ray cluster
+    assert on_cluster[3:8] == ["sweep", "--address", "auto", "--resume", str(out)]
     bad = write_grid(tmp_path / "bad", [{"dataset": "medium", "method": "alm"}])
     done = alm("grid", "run", str(bad), "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
     assert done.returncode != 0

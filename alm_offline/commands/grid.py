@@ -20,6 +20,12 @@ def grid() -> None:
 @click.option("--python", "python", default=None, help="The baselines' interpreter (d3rlpy).")
 @click.option("--only", default=None, help="Comma-separated cells (DATASET--VARIANT) to run.")
 @click.option("--commit", is_flag=True, help="git-commit each cell file as soon as it is written.")
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster host:port for the cells' sweeps [default: each starts its own]; "
+    "`ray start --head --num-cpus 1` then --address auto trains one trial at a time.",
+)
 def grid_run_command(
     grid_file: str,
     work_dir: str | None,
@@ -28,6 +34,7 @@ def grid_run_command(
     python: str | None,
     only: str | None,
     commit: bool,
+    address: str | None,
 ) -> None:
     """Train GRID.yaml's cells without a file yet, in order (interrupted ones resume)."""
     from alm_offline.tools.grid import load_grid, run_grid
@@ -40,6 +47,7 @@ def grid_run_command(
         python=python,
         only=[part.strip() for part in only.split(",")] if only else (),
         commit=commit,
+        address=address,
         echo=click.echo,
     )
     click.echo(f"{len(written)} cell(s) written; the rest were there already")

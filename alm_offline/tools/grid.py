@@ -324,9 +324,12 @@ def planned_steps(grid: Grid, cell: Cell) -> int:
 
 
 # ------------------------------------------------------------------------------ running
-def sweep_command(grid: Grid, cell: Cell, out: Path, python: str | None) -> list[str]:
-    """The ``alm sweep`` that trains ``cell`` into ``out`` (``--resume`` when it began)."""
-    head = [sys.executable, "-m", "cli", "sweep"]
+def sweep_command(
+    grid: Grid, cell: Cell, out: Path, python: str | None, address: str | None = None
+) -> list[str]:
+    """The ``alm sweep`` that trains ``cell`` into ``out`` (``--resume`` when it began), on
+    the Ray cluster at ``address`` or a local Ray of its own."""
+    head = [sys.executable, "-m", "cli", "sweep", *(["--address", address] if address else [])]
     if (out / "sweep.json").is_file():
         return [*head, "--resume", str(out), *(["--python", python] if python else [])]
     return [*head, *sweep_arguments(grid, cell, out, python)]
@@ -391,6 +394,7 @@ def run_grid(
     python: str | None = None,
     only: Sequence[str] = (),
     commit: bool = False,
+    address: str | None = None,
     echo=print,
 ) -> list[Path]:
     """Train every cell of ``grid`` without a JSON yet in ``results`` (the grid file's folder
@@ -423,7 +427,7 @@ def run_grid(
         if cell.slug in done or (only and cell.slug not in only):
             continue
         out = work / cell.slug
-        command = sweep_command(grid, cell, out, python)
+        command = sweep_command(grid, cell, out, python, address)
         echo(f"{cell.slug}: {' '.join(command[2:])}")
         result = subprocess.run(command, env=env, check=False)
         if result.returncode != 0:
