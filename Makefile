@@ -49,6 +49,7 @@ gpu-wheels:
 gpu-check:
 	bash benchmarks/gpu_check.sh gpu-check-out
 
-# On a GPU machine, with .whl beside it: the paper's curves, 5 seeds per env (docs/paper-results.md)
+# On a GPU machine, with .whl beside it: the paper's curves, 5 seeds per env (docs/paper-results.md),
+# into $OUT (the device call's folder that comes back) or ../alm-paper-results, never the repo
 paper-results:
-	bash benchmarks/paper_results.sh paper-results-out
+	bash benchmarks/paper_results.sh "$${OUT:-../alm-paper-results}"

@@ -21,7 +21,7 @@ from alm_offline.commands.grid import grid
 from alm_offline.commands.results import config_command, eval_command, plot_command
 from alm_offline.commands.sweep import sweep_command
 from alm_offline.commands.train import baseline_command, train_offline_command, train_online_command
-from alm_offline.errors import AlmError, AlmWarning, printable
+from alm_offline.errors import AlmError, AlmWarning, exit_on_sigterm, printable
 
 # ------------------------------------------------------------------- errors, warnings
 
@@ -98,12 +98,6 @@ COMMANDS = (
 )
 for command in COMMANDS:
     alm.add_command(command)
-
-
-def exit_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM as SIGINT is: an exception, so every ``finally`` runs (a checkpoint half
-    written removes its temporary file) before the process exits with 128 + signum."""
-    raise SystemExit(128 + signum)
 
 
 def main() -> None:

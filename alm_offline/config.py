@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from alm_offline.baseline_table import BASELINES
 from alm_offline.errors import AlmError, AlmWarning, first_line
 
 if TYPE_CHECKING:
@@ -29,23 +30,46 @@ class ConfigError(AlmError):
     """A configuration that cannot be used."""
 
 
+def choice(default: str, allowed: tuple[str, ...]) -> Any:
+    """A string field whose values are ``allowed``: declared with the field, checked once
+    (``validate``, through ``CHOICES``)."""
+    return field(default=default, metadata={"choices": allowed})
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+BC_INDEXES = ("t", "t+1")  # agent.bc_index: which rollout actions carry App. A.7's BC term
+
+
 @dataclass
 class AgentConfig:
-    """The ALM agent (paper Table 3) and its replay."""
+    """The ALM agent (paper Table 3) and its replay; the keys grouped by what they set
+    (flat, as TD-MPC2's config groups its keys under comments)."""
 
-    seq_len: int = 3  # K: length of model rollouts in the bound
-    batch_size: int = 512  # sequences / transitions per update
+    # -- the networks
     hidden_dim: int = 512  # width of encoder, reward, classifier, critic, actor MLPs
     model_hidden_dim: int = 1024  # width of the latent model MLP
     latent_dim: int = 50  # size of z
-    lr: float = 1e-4  # Adam learning rate of every parameter group
+    encoder: str = choice("mlp", ("mlp", "identity"))  # identity: z = s, MnM-like (Fig. 13)
+    classifier: str = choice("mlp", ("mlp", "linear"))  # linear (Fig. 16)
+    # -- the bound (Eq. 6-8)
+    seq_len: int = 3  # K: length of model rollouts in the bound
     gamma: float = 0.99  # discount
-    tau: float = 0.005  # Polyak rate of the target encoder and target critic
     lambda_: float = 0.95  # lambda of the policy's lambda-returns
     classifier_coef: float = 0.1  # c: weight of the classifier (KL) reward in the policy loss
+    kl_coef: float = 1.0  # weight of the KL term in the encoder/model bound (Sec. 5.3: 0 = no KL)
+    value_in_encoder_loss: bool = True  # Q(z_K) term in the encoder/model bound (Sec. 5.3)
+    # episodes that end (Hopper, Walker2d falls; docs/termination.md): none (the paper's
+    # infinite-horizon bound); learned: a head p(end | z, a) fit to the real flags weighs the
+    # imagined lambda-returns by survival, and a real sequence ending in a terminal drops Q(z_K)
+    termination: str = choice("none", ("none", "learned"))
+    # -- optimisation
+    batch_size: int = 512  # sequences / transitions per update
+    lr: float = 1e-4  # Adam learning rate of every parameter group
+    tau: float = 0.005  # Polyak rate of the target encoder and target critic
+    max_grad_norm: float = 100.0  # gradient-norm clip of each parameter group
+    # -- acting and replay
     warmup_steps: int = 5000  # env steps of uniform random actions before updates start
     buffer_size: int = 100_000  # replay capacity in observations (1e6 for Humanoid)
-    max_grad_norm: float = 100.0  # gradient-norm clip of each parameter group
     expl_std_start: float = 1.0  # exploration std at the first update
     expl_std_end: float = 0.1  # exploration std after expl_std_steps updates
     expl_std_steps: int = 100_000  # updates over which the std decays linearly
@@ -53,14 +77,14 @@ class AgentConfig:
     # standardise observations (per dim) with the data's mean and std, set at the first update
     # from the warm-up data (online) or the dataset (offline); off in the paper
     obs_norm: bool = False
-    # offline ALM's behaviour-cloning term (App. A.7), in the bound's own units (1 = the
+    # -- offline ALM's behaviour-cloning term (App. A.7), in the bound's own units (1 = the
     # paper's): likelihood: bc_weight * sum_t -log pi(a_t | z_t) of the data's actions along
     # the model latents, pi = N(pi(z), s^2) with the exploration std s (so 1 / (2 s^2) per
     # squared error); behaviour-kl: bc_weight [log pi_b - log pi](a | z) in each imagined
     # step's reward (weighted through the lambda-returns as the reward is),
     # a ~ pi, along the actor's imagined rollouts, pi_b a Gaussian head fit to the data (the
     # paper's form, and the better on halfcheetah-medium-replay: docs/offline-locomotion.md)
-    bc_term: str = "behaviour-kl"
+    bc_term: str = choice("behaviour-kl", ("likelihood", "behaviour-kl"))
     bc_weight: float = 0.0  # weight of that term; 0: off (online ALM)
     # true: bc_weight is relative to the weight of the KL term it stands beside, as App. A.7's
     # bound weighs them alike (behaviour-kl: times classifier_coef c, the actor's KL estimate;
@@ -68,29 +92,25 @@ class AgentConfig:
     bc_relative_to_kl: bool = False
     # which rollout actions carry the behaviour-kl term: t (a_0..a_{K-1} at z_0..z_{K-1}) or
     # t+1 (a_1..a_K at z_1..z_K, the bound's indexing: step t's term is at a_{t+1})
-    bc_index: str = "t"
-    precision: str = "fp32"  # fp32; tf32 (CUDA matmuls on TF32 cores); bf16 (autocast networks)
-    cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
-    # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates x seeds),
-    # on, off
-    compile: str = "auto"
-    # -- ablations of the paper (defaults = the main method; see docs/agents-and-analyses.md)
-    kl_coef: float = 1.0  # weight of the KL term in the encoder/model bound (Sec. 5.3: 0 = no KL)
-    value_in_encoder_loss: bool = True  # Q(z_K) term in the encoder/model bound (Sec. 5.3)
-    actor_loss: str = "svg"  # svg: K-step imagined lambda-returns; td3: -Q(z, pi(z)) (Fig. 5c)
+    bc_index: str = choice("t", BC_INDEXES)
+    # -- variants of the paper's method (defaults = the main method; docs/agents-and-analyses.md)
+    actor_loss: str = choice("svg", ("svg", "td3"))  # svg: K-step imagined lambda-returns;
+    # td3: -Q(z, pi(z)) (Fig. 5c)
     # actor_loss=td3: > 0 maximises alpha Q / mean|Q| as TD3+BC does (its alpha: 2.5), so a
     # behaviour term keeps its weight; 0: plain Q
     td3_alpha: float = 0.0
     entropy_bonus: float = 0.0  # alpha of a SAC entropy bonus; > 0 learns the policy std (Tab. 5)
     action_penalty: float = 0.0  # weight of mean(pi(z)^2) along the rollout in the policy loss
     log_reward_shift: float = 0.0  # a of App. A.8: r -> a (log(r + a) - log a); 0 = off (Fig. 12)
-    classifier: str = "mlp"  # mlp, or linear (Fig. 16)
-    encoder: str = "mlp"  # mlp, or identity: z = s, an MnM-like state-space model (Fig. 13)
-    encoder_objective: str = "alm"  # alm, or reconstruction: maximum likelihood (Fig. 15)
-    # episodes that end (Hopper, Walker2d falls; docs/termination.md): none (the paper's
-    # infinite-horizon bound); learned: a head p(end | z, a) fit to the real flags weighs the
-    # imagined lambda-returns by survival, and a real sequence ending in a terminal drops Q(z_K)
-    termination: str = "none"
+    # alm, or reconstruction: the encoder by maximum likelihood (Fig. 15)
+    encoder_objective: str = choice("alm", ("alm", "reconstruction"))
+    # -- speed (the same update, computed faster)
+    # fp32; tf32 (CUDA matmuls on TF32 cores); bf16 (autocast networks)
+    precision: str = choice("fp32", PRECISIONS)
+    cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
+    # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates x seeds),
+    # on, off (true/false are read as on/off, so it is checked apart from CHOICES)
+    compile: str = "auto"
 
 
 @dataclass
@@ -152,10 +172,8 @@ BUNDLED_CONFIGS = (
     "offline-locomotion",
     "offline-halfcheetah-sac",
 )
-PRECISIONS = ("fp32", "tf32", "bf16")
 COMPILE_MODES = ("auto", "on", "off")  # agent.compile (the fused update, fused.py)
 EVAL_LATENTS = ("mean", "sample")
-BC_INDEXES = ("t", "t+1")  # agent.bc_index: which rollout actions carry App. A.7's BC term
 
 
 @dataclass(frozen=True)
@@ -164,11 +182,9 @@ class RunMode:
     would otherwise spell out with ``mode == "online"``."""
 
     name: str  # "online" or "offline"
-    command: str  # the alm command that trains it
     step_key: str  # the x of its eval.jsonl and metrics.jsonl rows
     cell_key: str  # what a sweep's cells are for it: envs or datasets
     steps_are: str  # what its ``steps`` count, in words
-    cell_flag: str  # the sweep's option naming its cells
     default_config: str | None  # a sweep's config when none is given (None: one is needed)
     where: str  # where a run trained, a template of its summary's entries
 
@@ -184,21 +200,17 @@ class RunMode:
 
 ONLINE = RunMode(
     "online",
-    "train-online",
     "env_step",
     "env",
     "env steps",
-    "--envs",
     None,
     "({env_steps} env steps)",
 )
 OFFLINE = RunMode(
     "offline",
-    "train-offline",
     "updates",
     "dataset",
     "updates",
-    "--datasets",
     "offline",
     "on {dataset}",
 )
@@ -212,18 +224,10 @@ def run_mode(name: str) -> RunMode:
     return MODES[name]
 
 
-BASELINE_METHODS = ("bc", "td3+bc", "iql", "cql")  # d3rlpy's, with its D4RL settings
+BASELINE_METHODS = tuple(BASELINES)  # d3rlpy's, with its D4RL settings (baseline_table.py)
 METHODS = ("alm", *BASELINE_METHODS)
-CHOICES = {
-    "precision": PRECISIONS,
-    "actor_loss": ("svg", "td3"),
-    "classifier": ("mlp", "linear"),
-    "encoder": ("mlp", "identity"),
-    "encoder_objective": ("alm", "reconstruction"),
-    "bc_term": ("likelihood", "behaviour-kl"),
-    "bc_index": BC_INDEXES,
-    "termination": ("none", "learned"),
-}
+# agent key -> its values, from the fields that declare them (``choice``)
+CHOICES = {f.name: f.metadata["choices"] for f in fields(AgentConfig) if "choices" in f.metadata}
 RENAMED = {  # keys of earlier versions -> the one line saying what replaced them
     "bc_coef": "agent.bc_coef was replaced by agent.bc_weight, in units of -log pi (bc_coef C at "
     "exploration std s is bc_weight 2 s^2 C: 10000 at s = 0.1 is 200), and agent.bc_term",

@@ -40,3 +40,10 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM as SIGINT is: an exception, so every ``finally`` runs (a checkpoint half
+    written removes its temporary file) before the process exits with 128 + signum. Installed
+    by every entry point (``alm``, ``python -m alm_offline.training``)."""
+    raise SystemExit(128 + signum)

@@ -21,7 +21,7 @@ from torch import nn
 
 from alm_offline.config import load_config
 from alm_offline.core.networks import SeedLayerNorm, TwinCritic, per_seed
-from alm_offline.tools.bench import matmul_gflops, run_bench
+from alm_offline.tools.update_speed import matmul_gflops, run_bench
 
 
 def _affine_only(self: nn.Module, x: torch.Tensor) -> torch.Tensor:

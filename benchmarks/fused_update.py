@@ -58,7 +58,7 @@ def main() -> None:
     import torch
 
     from alm_offline.config import load_config
-    from alm_offline.tools.bench import matmul_gflops, run_bench
+    from alm_offline.tools.update_speed import matmul_gflops, run_bench
 
     results, fp32_eager = [], None
     for name, config, env, overrides, paper in ROWS:

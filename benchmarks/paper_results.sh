@@ -21,18 +21,23 @@
 #
 # OUT_DIR gets 7 files (the device tool returns at most 8): system.json, log.txt, tests.txt,
 # seeds.json, results.json, results.md, curves.png. The runs go to --runs DIR (default
-# paper-runs/ in the repository, git-ignored), where a later call on the same machine finds
-# them: --resume continues them (an unfinished run from its checkpoint to its steps or
+# ~/.cache/alm-paper-runs), where a later call on the same machine finds them: --resume continues them (an unfinished run from its checkpoint to its steps or
 # --max-steps, a finished one on by --steps); without --resume an existing DIR is refused.
 # Their checkpoints (the agent state alone 75 MiB at paper sizes for five seeds, before the
 # replay) are too big to come back from a device call, so a later session starts again.
 #
 # --cpu: the same steps at toy sizes on the CPU (eager update) in about a minute (tests/test_paper_results.py
 # runs it, and a --resume after it). --only: comma list of tests,bench,runs (default all).
+#
+# Refused before anything is written (one error line, exit 2): no CUDA GPU without --cpu; an
+# OUT_DIR or runs DIR that is /, or inside the repository (its tracked files are never
+# written); relative paths are taken from the caller's folder.
 set -u
 # every flag is parsed and checked before any folder is made: one error line, exit 2
 fail() { echo "error: $*" >&2; exit 2; }
-positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || fail "$1 must be a positive integer, got '$2'"; }
+positive() { [[ "$2" =~ ^[1-9][0-9]{0,8}$ ]] || fail "$1 must be a positive integer below 1e9, got '$2'"; }
+# absolute PATH from the caller's folder, without following what does not exist yet
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 USAGE="usage: paper_results.sh OUT_DIR [--cpu] [--deadline SECONDS] [--resume] [--envs ENVS] [--steps N] [--max-steps N] [--seeds LIST] [--only STEPS] [--runs DIR]"
 [ $# -gt 0 ] || fail "OUT_DIR is required ($USAGE)"
 OUT=$1
@@ -78,13 +83,26 @@ if [ -n "$STEPS" ] && [ -n "$MAX_STEPS" ] && [ "$MAX_STEPS" -lt "$STEPS" ]; then
   fail "--max-steps ($MAX_STEPS) must be at least --steps ($STEPS)"
 fi
 [ "$DEADLINE" -gt 30 ] || fail "--deadline must leave time for the report (more than 30 s), got $DEADLINE"
+OUT=$(absolute "$OUT")
+RUNS=$(absolute "${RUNS:-${XDG_CACHE_HOME:-$HOME/.cache}/alm-paper-runs}")
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-$PWD/paper-runs}
+REPO=$(pwd -P)
+for what in OUT_DIR:$OUT "--runs:$RUNS"; do
+  name=${what%%:*} path=${what#*:}
+  real=$(realpath -m "$path")
+  [ "$real" != / ] || fail "$name must not be /"
+  case "$real/" in
+    "$REPO"/*) fail "$name '$path' is inside the repository ($REPO): give a folder outside it" ;;
+  esac
+done
 if [ -e "$RUNS" ] && [ $RESUME -eq 0 ]; then
   fail "'$RUNS' exists: pass --resume to continue its runs, or remove it"
 fi
 PYTHON=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
+if [ "$MODE" = cuda ] && ! $PYTHON -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
+  fail "no CUDA GPU here (torch.cuda.is_available() is False): run it on a GPU machine, or pass --cpu"
+fi
 source benchmarks/device_setup.sh
 open_scratch alm-paper
 install_carried_wheels

@@ -37,8 +37,6 @@ from .episodes import (
     check_ref_scores,
 )
 from .formats import DEFAULT_FORMAT, FORMATS, DatasetFormat
-from .hdf5 import HDF5_SUFFIXES, hdf5_overview
-from .minari_io import is_minari_id, list_minari_store, minari_store
 
 ENV_HINT = "--env ENV_ID (train-offline: env=ENV_ID)"
 BOX_HINT = (
@@ -181,9 +179,7 @@ def convert(
     """
     fmt = check_writable(dst, fmt, overwrite)
     path, _ = resolve_destination(dst, fmt)
-    source = Path(src).expanduser()
-    if not source.exists() and is_minari_id(str(src)):
-        source = minari_store() / str(src)
+    source = _source_format(src).source_path(src)
     if path.exists() and source.exists() and path.resolve() == source.resolve():
         raise DatasetError(f"the destination {dst} is the source")
     dataset = load_dataset(
@@ -234,41 +230,17 @@ def collect_dataset(
 
 
 def list_datasets(folder: str | Path | None = None) -> dict:
-    """The local Minari store's datasets, and the HDF5 files directly in ``folder``."""
-    listing = {
-        "store": str(minari_store()),
-        "minari": list_minari_store(),
-        "folder": None if folder is None else str(folder),
-        "hdf5": [],
-    }
-    if folder is not None:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise DatasetError(f"no such folder: {folder}")
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in HDF5_SUFFIXES)
-        listing["hdf5"] = [hdf5_overview(p) for p in files if p.is_file()]
-    return listing
-
-
-MINARI_ROW = "{episodes} episodes, {steps} steps, env {env}"
-HDF5_ROW = (
-    "{episodes} episodes, {transitions} transitions, obs {obs_dim}, action {action_dim}, env {env}"
-)
+    """What each format holds locally (the Minari store's datasets; the HDF5 files directly
+    in ``folder``), merged into one mapping (``alm dataset list --json``)."""
+    if folder is not None and not Path(folder).is_dir():
+        raise DatasetError(f"no such folder: {folder}")
+    where = Path(folder) if folder is not None else None
+    return {key: value for form in FORMATS.values() for key, value in form.listing(where).items()}
 
 
 def describe_listing(listing: dict) -> str:
     """``alm dataset list``: the ``list_datasets`` result as text, one dataset a line."""
-
-    def row_line(name: str, row: dict, facts: str) -> str:
-        if "error" in row:
-            return f"  {name}  unreadable: {row['error']}"
-        return f"  {name}  " + facts.format(**{**row, "env": row["env_id"] or "unknown"})
-
-    lines = [f"Minari store {listing['store']}: {len(listing['minari'])} datasets"]
-    lines += [row_line(row["id"], row, MINARI_ROW) for row in listing["minari"]]
-    if listing["folder"] is not None:
-        lines.append(f"HDF5 files in {listing['folder']}: {len(listing['hdf5'])}")
-    lines += [row_line(row["path"], row, HDF5_ROW) for row in listing["hdf5"]]
+    lines = [line for form in FORMATS.values() for line in form.listing_lines(listing)]
     return "\n".join(map(printable, lines))
 
 
@@ -280,15 +252,20 @@ def _check_named(spec: str | Path, what: str) -> None:
         )
 
 
-def _read(spec: str | Path, download: bool | None, env_spec: EnvSpec | None) -> EpisodeDataset:
-    """``spec`` read by the first format (in ``FORMATS``' order) that detects it."""
+def _source_format(spec: str | Path) -> DatasetFormat:
+    """The first format (in ``FORMATS``' order) that detects ``spec``."""
     _check_named(spec, "dataset")
     form = next((f for f in FORMATS.values() if f.detect(spec)), None)
     if form is None:
         raise DatasetError(
             f"{spec} is neither a file, a folder nor a Minari dataset id (namespace/name-v0)"
         )
-    return form.read(spec, download, env_spec)
+    return form
+
+
+def _read(spec: str | Path, download: bool | None, env_spec: EnvSpec | None) -> EpisodeDataset:
+    """``spec`` read by the format that detects it."""
+    return _source_format(spec).read(spec, download, env_spec)
 
 
 def _given_box(

@@ -87,6 +87,40 @@ print(json.dumps({
 """
 
 
+TABLE_CHECK = """
+import json, numpy as np
+from alm_offline.baseline_table import BASELINES
+from alm_offline.config import BASELINE_METHODS
+from alm_offline.training.baselines import algo_config, import_d3rlpy
+d3rlpy = import_d3rlpy()
+made = {m: algo_config(m, d3rlpy, 1000, "hopper-medium-v0") for m in BASELINES}
+other = algo_config("cql", d3rlpy, 1000, "hopper-medium-replay-v0")
+print(json.dumps({
+    "methods": list(BASELINE_METHODS),
+    "types": {m: type(c).__name__ for m, c in made.items()},
+    "alpha": made["td3+bc"].alpha, "expectile": made["iql"].expectile,
+    "iql_T": made["iql"].actor_optim_factory.lr_scheduler_factory.T_max,
+    "cql": [made["cql"].conservative_weight, other.conservative_weight],
+    "refuse": [BASELINES[m].refuses(np.array([3.0, 3.0])) is not None for m in BASELINES],
+}))
+"""
+
+
+@pytest.mark.slow
+def test_one_table_names_each_baseline_and_builds_its_d3rlpy_config(baselines_python, tmp_path):
+    """config.BASELINE_METHODS is baseline_table.BASELINES' keys; each row builds d3rlpy's
+    config with the D4RL settings; only IQL refuses data whose returns do not spread."""
+    done = run_in(baselines_python, "-c", TABLE_CHECK, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["methods"] == ["bc", "td3+bc", "iql", "cql"]
+    assert got["types"] == {"bc": "BCConfig", "td3+bc": "TD3PlusBCConfig", "iql": "IQLConfig",
+                            "cql": "CQLConfig"}  # fmt: skip
+    assert (got["alpha"], got["expectile"], got["iql_T"]) == (2.5, 0.7, 1000)
+    assert got["cql"] == [10.0, 5.0]
+    assert got["refuse"] == [False, False, True, False]
+
+
 @pytest.mark.slow
 def test_the_mdp_dataset_keeps_every_transition(baselines_python, tmp_path):
     """A terminated episode keeps its T steps; a truncated one its T steps too (d3rlpy would

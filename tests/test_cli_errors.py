@@ -142,7 +142,7 @@ def test_mujoco_s_own_warnings_are_python_warnings_and_write_no_log(tmp_path):
 
 @pytest.mark.parametrize("out", ["DIR", "/proc/no/such.json"])
 def test_bench_refuses_its_out_before_it_measures(tmp_path, monkeypatch, out):
-    import alm_offline.tools.bench as bench
+    import alm_offline.tools.update_speed as bench
 
     def measured(*args, **kwargs):
         raise AssertionError("the benchmark ran before --out was checked")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -506,3 +507,55 @@ def test_no_warnings_on_clean_round_trip(cheetah: EpisodeDataset, tmp_path: Path
         warnings.simplefilter("error", DatasetWarning)
         write_hdf5(cheetah, tmp_path / "c.hdf5")
         convert(tmp_path / "c.hdf5", tmp_path / "c-v0")
+
+
+def test_a_new_format_is_one_row_of_the_table(pendulum, tmp_path, monkeypatch) -> None:
+    """Reading, writing, the source-is-destination check and ``alm dataset list`` all go
+    through ``FORMATS``: a format added as one row (HDF5 bytes under a ``.alt`` suffix)
+    works with nothing else changed; convert.py names no format."""
+    import importlib
+
+    from alm_offline.datasets import describe_listing
+    from alm_offline.datasets.formats import FORMATS, DatasetFormat, listing_row
+
+    convert_module = importlib.import_module("alm_offline.datasets.convert")
+    from alm_offline.datasets.hdf5 import hdf5_overview, read_hdf5
+
+    def alt_listing(folder):
+        files = sorted(folder.glob("*.alt")) if folder is not None else []
+        return {"alt": [hdf5_overview(p) for p in files]}
+
+    alt = DatasetFormat(
+        name="alt",
+        detect_rule="a name ending in .alt",
+        suffixes=(".alt",),
+        detect=lambda spec: str(spec).endswith(".alt"),
+        read=lambda spec, download, env: read_hdf5(Path(spec)),
+        locate=lambda dst: Path(dst),
+        check_destination=lambda path: None,
+        write=lambda data, path, overwrite: str(write_hdf5(data, path, overwrite=overwrite)),
+        source_path=lambda spec: Path(spec),
+        listing=alt_listing,
+        listing_lines=lambda got: [listing_row(r["path"], r, "{episodes} eps") for r in got["alt"]],
+    )
+    monkeypatch.setattr("alm_offline.datasets.formats.FORMATS", {"alt": alt, **FORMATS})
+    monkeypatch.setattr(convert_module, "FORMATS", {"alt": alt, **FORMATS})
+    source = write_hdf5(pendulum, tmp_path / "p.hdf5")
+    written = convert(source, tmp_path / "copy.alt")
+    assert load_dataset(tmp_path / "copy.alt").fingerprint() == written.fingerprint()
+    listing = list_datasets(tmp_path)
+    assert [Path(row["path"]).name for row in listing["alt"]] == ["copy.alt"]
+    assert [Path(row["path"]).name for row in listing["hdf5"]] == ["p.hdf5"]
+    assert f"copy.alt  {pendulum.num_episodes} eps" in describe_listing(listing)
+    with pytest.raises(DatasetError, match="is the source"):
+        convert(tmp_path / "copy.alt", tmp_path / "copy.alt", overwrite=True)
+    tree = ast.parse(Path(convert_module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"hdf5", "minari_io", "minari", "h5py"}, imported
+
+
+def test_a_minari_id_converted_onto_itself_is_refused(pendulum, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "store"))
+    convert(write_hdf5(pendulum, tmp_path / "p.hdf5"), "alm-test/self-v0")
+    with pytest.raises(DatasetError, match="is the source"):
+        convert("alm-test/self-v0", "alm-test/self-v0", overwrite=True)

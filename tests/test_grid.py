@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from alm_offline.tools.grid import load_grid, sweep_command
+from alm_offline.tools.grid_cells import load_grid, sweep_command
 from alm_offline.tools.grid_report import replace_section
 from alm_offline.tools.stats import (
     final_score,
@@ -22,7 +22,7 @@ from alm_offline.tools.stats import (
     probability_of_improvement,
     summarise_seeds,
 )
-from alm_offline.tools.sweep.results import describe
+from alm_offline.tools.sweep.outputs import describe
 from alm_offline.training.loggers import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,12 +129,16 @@ def test_grid_files_are_checked_before_anything_runs(tmp_path):
     grid = load_grid(path)
     assert [c.slug for c in grid.cells] == ["medium-replay--alm"]
     out = tmp_path / "sweep"
-    assert sweep_command(grid, grid.cells[0], out, None)[3:5] == ["sweep", "--datasets"]
+    fresh = sweep_command(grid, grid.cells[0], out, None)
+    assert fresh[1:3] == ["-m", "alm_offline.tools.sweep"] and fresh[3] == "--spec"
+    spec = json.loads(fresh[4])
+    assert (spec["cells"], spec["methods"], spec["mode"]) == ([str(grid.file("medium-replay"))],
+                                                              ["alm"], "offline")  # fmt: skip
     (out).mkdir()
     (out / "sweep.json").write_text("{}")  # an interrupted cell continues its sweep
-    assert sweep_command(grid, grid.cells[0], out, None)[3:6] == ["sweep", "--resume", str(out)]
+    assert sweep_command(grid, grid.cells[0], out, None)[3:5] == ["--resume", str(out)]
     on_cluster = sweep_command(grid, grid.cells[0], out, None, "auto")  # a shared Ray cluster
-    assert on_cluster[3:8] == ["sweep", "--address", "auto", "--resume", str(out)]
+    assert on_cluster[3:7] == ["--address", "auto", "--resume", str(out)]
     bad = write_grid(tmp_path / "bad", [{"dataset": "medium", "method": "alm"}])
     done = alm("grid", "run", str(bad), "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
     assert done.returncode != 0
@@ -217,14 +221,14 @@ def test_a_cell_may_name_its_own_config(tmp_path):
             {"dataset": "medium-replay", "config": "offline-locomotion"},
         ],
     )
-    from alm_offline.tools.grid import load_grid, sweep_arguments
+    from alm_offline.tools.grid_cells import alm_sweep_line, cell_spec, load_grid
 
     grid = load_grid(path)
     bc, alm_cell = grid.cells
     assert bc.config is None and alm_cell.config == "offline-locomotion"
-    assert "offline-halfcheetah-sac" in sweep_arguments(grid, bc, tmp_path / "o", None)
-    arguments = sweep_arguments(grid, alm_cell, tmp_path / "o", None)
-    assert arguments[arguments.index("--config") + 1] == "offline-locomotion"
+    assert cell_spec(grid, bc, None).config == "offline-halfcheetah-sac"
+    assert cell_spec(grid, alm_cell, None).config == "offline-locomotion"
+    assert " --config offline-locomotion --out " in alm_sweep_line(grid, alm_cell, tmp_path, None)
 
 
 def test_an_unwritable_results_folder_is_refused_before_a_cell_trains(tmp_path):
@@ -272,7 +276,7 @@ def good_record(grid_path: Path) -> dict:
     ],
 )  # fmt: skip
 def test_a_cell_file_counts_only_when_it_is_this_grids_and_well_formed(tmp_path, change, fragment):
-    from alm_offline.tools.grid import GridError, read_cells
+    from alm_offline.tools.grid_cells import GridError, read_cells
 
     path = write_grid(tmp_path, [{"dataset": "medium-replay", "method": "bc"}])
     cells = tmp_path / "cells"

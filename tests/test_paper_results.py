@@ -181,3 +181,43 @@ def test_a_failed_step_still_reports_then_exits_non_zero_naming_it(tmp_path):
     assert "report exit 0" in lines[-2]
     assert lines[-1].split("] ", 1)[1].startswith("failed: runs (HalfCheetah-v5)")
     assert (tmp_path / "out" / "results.md").is_file()
+
+
+def _files_under(path: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("args", "cwd", "fragment"),
+    [
+        (["{tmp}/out", "--runs", "{tmp}/runs"], ROOT, "no CUDA GPU here"),
+        (["/", "--cpu", "--runs", "{tmp}/runs"], ROOT, "OUT_DIR must not be /"),
+        (["{tmp}/out", "--cpu", "--runs", "/"], ROOT, "--runs must not be /"),
+        (
+            ["results/halfcheetah-sac", "--cpu", "--runs", "{tmp}/r"],
+            ROOT,
+            "is inside the repository",
+        ),
+        (["{tmp}/out", "--cpu", "--runs", "paper-runs"], ROOT, "is inside the repository"),
+        (["{tmp}/out", "--cpu", "--runs", "{root}/docs/../x"], ROOT, "is inside the repository"),
+        (["x", "--cpu", "--runs", "{tmp}/r"], ROOT / "docs", "is inside the repository"),
+        (["out", "--cpu", "--runs", "old-runs"], "{tmp}", "{tmp}/old-runs' exists: pass --resume"),
+        (["{tmp}/out", "--cpu", "--deadline", "9" * 23], ROOT, "--deadline must be a positive"),
+    ],
+)
+def test_paper_results_refuses_before_writing_anything(tmp_path, args, cwd, fragment):
+    """No GPU without --cpu, /, a folder inside the repository (the tracked results/ above
+    all), relative paths from the caller's folder, a huge --deadline: one error line, exit
+    2, nothing written anywhere."""
+    (tmp_path / "old-runs").mkdir()
+    fill = lambda text: str(text).format(tmp=tmp_path, root=ROOT)  # noqa: E731
+    before = _files_under(ROOT / "results"), sorted(p.name for p in tmp_path.iterdir())
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks/paper_results.sh"), *map(fill, args)],
+        cwd=fill(cwd), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("error: ") and fill(fragment) in done.stderr, done.stderr
+    assert (_files_under(ROOT / "results"), sorted(p.name for p in tmp_path.iterdir())) == before
+    assert not (ROOT / "paper-runs").exists() and not (ROOT / "docs" / "x").exists()

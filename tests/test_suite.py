@@ -213,7 +213,7 @@ def test_make_suite_levels_without_the_expert_skip_its_training(tmp_path, minari
 
 
 def test_the_memory_check_counts_medium_expert_twice(monkeypatch):
-    import alm_offline.tools.suite as suite
+    import alm_offline.tools.make_suite as suite
     from alm_offline.runtime.envs import describe_env
 
     envs = [describe_env("InvertedPendulum-v5")]
@@ -229,7 +229,7 @@ def test_the_memory_check_counts_medium_expert_twice(monkeypatch):
 def no_training(monkeypatch):
     """make-suite's behaviour runs, replaced by a failure: a hostile input must be refused
     before any of them starts (and so before anything is written)."""
-    import alm_offline.tools.suite as suite
+    import alm_offline.tools.make_suite as suite
 
     def refuse(*args, **kwargs):
         raise AssertionError("make-suite started a behaviour run")

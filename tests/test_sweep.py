@@ -21,8 +21,8 @@ from conftest import assert_one_line_error
 
 from alm_offline.tools.sweep import SweepError, SweepSpec, check_address
 from alm_offline.tools.sweep.engine import resume_states
-from alm_offline.tools.sweep.grid import cell_slugs, check_spec, grid_rows, grid_trials
-from alm_offline.tools.sweep.results import results_csv, results_table
+from alm_offline.tools.sweep.outputs import results_csv, results_table
+from alm_offline.tools.sweep.spec import cell_slugs, check_spec, grid_rows, grid_trials
 from alm_offline.tools.sweep.trials import (
     die_with_parent,
     run_trial,
@@ -198,21 +198,37 @@ def test_a_trial_s_state_comes_from_its_run_dir(tmp_path):
     assert trial_state(run) == "finished"
 
 
+def test_the_library_entries_take_a_mistake_as_one_error_line(tmp_path):
+    """The subprocesses the library starts (a trial, a grid's sweep) are its own entries,
+    with alm's one-line errors and exit status 2."""
+    entries = [
+        ("alm_offline.training", "offline", "dataset=no-such.hdf5", "--quiet", "seed=1"),
+        ("alm_offline.tools.sweep", "--resume", str(tmp_path / "none")),
+        ("alm_offline.tools.sweep", "--spec", "{not json", "--out", str(tmp_path / "o")),
+    ]
+    for module, *args in entries:
+        done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                              text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+        lines = done.stderr.strip().splitlines()
+        assert (done.returncode, len(lines)) == (2, 1), (module, done.stderr)
+        assert lines[0].startswith("error: ")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_trial_commands():
     trial = {"dataset": "d.hdf5", "method": "td3+bc", "seeds": [2], "run_dir": "/o/d/s2"}
     common = dict(python="py", config=None, overrides=["steps=5"], threads=1)
     assert trial_command(trial, mode="offline", state="fresh", overwrite=True, **common) == [
-        "py", "-m", "cli", "train-offline", "--dataset", "d.hdf5", "method=td3+bc", "--quiet",
-        "--overwrite", "steps=5", "seed=2", "threads=1", "run_dir=/o/d/s2",
+        "py", "-m", "alm_offline.training", "offline", "dataset=d.hdf5", "method=td3+bc",
+        "--quiet", "--overwrite", "steps=5", "seed=2", "threads=1", "run_dir=/o/d/s2",
     ]  # fmt: skip
     alm_trial = {**trial, "method": "alm"}
     resume = trial_command(alm_trial, mode="offline", state="resumable", overwrite=True, **common)
-    assert resume == ["py", "-m", "cli", "train-offline", "--resume", "/o/d/s2", "--quiet"]
+    assert resume == ["py", "-m", "alm_offline.training", "offline", "--resume", "/o/d/s2",
+                      "--quiet"]  # fmt: skip
     online = {"env": ENV, "method": "alm", "seeds": [1], "run_dir": "/o/e/s1"}
     command = trial_command(online, mode="online", state="fresh", overwrite=False, **common)
-    assert (
-        command[3:6] == ["train-online", f"env={ENV}", "--quiet"] and "--overwrite" not in command
-    )
+    assert command[3:6] == ["online", f"env={ENV}", "--quiet"] and "--overwrite" not in command
 
 
 COMMON = dict(python="py", config=None, overrides=["steps=5"], threads=1)
@@ -238,7 +254,7 @@ def test_the_seeds_of_an_alm_cell_are_one_trial_by_default(tmp_path):
     ]
     commands = _commands(spec, tmp_path)
     assert commands[0] == [
-        "train-offline", "--dataset", "d.hdf5", "method=alm", "--quiet", "steps=5",
+        "offline", "dataset=d.hdf5", "method=alm", "--quiet", "steps=5",
         "seeds=1,2,3", "threads=1", f"run_dir={alm_dir}",
     ]  # fmt: skip
     assert commands[1][-3] == "seed=1" and not any(c.startswith("seeds=") for c in commands[1])
@@ -333,7 +349,7 @@ def test_a_batched_trial_s_state_and_resume_command(tmp_path):
     _write_summary(run, seeds=[1, 2], runs={"1": str(run / "s1"), "2": str(run / "s2")})
     assert state() == "finished"
     resume = trial_command(trial, mode="online", state="resumable", overwrite=True, **COMMON)
-    assert resume == ["py", "-m", "cli", "train-online", "--resume", str(run), "--quiet"]
+    assert resume == ["py", "-m", "alm_offline.training", "online", "--resume", str(run), "--quiet"]
 
 
 def test_a_batched_trial_s_rows_come_from_each_seed_s_summary(tmp_path):
@@ -404,10 +420,29 @@ def test_resume_decides_each_trial_from_its_run_dir(tmp_path):
         trial_command(trials[i], mode="offline", state=state, overwrite=True, **COMMON)[3:]
         for i, state in states.items()
     ]
-    assert commands[0] == ["train-offline", "--resume", str(part), "--quiet"]
-    assert commands[1][:5] == ["train-offline", "--dataset", "d.hdf5", "method=bc", "--quiet"]
+    assert commands[0] == ["offline", "--resume", str(part), "--quiet"]
+    assert commands[1][:4] == ["offline", "dataset=d.hdf5", "method=bc", "--quiet"]
     assert "--overwrite" in commands[1] and "seed=1" in commands[1]
     assert trial_rows(trials[0], "failed", "E")[1]["error"] == "E"
+
+
+def test_a_resume_never_deletes_a_finished_run(tmp_path):
+    """A sweep.json edited to batch seeds that finished as one-seed trials: the batch's dir
+    would start afresh (--overwrite) over two finished run dirs; refused in one line,
+    before Ray starts, with every file left as it was."""
+    spec = SweepSpec("online", "s", "quick", [ENV], ["alm"], [1, 2], [], sys.executable)
+    batch = Path(grid_trials(spec, tmp_path)[0]["run_dir"])
+    assert batch == tmp_path / ENV  # seeds 1-2 in one process; its seeds in s1, s2
+    for seed in (1, 2):  # what a sweep with --seeds-per-trial 1 left behind, finished
+        _write_summary(batch / f"s{seed}", eval_return_mean=float(seed))
+    record = {**asdict(spec), "status": "done", "trials": grid_rows(grid_trials(spec, tmp_path))}
+    (tmp_path / "sweep.json").write_text(json.dumps(record))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = CliRunner().invoke(alm, ["sweep", "--resume", str(tmp_path)])
+    assert_one_line_error(result, "a resume never deletes a finished run")
+    assert f"'{batch}' would start again over the finished run '{batch / 's1'}'" in result.output
+    assert not ray.is_initialized()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_a_trial_dies_with_its_worker(tmp_path):

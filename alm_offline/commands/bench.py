@@ -51,7 +51,7 @@ def bench_command(
     from alm_offline.config import load_config
     from alm_offline.runtime.envs import describe_env
     from alm_offline.runtime.files import check_output_file, write_text_atomic
-    from alm_offline.tools.bench import format_result, run_bench
+    from alm_offline.tools.update_speed import format_result, run_bench
 
     cfg = load_config(config, (f"env={env_id}", f"device={device}", *overrides))
     describe_env(cfg.env)

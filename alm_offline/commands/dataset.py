@@ -247,7 +247,7 @@ def dataset_make_suite(ctx, behaviour, envs, train_steps, work_dir, seed, overwr
     if behaviour == "sac":
         _make_sac_suite(env_ids, train_steps, work_dir or "suites/sac", seed, overwrite, rest)
         return
-    from alm_offline.tools.suite import make_suite
+    from alm_offline.tools.make_suite import make_suite
 
     work_dir = work_dir or "suites/alm-suite"
     prefix = rest["prefix"]
@@ -279,8 +279,8 @@ def _given(ctx: click.Context, name: str) -> bool:
 def _make_sac_suite(env_ids, train_steps, work_dir, seed, overwrite, rest) -> None:
     from pathlib import Path
 
-    from alm_offline.tools.suite import SacSuitePlan, make_sac_suite
-    from alm_offline.tools.sweep.grid import default_python
+    from alm_offline.tools.make_suite import SacSuitePlan, make_sac_suite
+    from alm_offline.tools.sweep.spec import default_python
     from alm_offline.training.sac_behaviour import SacSettings
 
     if rest["out"] is None:

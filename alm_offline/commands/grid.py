@@ -37,7 +37,7 @@ def grid_run_command(
     address: str | None,
 ) -> None:
     """Train GRID.yaml's cells without a file yet, in order (interrupted ones resume)."""
-    from alm_offline.tools.grid import load_grid, run_grid
+    from alm_offline.tools.grid_cells import load_grid, run_grid
 
     spec = load_grid(grid_file, data)
     written = run_grid(
@@ -59,7 +59,7 @@ def grid_run_command(
 @click.option("--data", default=None, help="The datasets' folder [default: the grid file's].")
 def grid_report_command(grid_file: str, readme: str | None, data: str | None) -> None:
     """Rebuild GRID.yaml's results.md, curves.png (and a README's section) from its cells."""
-    from alm_offline.tools.grid import load_grid
+    from alm_offline.tools.grid_cells import load_grid
     from alm_offline.tools.grid_report import grid_report
 
     for path in grid_report(load_grid(grid_file, data), Path(readme) if readme else None):

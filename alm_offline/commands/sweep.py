@@ -12,6 +12,7 @@ from alm_offline.commands.options import CONFIG
 from alm_offline.config import METHODS, OFFLINE, ONLINE
 
 RESUME_KEEPS = ("--address", "--python", "--cpus-per-trial", "--gpus-per-trial")
+CELL_FLAGS = {ONLINE.name: "--envs", OFFLINE.name: "--datasets"}  # each mode's cells option
 
 
 @click.command("sweep")
@@ -83,14 +84,9 @@ def sweep_command(resume, python, address, gpus_per_trial, cpus_per_trial, **gri
         spec = _new_spec(grid, python, resources)
         out_path = Path(grid["out"]) if grid["out"] is not None else None
         result = run_sweep(spec, out_path, overwrite=grid["overwrite"], report=click.echo)
-    click.echo("")
-    click.echo(result.table, nl=False)
-    for note in result.notes:
-        click.echo(f"warning: {note}", err=True)
-    click.echo(f"sweep folder: {result.out}")
-    if not result.all_ok:
-        click.echo(f"{len(result.failed)} of {len(result.trials)} trials failed", err=True)
-        sys.exit(1)
+    status = result.report(click.echo, lambda line: click.echo(line, err=True))
+    if status:
+        sys.exit(status)
 
 
 def _new_spec(grid: dict[str, Any], python: str | None, resources: dict[str, Any]) -> Any:
@@ -113,7 +109,7 @@ def _new_spec(grid: dict[str, Any], python: str | None, resources: dict[str, Any
         mode=mode.name,
         name=grid["name"] or (Path(config).stem if config else OFFLINE.default_config),
         config=config,
-        cells=parse_list(envs if mode.online else datasets, mode.cell_flag),
+        cells=parse_list(envs if mode.online else datasets, CELL_FLAGS[mode.name]),
         methods=parse_methods(grid["methods"] or "alm"),
         seeds=parse_seeds(grid["seeds"]),
         seeds_per_trial=grid["seeds_per_trial"],

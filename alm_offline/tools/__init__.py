@@ -3,9 +3,9 @@
 - ``evaluate``: ``alm eval``, a checkpoint's deterministic returns and video;
 - ``analysis``, ``model_kl``, ``falls``: ``alm analyze bias|rollout``, ``model-kl``, ``falls``;
 - ``plotting``, ``published``: ``alm plot`` and the paper's published curves;
-- ``bench``, ``bench_seeds``: ``alm bench``; ``paper_results``: the GPU script's report;
+- ``update_speed``, ``bench_seeds``: ``alm bench``; ``paper_results``: the GPU script's report;
 - ``stats``: rliable's IQM and probability of improvement, seeded;
-- ``sweep/``: ``alm sweep`` on Ray; ``grid``, ``grid_report``, ``grid_summary``: ``alm grid
-  run|report|summary``, results that land cell by cell;
-- ``suite``: ``alm dataset make-suite``'s behaviour runs (ALM, or D4RL's SAC recipe).
+- ``sweep/``: ``alm sweep`` on Ray; ``grid_cells``, ``grid_report``, ``grid_summary``: ``alm
+  grid run|report|summary``, results that land cell by cell;
+- ``make_suite``: ``alm dataset make-suite``'s behaviour runs (ALM, or D4RL's SAC recipe).
 """

@@ -25,7 +25,13 @@ from alm_offline.core.agent import AlmAgent
 from alm_offline.core.replay import ReplayBuffer, SeedReplay
 from alm_offline.core.updater import make_updater
 from alm_offline.runtime.envs import SeedEnvs, describe_env, make_env
-from alm_offline.tools.bench import fill_with_env, machine_fields, rate, step_seeds, synchronize
+from alm_offline.tools.update_speed import (
+    fill_with_env,
+    machine_fields,
+    rate,
+    step_seeds,
+    synchronize,
+)
 from alm_offline.training.resources import check_resources, estimate_run
 from alm_offline.training.threads import ThreadPolicy
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from alm_offline.runtime.files import write_text_atomic
-from alm_offline.tools.grid import (
+from alm_offline.tools.grid_cells import (
     Grid,
     GridError,
     load_grid,

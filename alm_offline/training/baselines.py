@@ -6,12 +6,10 @@ the same seeded protocol (``evaluate``: episode i from ``seed + 10000 + i``, det
 actions), so plots, sweeps and tables treat offline ALM and the baselines alike. d3rlpy is
 an optional extra: without it, ``BaselineError`` names the install.
 
-The settings are those of d3rlpy's ``reproductions/offline/*.py`` (TD3+BC: alpha 2.5,
-observation standardisation; IQL: expectile 0.7, temperature 3, return-based reward scale
-x1000, cosine actor schedule over the run; CQL: 3x256 networks, conservative weight 5 (10 on
-``*medium-v0``), fixed alpha); BC, which has no reproduction there, uses ``BCConfig``'s
-defaults. The learner sees actions in the agent's [-1, 1] box, as ALM does, and acts in the
-env through the same ``RescaleAction`` wrapper.
+Each baseline's settings and data checks are its row of ``alm_offline/baseline_table.py``
+(d3rlpy's ``reproductions/offline/*.py``; BC at ``BCConfig``'s defaults). The learner sees
+actions in the agent's [-1, 1] box, as ALM does, and acts in the env through the same
+``RescaleAction`` wrapper.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from alm_offline.baseline_table import BASELINES
 from alm_offline.config import BASELINE_METHODS, RunConfig, load_config, resolve_device
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.errors import AlmError, first_line
@@ -63,46 +62,11 @@ def import_d3rlpy() -> Any:
 
 
 def algo_config(method: str, d3rlpy: Any, steps: int, dataset_name: str) -> Any:
-    """d3rlpy's config object for ``method`` with its D4RL reproduction settings."""
-    if method == "bc":
-        return d3rlpy.algos.BCConfig()
-    if method == "td3+bc":
-        return d3rlpy.algos.TD3PlusBCConfig(
-            actor_learning_rate=3e-4,
-            critic_learning_rate=3e-4,
-            batch_size=256,
-            target_smoothing_sigma=0.2,
-            target_smoothing_clip=0.5,
-            alpha=2.5,
-            update_actor_interval=2,
-            observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
-        )
-    if method == "iql":
-        schedule = d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=steps)
-        return d3rlpy.algos.IQLConfig(
-            actor_learning_rate=3e-4,
-            critic_learning_rate=3e-4,
-            actor_optim_factory=d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=schedule),
-            batch_size=256,
-            weight_temp=3.0,
-            max_weight=100.0,
-            expectile=0.7,
-            reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0),
-        )
-    if method == "cql":
-        encoder = d3rlpy.models.encoders.VectorEncoderFactory([256, 256, 256])
-        return d3rlpy.algos.CQLConfig(
-            actor_learning_rate=1e-4,
-            critic_learning_rate=3e-4,
-            temp_learning_rate=1e-4,
-            actor_encoder_factory=encoder,
-            critic_encoder_factory=encoder,
-            batch_size=256,
-            n_action_samples=10,
-            alpha_learning_rate=0.0,
-            conservative_weight=10.0 if "medium-v0" in dataset_name else 5.0,
-        )
-    raise BaselineError(f"unknown baseline '{method}' (bc, td3+bc, iql, cql)")
+    """d3rlpy's config object for ``method`` with its D4RL reproduction settings (its row of
+    ``BASELINES``)."""
+    if method not in BASELINES:
+        raise BaselineError(f"unknown baseline '{method}' ({', '.join(BASELINES)})")
+    return BASELINES[method].make(d3rlpy, steps, dataset_name)
 
 
 def to_mdp_dataset(dataset: EpisodeDataset, d3rlpy: Any) -> Any:
@@ -140,14 +104,10 @@ def to_mdp_dataset(dataset: EpisodeDataset, d3rlpy: Any) -> Any:
 
 
 def check_baseline_data(method: str, dataset: EpisodeDataset) -> None:
-    """``BaselineError`` for data a baseline cannot learn from (IQL's reward scale divides
-    by the spread of episode returns)."""
-    returns = dataset.episode_returns()
-    if method == "iql" and float(returns.max() - returns.min()) == 0.0:
-        raise BaselineError(
-            f"iql scales rewards by the spread of episode returns, and every episode of this "
-            f"dataset returns {returns[0]:g}"
-        )
+    """``BaselineError`` for data the baseline cannot learn from (its row's ``refuses``)."""
+    why = BASELINES[method].refuses(dataset.episode_returns())
+    if why is not None:
+        raise BaselineError(why)
 
 
 def _d3rlpy_device(device: torch.device) -> str | bool:

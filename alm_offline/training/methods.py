@@ -2,8 +2,8 @@
 
 A ``Method`` is looked up by the config's ``method`` key (``config.METHODS``); the run's
 start (start.py) and its training call go through the table, never through a test of the
-method's name. Adding a baseline: its d3rlpy settings in baselines.py, its name in
-``config.BASELINE_METHODS``, and its row here.
+method's name. Adding a baseline: its row of ``alm_offline/baseline_table.py``; its row
+here follows from ``config.BASELINE_METHODS``.
 """
 
 from __future__ import annotations

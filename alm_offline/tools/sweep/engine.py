@@ -14,20 +14,20 @@ from typing import Any
 
 from alm_offline.runtime.files import check_output_file
 from alm_offline.tools.sweep import ray_runner
-from alm_offline.tools.sweep.grid import (
-    SweepError,
-    SweepSpec,
-    check_spec,
-    grid_rows,
-    grid_trials,
-)
-from alm_offline.tools.sweep.results import (
+from alm_offline.tools.sweep.outputs import (
     SWEEP_FILE,
     SweepResult,
     describe,
     load_record,
     save_record,
     write_results,
+)
+from alm_offline.tools.sweep.spec import (
+    SweepError,
+    SweepSpec,
+    check_spec,
+    grid_rows,
+    grid_trials,
 )
 from alm_offline.tools.sweep.trials import (
     FINISHED,
@@ -99,8 +99,26 @@ def resume_sweep(
         raise SweepError(f"'{out / SWEEP_FILE}' does not list its grid's trials")
     check_output_file(out / SWEEP_FILE, "--out")  # before Ray starts
     states, rows = resume_states(trials)
+    for index, state in states.items():  # a trial that starts again replaces its run dir
+        if state == FRESH:
+            _check_nothing_finished(Path(trials[index]["run_dir"]), out)
     record.update(asdict(spec), trials=rows, status="running", resumed=_now())
     return _run(spec, out, record, trials, states, True, report or (lambda line: None))
+
+
+def _check_nothing_finished(run_dir: Path, out: Path) -> None:
+    """``SweepError`` when the run dir a resumed trial would start afresh in (replacing it)
+    holds a finished run or the sweep's own record: a record that does not match what is on
+    disk never costs a finished run."""
+    if (run_dir / SWEEP_FILE).exists() or run_dir.resolve() == out.resolve():
+        raise SweepError(f"'{out / SWEEP_FILE}' names a trial in the sweep folder itself")
+    finished = sorted(run_dir.rglob("summary.json")) if run_dir.is_dir() else []
+    if finished:
+        raise SweepError(
+            f"'{out / SWEEP_FILE}' does not match what is on disk: its trial '{run_dir}' would "
+            f"start again over the finished run '{finished[0].parent}'; a resume never "
+            "deletes a finished run"
+        )
 
 
 def _dirs(row: Any) -> tuple[Any, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alm_offline import errors
-from alm_offline.tools.sweep.grid import SweepError
+from alm_offline.tools.sweep.spec import SweepError
 
 RAY_MISSING = "alm sweep needs Ray: pip install 'alm-offline[ray]'"
 

@@ -1,6 +1,7 @@
 """One trial: its state on disk, its command line, and running it (the body of a Ray task).
 
-Every trial is a ``python -m cli train-online|train-offline ... run_dir=DIR`` subprocess, so
+Every trial is a ``python -m alm_offline.training online|offline ... run_dir=DIR``
+subprocess (the library's own training entry, not the ``alm`` CLI above it), so
 its state is what its run dir holds, whatever happened to the sweep's driver or worker.
 
 A trial trains one seed (``seed=S``; ``DIR`` is that seed's run dir) or, for ALM, a batch of
@@ -103,20 +104,18 @@ def trial_command(
 ) -> list[str]:
     """The command line that runs ``trial`` from ``state`` (``fresh`` or ``resumable``):
     ``seed=S`` for one seed, ``seeds=1,2,3`` for a batch (always ``run_dir=DIR``)."""
-    head = [python, "-m", "cli"]
-    command = run_mode(mode).command
+    head = [python, "-m", "alm_offline.training", run_mode(mode).name]
     if state == RESUMABLE:
-        return [*head, command, "--resume", trial["run_dir"], "--quiet"]
+        return [*head, "--resume", trial["run_dir"], "--quiet"]
     if run_mode(mode).online:
         keys = [f"env={trial['env']}"]
     else:  # the method through train-offline's table (alm baseline ALGO adds method=ALGO)
-        keys = ["--dataset", trial["dataset"], f"method={trial['method']}"]
+        keys = [f"dataset={trial['dataset']}", f"method={trial['method']}"]
     seeds = trial["seeds"]
     batch = ",".join(str(seed) for seed in seeds)
     seed_key = f"seeds={batch}" if is_batched(trial) else f"seed={seeds[0]}"
     return [
         *head,
-        command,
         *keys,
         "--quiet",
         *(["--overwrite"] if overwrite else []),

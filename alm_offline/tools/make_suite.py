@@ -41,7 +41,7 @@ from alm_offline.errors import WriteError
 from alm_offline.runtime.envs import EnvSpec, describe_env
 from alm_offline.runtime.files import replaced_on_success
 from alm_offline.scores import reference_scores
-from alm_offline.tools.sweep.grid import check_python
+from alm_offline.tools.sweep.spec import check_python
 from alm_offline.training.checkpoint import checkpoint_path, checkpoint_policy, read_checkpoint
 from alm_offline.training.loggers import check_backends
 from alm_offline.training.methods import method_for

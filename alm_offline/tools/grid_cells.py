@@ -3,7 +3,8 @@
 A grid file (YAML, e.g. ``results/halfcheetah-sac/grid.yaml``) names an env, a folder of
 D4RL-layout HDF5 files, a config, seeds, overrides and its cells: one dataset x one method
 (or an ablation: the method with overrides of its own). ``run_grid`` trains the cells in
-order, each as one ``alm sweep`` subprocess (a fresh one, or ``--resume`` of the cell's
+order, each as one sweep subprocess (``python -m alm_offline.tools.sweep``: a fresh one, or
+a resume of the cell's
 sweep folder when an earlier run was interrupted, so a trial continues from its last
 checkpoint); a finished cell writes ``cells/<dataset>--<variant>.json`` beside the grid file
 (per seed: every evaluation, the score, the model KL range, updates/s; the config, the
@@ -21,18 +22,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from alm_offline.config import METHODS, load_config
+from alm_offline.config import METHODS, OFFLINE, load_config
 from alm_offline.errors import AlmError, first_line
 from alm_offline.runtime.envs import describe_env
 from alm_offline.runtime.files import check_output_file, sha256_of, write_text_atomic
-from alm_offline.tools.bench import cpu_model
 from alm_offline.tools.stats import LAST_EVALS, final_score
+from alm_offline.tools.sweep import SweepSpec
+from alm_offline.tools.update_speed import cpu_model
 from alm_offline.training.loggers import read_jsonl
 
 CELLS_FOLDER = "cells"
@@ -324,39 +326,45 @@ def planned_steps(grid: Grid, cell: Cell) -> int:
 
 
 # ------------------------------------------------------------------------------ running
+def cell_spec(grid: Grid, cell: Cell, python: str | None) -> SweepSpec:
+    """The sweep that trains ``cell``: its dataset, method and config, the grid's seeds
+    (ALM's in chunks of ``seeds_per_trial``), and the baselines' interpreter."""
+    return SweepSpec(
+        mode=OFFLINE.name,
+        name=f"{grid.name}-{cell.slug}",
+        config=cell.config or grid.config,
+        cells=[str(grid.file(cell.dataset))],
+        methods=[cell.method],
+        seeds=list(grid.seeds),
+        overrides=[f"env={grid.env}", *grid.overrides, *cell.overrides],
+        python=str(Path(python if python and cell.method != "alm" else sys.executable).absolute()),
+        seeds_per_trial=grid.seeds_per_trial if cell.method == "alm" else None,
+    )
+
+
 def sweep_command(
     grid: Grid, cell: Cell, out: Path, python: str | None, address: str | None = None
 ) -> list[str]:
-    """The ``alm sweep`` that trains ``cell`` into ``out`` (``--resume`` when it began), on
-    the Ray cluster at ``address`` or a local Ray of its own."""
-    head = [sys.executable, "-m", "cli", "sweep", *(["--address", address] if address else [])]
+    """The library's sweep entry that trains ``cell`` into ``out`` (``--resume`` when it
+    began), on the Ray cluster at ``address`` or a local Ray of its own."""
+    head = [sys.executable, "-m", "alm_offline.tools.sweep"]
+    head += ["--address", address] if address else []
     if (out / "sweep.json").is_file():
         return [*head, "--resume", str(out), *(["--python", python] if python else [])]
-    return [*head, *sweep_arguments(grid, cell, out, python)]
+    spec = asdict(cell_spec(grid, cell, python))
+    return [*head, "--spec", json.dumps(spec), "--out", str(out)]
 
 
-def sweep_arguments(grid: Grid, cell: Cell, out: Path, python: str | None) -> list[str]:
-    """``alm sweep``'s arguments for a fresh run of ``cell`` into ``out``."""
-    per_trial = grid.seeds_per_trial if cell.method == "alm" else None
-    return [
-        "--datasets",
-        str(grid.file(cell.dataset)),
-        "--methods",
-        cell.method,
-        "--seeds",
-        ",".join(map(str, grid.seeds)),
-        *(["--seeds-per-trial", str(per_trial)] if per_trial else []),
-        "--config",
-        cell.config or grid.config,
-        "--out",
-        str(out),
-        "--name",
-        f"{grid.name}-{cell.slug}",
-        *(["--python", python] if python and cell.method != "alm" else []),
-        f"env={grid.env}",
-        *grid.overrides,
-        *cell.overrides,
-    ]
+def alm_sweep_line(grid: Grid, cell: Cell, out: Path, python: str | None) -> str:
+    """The ``alm sweep`` command a user would type for a fresh run of ``cell`` into ``out``
+    (a cell file's record of how it was made)."""
+    spec = cell_spec(grid, cell, python)
+    words = ["alm", "sweep", "--datasets", *spec.cells, "--methods", *spec.methods, "--seeds",
+             ",".join(map(str, spec.seeds))]  # fmt: skip
+    words += ["--seeds-per-trial", str(spec.seeds_per_trial)] if spec.seeds_per_trial else []
+    words += ["--config", spec.config, "--out", str(out), "--name", spec.name]
+    words += ["--python", python] if python and cell.method != "alm" else []
+    return " ".join([*words, *spec.overrides])
 
 
 def sweep_run_dirs(out: Path) -> dict[int, Path]:
@@ -428,11 +436,12 @@ def run_grid(
             continue
         out = work / cell.slug
         command = sweep_command(grid, cell, out, python, address)
-        echo(f"{cell.slug}: {' '.join(command[2:])}")
+        fresh = alm_sweep_line(grid, cell, out, python)
+        resumed = "--resume" in command
+        echo(f"{cell.slug}: {f'resuming {out}' if resumed else fresh}")
         result = subprocess.run(command, env=env, check=False)
         if result.returncode != 0:
-            raise GridError(f"cell {cell.slug}: alm sweep exited {result.returncode} ('{out}')")
-        fresh = " ".join(["alm", "sweep", *sweep_arguments(grid, cell, out, python)])
+            raise GridError(f"cell {cell.slug}: its sweep exited {result.returncode} ('{out}')")
         record = cell_record(grid, cell, sweep_run_dirs(out), code_root, fresh)
         path = cell_path(results, cell)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from alm_offline.tools.stats import (
     probability_of_improvement,
     summarise_seeds,
 )
-from alm_offline.tools.sweep.grid import SweepError, cell_slugs
+from alm_offline.tools.sweep.spec import SweepError, cell_slugs
 from alm_offline.training.loggers import read_jsonl
 
 SWEEP_FILE = "sweep.json"
@@ -63,6 +63,19 @@ class SweepResult:
     @property
     def all_ok(self) -> bool:
         return not self.failed
+
+    def report(self, out: Callable[[str], Any], err: Callable[[str], Any]) -> int:
+        """Show the result as ``alm sweep`` ends (the table, each note as a ``warning:``
+        line, the folder, the failures' count); the exit status: 0, or 1 when a trial failed."""
+        out("")
+        out(self.table.rstrip("\n"))
+        for note in self.notes:
+            err(f"warning: {note}")
+        out(f"sweep folder: {self.out}")
+        if self.all_ok:
+            return 0
+        err(f"{len(self.failed)} of {len(self.trials)} trials failed")
+        return 1
 
 
 # ------------------------------------------------------------------------------ record

@@ -174,7 +174,7 @@ def check_spec(spec: SweepSpec) -> None:
     Ray starts: the grid, the resources, each trial's config, each env or dataset, the
     trials' python (and d3rlpy for baselines) and the cluster's address."""
     mode = spec.run_mode
-    what = f"{mode.cell_key} ({mode.cell_flag})"
+    what = mode.cell_key
     if not spec.cells or not spec.seeds or not spec.methods:
         raise SweepError(f"give at least one {what} and one seed (--seeds)")
     if mode.online and spec.methods != ["alm"]:
@@ -272,11 +272,11 @@ FIND_MODULES = (
 
 
 def check_python(python: str, baselines: bool) -> None:
-    """The trials' interpreter exists and finds ``alm_offline`` and ``cli`` (and d3rlpy when
-    the grid has baselines)."""
+    """The trials' interpreter exists and finds ``alm_offline`` (its training entry) and, when
+    the grid has baselines, d3rlpy."""
     if not Path(python).is_file():
         raise SweepError(f"--python '{python}' is not a file")
-    modules = ["alm_offline", "cli", *(["d3rlpy"] if baselines else [])]
+    modules = ["alm_offline.training", *(["d3rlpy"] if baselines else [])]
     try:
         found = subprocess.run(
             [python, "-c", FIND_MODULES, *modules], capture_output=True, text=True, timeout=60
@@ -284,7 +284,7 @@ def check_python(python: str, baselines: bool) -> None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SweepError(f"--python '{python}' does not run: {exc}") from None
     missing = found.stdout.split()
-    if found.returncode != 0 or "alm_offline" in missing or "cli" in missing:
+    if found.returncode != 0 or "alm_offline.training" in missing:
         raise SweepError(f"--python '{python}' cannot import alm_offline: pip install alm-offline")
     if "d3rlpy" in missing:
         raise SweepError(
