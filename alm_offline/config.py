@@ -225,7 +225,8 @@ def run_mode(name: str) -> RunMode:
 
 
 BASELINE_METHODS = tuple(BASELINES)  # d3rlpy's, with its D4RL settings (baseline_table.py)
-METHODS = ("alm", *BASELINE_METHODS)
+ONLINE_BASELINES = ("sac",)  # d3rlpy's online SAC at its MuJoCo settings (alm baseline sac)
+METHODS = ("alm", *BASELINE_METHODS, *ONLINE_BASELINES)
 # agent key -> its values, from the fields that declare them (``choice``)
 CHOICES = {f.name: f.metadata["choices"] for f in fields(AgentConfig) if "choices" in f.metadata}
 RENAMED = {  # keys of earlier versions -> the one line saying what replaced them

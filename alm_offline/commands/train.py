@@ -7,7 +7,7 @@ import sys
 import click
 
 from alm_offline.commands.options import OFFLINE_DATA, TRAIN
-from alm_offline.config import BASELINE_METHODS
+from alm_offline.config import BASELINE_METHODS, ONLINE_BASELINES
 from alm_offline.errors import AlmError
 
 
@@ -72,18 +72,37 @@ def _offline_overrides(
 
 
 @click.command("baseline")
-@click.argument("algo", type=click.Choice(BASELINE_METHODS), metavar="ALGO")
+@click.argument("algo", type=click.Choice((*BASELINE_METHODS, *ONLINE_BASELINES)), metavar="ALGO")
 @OFFLINE_DATA
-@click.option("--config", "config", default=None, help="YAML file, or offline (the default).")
+@click.option("--env", "env_id", default=None, help="sac: the gymnasium env it trains in.")
+@click.option("--config", "config", default=None, help="YAML file, or a bundled config.")
+@click.option("--resume", default=None, metavar="RUN_DIR", help="sac: continue the run in RUN_DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in run_dir.")
 @click.option("--quiet", is_flag=True, help="No per-evaluation lines.")
 @click.argument("overrides", nargs=-1)
-def baseline_command(algo, config, overwrite, quiet, overrides, **data_options) -> None:
-    """Train d3rlpy's ALGO (its D4RL settings) on a dataset, into a run dir like
-    train-offline's. OVERRIDES are KEY=VALUE (steps, seed, eval.every, eval.episodes, ...).
-    Needs the baselines extra: pip install 'alm-offline[baselines]'."""
-    from alm_offline.training.start import start_offline
+def baseline_command(
+    algo, env_id, config, resume, overwrite, quiet, overrides, **data_options
+) -> None:
+    """Train a baseline into a run dir like train-online's or train-offline's: d3rlpy's
+    offline ALGO (bc, td3+bc, iql, cql; its D4RL settings) on a dataset, or sac, d3rlpy's
+    online SAC at its MuJoCo settings, on --env (one seed per run; --resume continues it).
+    OVERRIDES are KEY=VALUE (steps, seed, eval.every, eval.episodes, ...). Needs the
+    baselines extra: pip install 'alm-offline[baselines]'."""
+    from alm_offline.training.start import start_offline, start_online
 
     extra = _offline_overrides(**data_options)
+    if algo in ONLINE_BASELINES:
+        if extra:
+            raise AlmError(f"alm baseline {algo} trains online: give --env, not dataset options")
+        if (env_id is None) == (resume is None):
+            raise AlmError(f"alm baseline {algo} needs --env ENV_ID (or --resume RUN_DIR)")
+        given = () if resume else (f"env={env_id}", f"method={algo}")
+        start = start_online(config, (*overrides, *given), resume=resume, overwrite=overwrite)
+        if start.cfg.method != algo:
+            raise AlmError(f"'{resume}' is a {start.cfg.method} run, not {algo}'s")
+        _train(start, quiet)
+        return
+    if env_id is not None or resume is not None:
+        raise AlmError(f"--env and --resume are for alm baseline sac; {algo} trains on a dataset")
     extra.append(f"method={algo}")
     _train(start_offline(config, (*overrides, *extra), overwrite=overwrite), quiet)

@@ -28,7 +28,13 @@ import numpy as np
 import torch
 
 from alm_offline.baseline_table import BASELINES
-from alm_offline.config import BASELINE_METHODS, RunConfig, load_config, resolve_device
+from alm_offline.config import (
+    BASELINE_METHODS,
+    ONLINE_BASELINES,
+    RunConfig,
+    load_config,
+    resolve_device,
+)
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.errors import AlmError, first_line
 from alm_offline.training.evaluation import (
@@ -197,7 +203,7 @@ def baseline_run(path: str | Path) -> RunConfig | None:
     stored = run_dir / "config.yaml"
     if (path.is_dir() or path.suffix == ".d3") and stored.is_file():
         cfg = load_config(str(stored))
-        return cfg if cfg.method in BASELINE_METHODS else None
+        return cfg if cfg.method in (*BASELINE_METHODS, *ONLINE_BASELINES) else None
     return None
 
 

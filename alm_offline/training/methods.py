@@ -28,6 +28,7 @@ from alm_offline.training import baselines
 from alm_offline.training.checkpoint import load_agent, resolve_checkpoint
 from alm_offline.training.offline import train_offline
 from alm_offline.training.online import train_online
+from alm_offline.training.sac_online import train_sac_online
 
 # (cfg, run_dir, dataset or None online, resume=, quiet=) -> the summary written
 Train = Callable[..., dict[str, Any]]
@@ -82,13 +83,15 @@ class Method:
     a run dir is written, the prefix of its default run dir, whether a run resumes."""
 
     name: str
-    train_offline: Train
+    train_offline: Train | None  # None: an online method only
     run_prefix: str
     load_policy: LoadPolicy
     train_online: Train | None = None
     check: Callable[[str, EpisodeDataset], None] | None = None  # (name, dataset) -> raises
     needs: Callable[[], Any] | None = None  # imports its extra, or names the install
     resumable: bool = True
+    online_prefix: str = ""  # the prefix of its default run dir online
+    seeds_in_process: bool = True  # trains seeds=1,2,3 in one process (else one seed a run)
 
     def train(
         self,
@@ -108,6 +111,17 @@ class Method:
 
 ALM = Method("alm", train_offline, "offline-", load_alm_policy, train_online=train_online)
 
+SAC = Method(
+    "sac",
+    None,
+    "sac-",
+    load_baseline_policy,
+    train_online=train_sac_online,
+    needs=baselines.import_d3rlpy,
+    online_prefix="sac-",
+    seeds_in_process=False,
+)
+
 TABLE: dict[str, Method] = {
     "alm": ALM,
     **{
@@ -122,6 +136,7 @@ TABLE: dict[str, Method] = {
         )
         for name in BASELINE_METHODS
     },
+    "sac": SAC,
 }
 assert tuple(TABLE) == METHODS, "config.METHODS and the table must name the same methods"
 
@@ -133,6 +148,8 @@ def method_for(name: str, mode: str = "offline") -> Method:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got '{name}'")
     if run_mode(mode).online and method.train_online is None:
         raise ConfigError(f"method={name} is an offline baseline: alm baseline {name}")
+    if not run_mode(mode).online and method.train_offline is None:
+        raise ConfigError(f"method={name} is an online baseline: alm baseline {name} --env ENV")
     return method
 
 

@@ -178,8 +178,8 @@ class SacRun:
     def train(self) -> list[list[float]]:
         """Train to ``settings.steps`` (resuming); the evaluations [[step, mean return]]."""
         s = self.settings
-        if (self.work_dir / CHECKPOINT).exists():
-            self._resume()
+        if self.checkpoint_path.exists():
+            self.resume()
         else:
             self._new_episode()
         d3rlpy = import_d3rlpy()
@@ -196,11 +196,15 @@ class SacRun:
             self.obs = next_obs
             if terminated or truncated:
                 self._new_episode()
-            if step > s.update_start:
-                self.sac.update(self._batch(d3rlpy))
-            if step % s.snapshot_every == 0 or step == s.steps:
-                self._snapshot(step)
+            losses = self.sac.update(self._batch(d3rlpy)) if step > s.update_start else None
+            self.after_step(step, losses)
         return self.evaluations
+
+    def after_step(self, step: int, losses: dict[str, float] | None) -> None:
+        """What follows env step ``step`` (and its update's ``losses``, None before updates
+        start): a snapshot every ``snapshot_every`` steps and at the end."""
+        if step % self.settings.snapshot_every == 0 or step == self.settings.steps:
+            self._snapshot(step)
 
     def _batch(self, d3rlpy: Any) -> Any:
         """A uniform batch of logged transitions as d3rlpy's mini-batch (arrays, no loop)."""
@@ -236,6 +240,15 @@ class SacRun:
         path = snapshot_path(self.work_dir, step)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write(path, lambda tmp: self.sac.save_model(str(tmp)))
+        self.save_checkpoint(step)
+        self.log(
+            f"{self.settings.env_id}: SAC {step}/{self.settings.steps} env steps, "
+            f"evaluation {returns.mean():.1f}"
+        )
+
+    def save_checkpoint(self, step: int, **extra: Any) -> None:
+        """Everything an exact resume needs (models, targets and optimisers; the log; the
+        RNGs; the grad step; the evaluations; ``extra``) in ``checkpoint_path``."""
         model = io.BytesIO()
         self.sac._impl.save_model(model)  # models, targets and optimisers
         state = {
@@ -247,12 +260,13 @@ class SacRun:
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "evaluations": self.evaluations,
+            **extra,
         }
-        self._write(self.work_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
-        self.log(
-            f"{self.settings.env_id}: SAC {step}/{self.settings.steps} env steps, "
-            f"evaluation {returns.mean():.1f}"
-        )
+        self._write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.work_dir / CHECKPOINT
 
     @staticmethod
     def _write(path: Path, write: Callable[[Path], Any]) -> None:
@@ -262,11 +276,12 @@ class SacRun:
         except OSError as exc:
             raise WriteError.of(path, exc, "checkpoint") from None
 
-    def _resume(self) -> None:
-        state = torch.load(self.work_dir / CHECKPOINT, weights_only=False)
+    def resume(self) -> dict[str, Any]:
+        """The run put back as its checkpoint left it; the checkpoint's state."""
+        state = torch.load(self.checkpoint_path, weights_only=False)
         if state["settings"] != self.settings:
             raise BaselineError(
-                f"{self.work_dir / CHECKPOINT} is a run with other settings "
+                f"{self.checkpoint_path} is a run with other settings "
                 f"({state['settings']}); use another --work-dir or --overwrite"
             )
         self.sac._impl.load_model(io.BytesIO(state["model"]))
@@ -276,6 +291,7 @@ class SacRun:
         torch.set_rng_state(state["torch_rng"])
         self.evaluations = [list(row) for row in state["evaluations"]]
         self.obs = self._replay_running_episode()
+        return state
 
     def _replay_running_episode(self) -> np.ndarray:
         """The env put back where the log stops: the running episode's reset and actions

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from alm_offline.config import ConfigError, RunConfig, load_config, resolve_device
+from alm_offline.config import ConfigError, RunConfig, load_config, resolve_device, run_seeds
 from alm_offline.datasets.convert import bundled_dataset_path, load_dataset
 from alm_offline.datasets.episodes import DatasetError, EpisodeDataset
 from alm_offline.errors import AlmWarning
@@ -59,13 +59,21 @@ def start_online(
         cfg = resumed_config(resume, config, overrides, "online")
         return RunStart("online", cfg, Path(resume), True, RunDirLock(Path(resume)))
     cfg = load_config(config, overrides)
-    method_for(cfg.method, "online")
+    method = method_for(cfg.method, "online")
+    if not method.seeds_in_process and len(run_seeds(cfg)) > 1:
+        raise ConfigError(f"method={cfg.method} trains one seed per run: give seed=S, not seeds")
+    if method.needs is not None:
+        method.needs()  # its install named before anything is written
     check_backends(cfg.logger)
     spec = describe_env(cfg.env)
-    estimate = estimate_run(cfg, spec.obs_dim, spec.action_dim, online=True)
-    check_resources(estimate, _planned_run_dir(cfg, ""), _what(cfg))
-    run_dir, lock = _new_run_dir(cfg, "", overwrite, "online")
-    write_text_atomic(run_dir / RESOURCES_FILE, json.dumps(estimate.as_dict()) + "\n")
+    prefix = method.online_prefix
+    estimate = None
+    if method.seeds_in_process:  # ALM's replay and networks; d3rlpy's SAC sizes itself
+        estimate = estimate_run(cfg, spec.obs_dim, spec.action_dim, online=True)
+        check_resources(estimate, _planned_run_dir(cfg, prefix), _what(cfg))
+    run_dir, lock = _new_run_dir(cfg, prefix, overwrite, "online")
+    if estimate is not None:
+        write_text_atomic(run_dir / RESOURCES_FILE, json.dumps(estimate.as_dict()) + "\n")
     return RunStart("online", cfg, run_dir, False, lock)
 
 
