@@ -100,6 +100,18 @@ def filled_replay(obs_dim: int, action_dim: int, seq_len: int = 3) -> ReplayBuff
     return replay
 
 
+@pytest.fixture(scope="module")
+def baselines_python() -> str:
+    """The python of the venv that has d3rlpy (make baselines-env; make test passes it as
+    ALM_BASELINES_PYTHON)."""
+    root = Path(__file__).resolve().parents[1]
+    path = os.environ.get("ALM_BASELINES_PYTHON") or str(root / ".venv-baselines/bin/python")
+    if not Path(path).is_file():
+        pytest.fail(f"no d3rlpy venv at {path}: run make baselines-env (make test does)")
+    return os.path.abspath(path)  # the tests run it from other folders; not resolve(): a
+    # venv's python is a symlink to the base interpreter, and following it leaves the venv
+
+
 def assert_one_line_error(result, fragment: str) -> None:
     """A CLI result that failed with exit 2 and one ``error:`` line holding ``fragment``."""
     assert result.exit_code == 2, result.output

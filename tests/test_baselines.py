@@ -28,16 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 BASELINE_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
-@pytest.fixture(scope="module")
-def baselines_python() -> str:
-    """The python of the venv that has d3rlpy (make baselines-env)."""
-    path = os.environ.get("ALM_BASELINES_PYTHON") or str(REPO / ".venv-baselines/bin/python")
-    if not Path(path).is_file():
-        pytest.fail(f"no d3rlpy venv at {path}: run make baselines-env (make test does)")
-    return os.path.abspath(path)  # the tests run it from other folders; not resolve(): a
-    # venv's python is a symlink to the base interpreter, and following it leaves the venv
-
-
 def run_in(python: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [python, *args], capture_output=True, text=True, cwd=cwd, env=BASELINE_ENV, timeout=600

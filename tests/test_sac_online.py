@@ -26,14 +26,6 @@ TOY = ("steps=2400", "eval.every=600", "eval.episodes=2", "checkpoint_every=600"
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module")
-def baselines_python() -> str:
-    path = os.environ.get("ALM_BASELINES_PYTHON") or str(REPO / ".venv-baselines/bin/python")
-    if not Path(path).is_file():
-        pytest.fail(f"no d3rlpy venv at {path}: run make baselines-env (make test does)")
-    return os.path.abspath(path)
-
-
 def baseline(python: str, *args: str) -> list[str]:
     return [python, "-m", "cli", "baseline", "sac", *args, "--quiet"]
 

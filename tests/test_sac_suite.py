@@ -37,14 +37,6 @@ TOY = (
 LEVELS = ("medium", "medium-replay", "expert", "medium-expert")
 
 
-@pytest.fixture(scope="module")
-def baselines_python() -> str:
-    path = os.environ.get("ALM_BASELINES_PYTHON") or str(REPO / ".venv-baselines/bin/python")
-    if not Path(path).is_file():
-        pytest.fail(f"no d3rlpy venv at {path}: run make baselines-env (make test does)")
-    return os.path.abspath(path)
-
-
 def make_suite_command(python: str, root: Path) -> list[str]:
     out, work = root / "out", root / "work"
     return [sys.executable, "-m", "cli", "dataset", "make-suite", "--behaviour", "sac", *TOY,
