@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -124,3 +125,39 @@ def test_bad_sac_input_is_one_line(tmp_path, args, fragment):
     result = CliRunner().invoke(alm, ["baseline", *args, f"run_dir={tmp_path / 'r'}"])
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "r").exists()
+
+
+def test_an_online_sweep_puts_sac_beside_alm_in_folders_of_their_own(tmp_path):
+    from alm_offline.tools.sweep import SweepSpec
+    from alm_offline.tools.sweep.spec import grid_trials
+    from alm_offline.tools.sweep.trials import trial_command
+
+    spec = SweepSpec("online", "s", "quick", [ENV], ["alm", "sac"], [1, 2], [], "py")
+    trials = grid_trials(spec, tmp_path)
+    assert [(t["method"], t["seeds"], Path(t["run_dir"]).relative_to(tmp_path).as_posix())
+            for t in trials] == [("alm", [1, 2], f"{ENV}/alm"), ("sac", [1], f"{ENV}/sac/s1"),
+                                 ("sac", [2], f"{ENV}/sac/s2")]  # fmt: skip
+    sac = trial_command(trials[1], mode="online", state="fresh", python="py", config="quick",
+                        overrides=[], threads=1, overwrite=False)  # fmt: skip
+    assert sac[3:6] == ["online", f"env={ENV}", "method=sac"] and "seed=1" in sac
+    alone = SweepSpec("online", "s", "quick", [ENV], ["alm"], [1, 2], [], "py")
+    assert grid_trials(alone, tmp_path)[0]["run_dir"] == str(tmp_path / ENV)  # as before
+
+
+@pytest.mark.slow
+def test_a_real_online_sweep_of_alm_and_sac(tmp_path, baselines_python):
+    tiny = ["steps=600", "agent.warmup_steps=100", "eval.every=300", "eval.episodes=1",
+            "checkpoint_every=300", "agent.hidden_dim=32", "agent.model_hidden_dim=32",
+            "agent.batch_size=32"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "sweep", "--envs", ENV, "--methods", "alm,sac",
+         "--seeds", "1,2", "--config", "quick", "--out", str(tmp_path / "sw"),
+         "--python", baselines_python, *tiny],
+        cwd=REPO, env=CHILD_ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    table = (tmp_path / "sw" / "results.md").read_text()
+    assert "| SAC (d3rlpy) |" in table and "| ALM (this run: quick) |" in table
+    for seed in (1, 2):
+        rows = read_jsonl(tmp_path / "sw" / ENV / "sac" / f"s{seed}" / "eval.jsonl")
+        assert [row["env_step"] for row in rows] == [300, 600]

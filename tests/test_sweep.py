@@ -100,7 +100,7 @@ OFFLINE = ("--datasets", str(BUNDLED))
         ((*OFFLINE, "--methods", "alm,bc", "--seeds", "1"), "has no d3rlpy"),
         ((*OFFLINE, "--methods", "alm,xyz", "--seeds", "1"), "--methods must be"),
         ((*OFFLINE, "--seeds", "1", "--python", "/no/python"), "'/no/python' is not a file"),
-        ((*ONLINE, "--methods", "bc", "--seeds", "1"), "an online sweep trains alm only"),
+        ((*ONLINE, "--methods", "bc", "--seeds", "1"), "an online sweep trains alm and sac; bc, td3+bc, iql, cql train on --datasets"),
         (("--datasets", "/no/such.hdf5", "--seeds", "1"), "/no/such.hdf5"),
         ((*ONLINE, "--seeds", "1", "--address", "127.0.0.1:1"), "127.0.0.1:1"),
         ((*ONLINE, "--seeds", "1", "--address", "nohost"), "host:port or auto"),

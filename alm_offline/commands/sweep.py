@@ -24,7 +24,7 @@ CELL_FLAGS = {ONLINE.name: "--envs", OFFLINE.name: "--datasets"}  # each mode's 
 @click.option(
     "--methods",
     default=None,
-    help=f"Offline: comma-separated methods among {', '.join(METHODS)} [default: alm].",
+    help=f"Comma-separated methods among {', '.join(METHODS)} (online: alm, sac) [default: alm].",
 )
 @click.option("--seeds", default=None, help="Comma-separated integer seeds, e.g. 1,2,3.")
 @click.option(

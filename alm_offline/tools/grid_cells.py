@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from alm_offline.config import METHODS, OFFLINE, load_config
+from alm_offline.config import BASELINE_METHODS, OFFLINE, load_config
 from alm_offline.errors import AlmError, first_line
 from alm_offline.runtime.envs import describe_env
 from alm_offline.runtime.files import check_output_file, sha256_of, write_text_atomic
@@ -41,6 +41,7 @@ CELLS_FOLDER = "cells"
 SCORE_KEY = "normalized_score_mean"
 KL_KEY = "model/kl"
 COMMIT_TRIES = 5
+OFFLINE_METHODS = ("alm", *BASELINE_METHODS)  # what a cell trains on its dataset
 
 
 class GridError(AlmError):
@@ -161,8 +162,10 @@ def _cell(item: object, index: int, datasets: dict, path: Path) -> Cell:
     if not isinstance(item, dict) or item.get("dataset") not in datasets:
         raise GridError(f"'{path}': cell {index + 1} must name a dataset among {list(datasets)}")
     method = item.get("method", "alm")
-    if method not in METHODS:
-        raise GridError(f"'{path}': cell {index + 1}'s method {method!r} is none of {METHODS}")
+    if method not in OFFLINE_METHODS:
+        raise GridError(
+            f"'{path}': cell {index + 1}'s method {method!r} is none of {OFFLINE_METHODS}"
+        )
     return Cell(
         dataset=item["dataset"],
         method=method,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from alm_offline.config import BASELINE_METHODS, run_mode
+from alm_offline.config import BASELINE_METHODS, ONLINE_BASELINES, run_mode
 from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.stats import (
     LAST_EVALS,
@@ -192,6 +192,8 @@ def improvement_line(
 
 
 def method_label(method: str, mode: str, name: str) -> str:
+    if method in ONLINE_BASELINES:
+        return f"{method.upper()} (d3rlpy)"
     if run_mode(mode).online:
         return f"ALM (this run: {name})"
     return f"{method.upper()} (d3rlpy)" if method in BASELINE_METHODS else "offline ALM"

@@ -15,6 +15,7 @@ from typing import Any
 from alm_offline.config import (
     BASELINE_METHODS,
     METHODS,
+    ONLINE_BASELINES,
     ConfigError,
     RunConfig,
     RunMode,
@@ -26,6 +27,7 @@ from alm_offline.errors import AlmError
 from alm_offline.tools.sweep.trials import trial_rows
 
 ADDRESS_TIMEOUT_S = 5.0
+BASELINES_ANY = (*BASELINE_METHODS, *ONLINE_BASELINES)  # d3rlpy's: one seed per trial
 DEFAULT_CPUS_PER_TRIAL = 1.0
 DEFAULT_GPUS_PER_TRIAL = 0.0
 LEGACY_RECORD = {"seeds_per_trial": 1}  # a record from before batched trials: one seed each
@@ -133,22 +135,24 @@ def seed_chunks(spec: SweepSpec, method: str) -> list[list[int]]:
     """The seeds of one (cell, ``method``) split into trials: consecutive chunks of
     ``seeds_per_trial`` (all the seeds when ``None``) for ALM, one seed each for a baseline
     (d3rlpy runs cannot batch)."""
-    size = 1 if method in BASELINE_METHODS else spec.seeds_per_trial or len(spec.seeds)
+    size = 1 if method in BASELINES_ANY else spec.seeds_per_trial or len(spec.seeds)
     size = max(1, size)  # check_spec refuses a size below 1 before any grid is made
     return [spec.seeds[i : i + size] for i in range(0, len(spec.seeds), size)]
 
 
 def grid_trials(spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
     """Every trial in grid order (cell, then method, then seeds), each with its run dir
-    under ``OUT/ENV`` online, ``OUT/DATASET/METHOD`` offline: ``sSEED`` for one seed, that
-    folder itself for a batch of all the seeds, ``seeds-FIRST-LAST`` for a batch of some
-    (the seeds of a batch land in ``DIR/sSEED``)."""
+    under ``OUT/ENV`` online (``OUT/ENV/METHOD`` when it trains SAC beside ALM),
+    ``OUT/DATASET/METHOD`` offline: ``sSEED`` for one seed, that folder itself for a batch
+    of all the seeds, ``seeds-FIRST-LAST`` for a batch of some (the seeds of a batch land
+    in ``DIR/sSEED``)."""
     key = spec.run_mode.cell_key
+    per_method = not spec.run_mode.online or spec.methods != ["alm"]
     trials = []
     for cell, slug in zip(spec.cells, cell_slugs(spec.mode, spec.cells), strict=True):
         for method in spec.methods:
             folder = out / slug
-            if not spec.run_mode.online:  # a folder per method
+            if per_method:  # a folder per method
                 folder = folder / method.replace("+", "")
             for seeds in seed_chunks(spec, method):
                 if len(seeds) == 1:
@@ -177,8 +181,12 @@ def check_spec(spec: SweepSpec) -> None:
     what = mode.cell_key
     if not spec.cells or not spec.seeds or not spec.methods:
         raise SweepError(f"give at least one {what} and one seed (--seeds)")
-    if mode.online and spec.methods != ["alm"]:
-        raise SweepError("an online sweep trains alm only; --methods is for --datasets")
+    online_methods = ("alm", *ONLINE_BASELINES)
+    if mode.online and not set(spec.methods) <= set(online_methods):
+        raise SweepError(f"an online sweep trains {' and '.join(online_methods)}; "
+                         f"{', '.join(BASELINE_METHODS)} train on --datasets")  # fmt: skip
+    if not mode.online and set(spec.methods) & set(ONLINE_BASELINES):
+        raise SweepError(f"{', '.join(ONLINE_BASELINES)} trains online: give --envs")
     keys = spec.cells if mode.online else [_same_file_key(c) for c in spec.cells]
     for label, items in ((mode.cell_key, keys),
                          ("seed", spec.seeds), ("method", spec.methods)):  # fmt: skip
@@ -195,7 +203,7 @@ def check_spec(spec: SweepSpec) -> None:
     if spec.config is None and mode.default_config is None:
         raise SweepError(f"an {mode.name} sweep needs --config")
     _check_trials(spec)
-    check_python(spec.python, baselines=any(m in BASELINE_METHODS for m in spec.methods))
+    check_python(spec.python, baselines=any(m in BASELINES_ANY for m in spec.methods))
     if spec.address is None:
         _check_local_resources(spec.cpus_per_trial, spec.gpus_per_trial)
     else:

@@ -107,8 +107,9 @@ def trial_command(
     head = [python, "-m", "alm_offline.training", run_mode(mode).name]
     if state == RESUMABLE:
         return [*head, "--resume", trial["run_dir"], "--quiet"]
-    if run_mode(mode).online:
-        keys = [f"env={trial['env']}"]
+    if run_mode(mode).online:  # SAC beside ALM through the method key (alm baseline sac)
+        method = trial.get("method", "alm")
+        keys = [f"env={trial['env']}", *([f"method={method}"] if method != "alm" else [])]
     else:  # the method through train-offline's table (alm baseline ALGO adds method=ALGO)
         keys = [f"dataset={trial['dataset']}", f"method={trial['method']}"]
     seeds = trial["seeds"]
