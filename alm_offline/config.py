@@ -143,7 +143,7 @@ class RunConfig:
         "HalfCheetah-v5"  # gymnasium id, or T-Ant-v5 / T-Humanoid-v5 ("" offline: the dataset's)
     )
     dataset: str | None = None  # offline: .hdf5 file, Minari folder or id (None: the bundled one)
-    method: str = "alm"  # alm; offline also d3rlpy's bc, td3+bc, iql, cql (alm baseline ALGO)
+    method: str = "alm"  # alm; offline also d3rlpy's bc, td3+bc, iql, cql; online also sac
     clip_actions: bool = False  # offline: clip dataset actions into their box instead of failing
     # offline: the box the dataset's actions are stored in, one value (every dim) or one per dim
     # (--action-low/--action-high); empty: the box the dataset declares, else its env's
@@ -166,6 +166,7 @@ class RunConfig:
 
 BUNDLED_CONFIGS = (
     "online",
+    "online-cpu",
     "quick",
     "offline",
     "behaviour",
