@@ -163,6 +163,7 @@ def test_the_cli_choices_come_from_the_tables_that_own_them():
 
     runner = CliRunner()
     train_help = " ".join(runner.invoke(alm, ["train-online", "--help"]).output.split())
+    train_help = train_help.replace("- ", "-")  # click wraps a line after a hyphen
     assert all(name in train_help for name in BUNDLED_CONFIGS)
     sweep_help = " ".join(runner.invoke(alm, ["sweep", "--help"]).output.split())
     assert f"among {', '.join(METHODS)}" in sweep_help
