@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -199,6 +200,24 @@ def test_a_grid_lands_cell_by_cell_and_reports_from_its_files(tmp_path):
     again = alm(*run, cwd=tmp_path)
     assert again.returncode == 0 and "0 cell(s) written" in again.stdout
     assert sorted(p.name for p in work.iterdir()) == sweeps
+
+    # each seed landed in a file of its own as it finished; a cell stopped with one seed
+    # landed (its sweep folder gone with the machine) trains only the other seed
+    seeds = tmp_path / "results/cells/seeds/medium-replay--bc"
+    assert sorted(p.name for p in seeds.iterdir()) == ["s1.json", "s2.json"]
+    kept = json.loads((seeds / "s1.json").read_text())
+    assert kept["record"] == bc["seeds"]["1"] and kept["config"]["seed"] == 1
+    (tmp_path / "results/cells/medium-replay--bc.json").unlink()
+    (seeds / "s2.json").unlink()
+    shutil.rmtree(work / "medium-replay--bc")
+    partial = alm(*run, cwd=tmp_path)
+    assert partial.returncode == 0, partial.stderr[-2000:]
+    assert "medium-replay--bc: seeds 2:" in partial.stdout and "1 cell(s) written" in partial.stdout
+    sweep = json.loads((work / "medium-replay--bc/sweep.json").read_text())
+    assert sweep["seeds"] == [2]
+    rebuilt = json.loads((tmp_path / "results/cells/medium-replay--bc.json").read_text())
+    assert rebuilt["seeds"]["1"] == bc["seeds"]["1"] and sorted(rebuilt["seeds"]) == ["1", "2"]
+    assert rebuilt["seeds"]["2"]["evaluations"] == bc["seeds"]["2"]["evaluations"]
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- grid:tiny:start -->\n<!-- grid:tiny:end -->\nrest\n")

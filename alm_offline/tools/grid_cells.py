@@ -6,10 +6,13 @@ D4RL-layout HDF5 files, a config, seeds, overrides and its cells: one dataset x 
 order, each as one sweep subprocess (``python -m alm_offline.tools.sweep``: a fresh one, or
 a resume of the cell's
 sweep folder when an earlier run was interrupted, so a trial continues from its last
-checkpoint); a finished cell writes ``cells/<dataset>--<variant>.json`` beside the grid file
-(per seed: every evaluation, the score, the model KL range, updates/s; the config, the
-commit, each data file's sha256, the CPU) and, with ``commit``, commits that file at once.
-A cell whose JSON exists is skipped. ``grid_report`` rebuilds the table (``results.md``,
+checkpoint). Each seed, as soon as its trial finishes, writes ``cells/seeds/<cell>/s<seed>.json``
+(its evaluations, score, model KL range, speed, config, data sha256, commit, CPU) and, with
+``commit``, commits it at once: a grid stopped mid-cell (a session's end takes the sweep
+folders with it) trains only the seeds without a file when it runs again. A cell whose
+seeds are all there writes ``cells/<dataset>--<variant>.json`` beside the grid file (per
+seed: every evaluation, the score, the model KL range, updates/s; the config, the commits,
+each data file's sha256, the CPU) and commits it. A cell whose JSON exists is skipped. ``grid_report`` rebuilds the table (``results.md``,
 optionally a README's marked section) and the curves from those files alone.
 """
 
@@ -38,9 +41,11 @@ from alm_offline.tools.update_speed import cpu_model
 from alm_offline.training.loggers import read_jsonl
 
 CELLS_FOLDER = "cells"
+SEEDS_FOLDER = "seeds"  # cells/seeds/CELL/sSEED.json: each seed, committed as it lands
 SCORE_KEY = "normalized_score_mean"
 KL_KEY = "model/kl"
 COMMIT_TRIES = 5
+LAND_EVERY_S = 15.0  # how often a running cell's finished seeds are looked for
 OFFLINE_METHODS = ("alm", *BASELINE_METHODS)  # what a cell trains on its dataset
 
 
@@ -230,12 +235,29 @@ def seed_record(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def cell_record(
-    grid: Grid, cell: Cell, run_dirs: dict[int, Path], code_root: Path, command: str
-) -> dict:
-    """The JSON a finished cell writes (``run_dirs``: seed -> its run dir; ``command``: the
-    ``alm sweep`` that trains the cell from scratch)."""
-    config = yaml.safe_load((run_dirs[min(run_dirs)] / "config.yaml").read_text(encoding="utf-8"))
+def seed_entry(grid: Grid, cell: Cell, run_dir: Path, code_root: Path) -> dict[str, Any]:
+    """What a finished seed of ``cell`` keeps in its seed file: its record (``seed_record``),
+    its config, the data file's sha256, the code's commit and the CPU."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    name = grid.datasets[cell.dataset]
+    return {
+        "grid": grid.name,
+        "cell": cell.slug,
+        "config": config,
+        "data_sha256": {name: sha256_of(grid.data / name)},
+        "commit": code_commit(code_root),
+        "cpu": cpu_model(),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "record": seed_record(run_dir),
+    }
+
+
+def cell_record(grid: Grid, cell: Cell, entries: dict[int, dict], command: str) -> dict:
+    """The JSON a finished cell writes from its seeds' entries (``seed_entry``: seed -> its
+    entry; ``command``: the ``alm sweep`` that trains the cell from scratch)."""
+    config = {**entries[min(entries)]["config"]}
+    config.pop("seed", None), config.pop("run_dir", None)  # each seed's own
+    commits = sorted({entry["commit"] for entry in entries.values()})
     return {
         "grid": grid.name,
         "dataset": cell.dataset,
@@ -252,12 +274,41 @@ def cell_record(
         ),
         "overrides": [*grid.overrides, *cell.overrides],
         "command": command,
-        "commit": code_commit(code_root),
-        "cpu": cpu_model(),
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": ", ".join(commits),
+        "cpu": ", ".join(sorted({entry["cpu"] for entry in entries.values()})),
+        "finished": max(entry["finished"] for entry in entries.values()),
         "config": config,
-        "seeds": {str(seed): seed_record(run_dirs[seed]) for seed in sorted(run_dirs)},
+        "seeds": {str(seed): entries[seed]["record"] for seed in sorted(entries)},
     }
+
+
+def seed_path(folder: Path, cell: Cell, seed: int) -> Path:
+    """Where a finished seed of ``cell`` is kept until its cell is whole (and after)."""
+    return folder / CELLS_FOLDER / SEEDS_FOLDER / cell.slug / f"s{seed}.json"
+
+
+def read_seed_entries(grid: Grid, cell: Cell, folder: Path) -> dict[int, dict]:
+    """The seeds of ``cell`` already finished (their files in ``folder``), each checked to
+    be this grid's cell at its planned steps on the same data."""
+    entries = {}
+    planned, name = planned_steps(grid, cell), grid.datasets[cell.dataset]
+    for seed in grid.seeds:
+        path = seed_path(folder, cell, seed)
+        if not path.is_file():
+            continue
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            same = (entry["grid"], entry["cell"], entry["config"]["steps"]) == (
+                grid.name, cell.slug, planned)  # fmt: skip
+            score = entry["record"]["score"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise GridError(f"'{path}' is not a seed file: {first_line(exc)}") from None
+        if not same or not _finite(score):
+            raise GridError(f"'{path}' is not a finished seed of this grid's {cell.slug}")
+        if entry["data_sha256"].get(name) != sha256_of(grid.data / name):
+            raise GridError(f"'{path}' was trained on another {name}: move it away")
+        entries[seed] = entry
+    return entries
 
 
 def cell_path(folder: Path, cell: Cell) -> Path:
@@ -329,16 +380,18 @@ def planned_steps(grid: Grid, cell: Cell) -> int:
 
 
 # ------------------------------------------------------------------------------ running
-def cell_spec(grid: Grid, cell: Cell, python: str | None) -> SweepSpec:
-    """The sweep that trains ``cell``: its dataset, method and config, the grid's seeds
-    (ALM's in chunks of ``seeds_per_trial``), and the baselines' interpreter."""
+def cell_spec(
+    grid: Grid, cell: Cell, python: str | None, seeds: Sequence[int] | None = None
+) -> SweepSpec:
+    """The sweep that trains ``cell``: its dataset, method and config, ``seeds`` (the grid's
+    by default; ALM's in chunks of ``seeds_per_trial``), and the baselines' interpreter."""
     return SweepSpec(
         mode=OFFLINE.name,
         name=f"{grid.name}-{cell.slug}",
         config=cell.config or grid.config,
         cells=[str(grid.file(cell.dataset))],
         methods=[cell.method],
-        seeds=list(grid.seeds),
+        seeds=list(grid.seeds if seeds is None else seeds),
         overrides=[f"env={grid.env}", *grid.overrides, *cell.overrides],
         python=str(Path(python if python and cell.method != "alm" else sys.executable).absolute()),
         seeds_per_trial=grid.seeds_per_trial if cell.method == "alm" else None,
@@ -346,15 +399,21 @@ def cell_spec(grid: Grid, cell: Cell, python: str | None) -> SweepSpec:
 
 
 def sweep_command(
-    grid: Grid, cell: Cell, out: Path, python: str | None, address: str | None = None
+    grid: Grid,
+    cell: Cell,
+    out: Path,
+    python: str | None,
+    address: str | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[str]:
-    """The library's sweep entry that trains ``cell`` into ``out`` (``--resume`` when it
-    began), on the Ray cluster at ``address`` or a local Ray of its own."""
+    """The library's sweep entry that trains ``cell``'s ``seeds`` (all by default) into
+    ``out`` (``--resume`` when it began), on the Ray cluster at ``address`` or a local Ray
+    of its own."""
     head = [sys.executable, "-m", "alm_offline.tools.sweep"]
     head += ["--address", address] if address else []
     if (out / "sweep.json").is_file():
         return [*head, "--resume", str(out), *(["--python", python] if python else [])]
-    spec = asdict(cell_spec(grid, cell, python))
+    spec = asdict(cell_spec(grid, cell, python, seeds))
     return [*head, "--spec", json.dumps(spec), "--out", str(out)]
 
 
@@ -370,14 +429,23 @@ def alm_sweep_line(grid: Grid, cell: Cell, out: Path, python: str | None) -> str
     return " ".join([*words, *spec.overrides])
 
 
-def sweep_run_dirs(out: Path) -> dict[int, Path]:
-    """seed -> run dir of a finished cell sweep (its sweep.json trials, all ok)."""
-    record = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
-    rows = record["trials"]
+def finished_run_dirs(out: Path) -> dict[int, Path]:
+    """seed -> run dir of every finished (ok) seed of the cell sweep in ``out`` so far."""
+    path = out / "sweep.json"
+    if not path.is_file():
+        return {}
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["trials"]
+    except (OSError, ValueError, KeyError):  # being replaced: the next look reads it
+        return {}
+    return {int(row["seed"]): Path(row["run_dir"]) for row in rows if row.get("status") == "ok"}
+
+
+def sweep_failures(out: Path) -> str | None:
+    """The first failed seed's error of the finished cell sweep in ``out`` (None: none)."""
+    rows = json.loads((out / "sweep.json").read_text(encoding="utf-8"))["trials"]
     failed = [row for row in rows if row.get("status") != "ok"]
-    if failed:
-        raise GridError(f"sweep '{out}' has {len(failed)} failed seed(s): {failed[0].get('error')}")
-    return {int(row["seed"]): Path(row["run_dir"]) for row in rows}
+    return f"{len(failed)} failed seed(s): {failed[0].get('error')}" if failed else None
 
 
 def commit_file(path: Path, message: str) -> None:
@@ -433,19 +501,30 @@ def run_grid(
     code_root = Path(__file__).resolve().parents[2]  # the checkout the trials run, too
     path_entries = [str(code_root), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path_entries))}
+    lander = SeedLander(grid, results, code_root, commit, echo)
     written = []
     for cell in grid.cells:
         if cell.slug in done or (only and cell.slug not in only):
             continue
+        entries = read_seed_entries(grid, cell, results)
+        missing = [seed for seed in grid.seeds if seed not in entries]
         out = work / cell.slug
-        command = sweep_command(grid, cell, out, python, address)
         fresh = alm_sweep_line(grid, cell, out, python)
-        resumed = "--resume" in command
-        echo(f"{cell.slug}: {f'resuming {out}' if resumed else fresh}")
-        result = subprocess.run(command, env=env, check=False)
-        if result.returncode != 0:
-            raise GridError(f"cell {cell.slug}: its sweep exited {result.returncode} ('{out}')")
-        record = cell_record(grid, cell, sweep_run_dirs(out), code_root, fresh)
+        if missing:
+            command = sweep_command(grid, cell, out, python, address, missing)
+            resumed = "--resume" in command
+            seeds = ",".join(map(str, missing))
+            echo(f"{cell.slug}: {f'resuming {out}' if resumed else f'seeds {seeds}: {fresh}'}")
+            child = subprocess.Popen(command, env=env)
+            while child.poll() is None:  # each seed's file lands as soon as it finishes
+                time.sleep(LAND_EVERY_S)
+                lander.land(cell, out, entries)
+            lander.land(cell, out, entries)
+            failure = sweep_failures(out) if (out / "sweep.json").is_file() else None
+            if child.returncode != 0 or failure or set(missing) - set(entries):
+                why = failure or f"its sweep exited {child.returncode}"
+                raise GridError(f"cell {cell.slug}: {why} ('{out}')")
+        record = cell_record(grid, cell, entries, fresh)
         path = cell_path(results, cell)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(record, indent=1) + "\n")
@@ -455,3 +534,30 @@ def run_grid(
             commit_file(path, f"Grid {grid.name}: cell {cell.slug} ({len(scores)} seeds)")
         written.append(path)
     return written
+
+
+@dataclass
+class SeedLander:
+    """Writes (and, with ``commit``, commits) each finished seed's file as its sweep
+    finishes it, so that a grid stopped mid-cell keeps every seed it finished."""
+
+    grid: Grid
+    results: Path
+    code_root: Path
+    commit: bool
+    echo: Any
+
+    def land(self, cell: Cell, out: Path, entries: dict[int, dict]) -> None:
+        """The seeds of ``cell`` finished in ``out`` and not in ``entries`` yet: written,
+        committed, added to ``entries``."""
+        for seed, run_dir in sorted(finished_run_dirs(out).items()):
+            if seed in entries or seed not in self.grid.seeds:
+                continue
+            entry = seed_entry(self.grid, cell, run_dir, self.code_root)
+            path = seed_path(self.results, cell, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, json.dumps(entry, indent=1) + "\n")
+            entries[seed] = entry
+            self.echo(f"{cell.slug}: seed {seed} landed, score {entry['record']['score']:.1f}")
+            if self.commit:
+                commit_file(path, f"Grid {self.grid.name}: {cell.slug} seed {seed}")
