@@ -12,8 +12,9 @@ checkpoint). Each seed, as soon as its trial finishes, writes ``cells/seeds/<cel
 folders with it) trains only the seeds without a file when it runs again. A cell whose
 seeds are all there writes ``cells/<dataset>--<variant>.json`` beside the grid file (per
 seed: every evaluation, the score, the model KL range, updates/s; the config, the commits,
-each data file's sha256, the CPU) and commits it. A cell whose JSON exists is skipped. ``grid_report`` rebuilds the table (``results.md``,
-optionally a README's marked section) and the curves from those files alone.
+each data file's sha256, the CPU) and commits it. A cell whose JSON exists is skipped.
+``grid_report`` rebuilds the table (``results.md``, optionally a README's marked section)
+and the curves from those files alone.
 """
 
 from __future__ import annotations
