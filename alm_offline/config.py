@@ -172,6 +172,7 @@ BUNDLED_CONFIGS = (
     "behaviour",
     "offline-locomotion",
     "offline-halfcheetah-sac",
+    "offline-locomotion-sac",
 )
 COMPILE_MODES = ("auto", "on", "off")  # agent.compile (the fused update, fused.py)
 EVAL_LATENTS = ("mean", "sample")
