@@ -151,13 +151,13 @@ def test_a_real_online_sweep_of_alm_and_sac(tmp_path, baselines_python):
             "agent.batch_size=32"]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "cli", "sweep", "--envs", ENV, "--methods", "alm,sac",
-         "--seeds", "1,2", "--config", "quick", "--out", str(tmp_path / "sw"),
+         "--seeds", "1", "--config", "quick", "--out", str(tmp_path / "sw"),
          "--python", baselines_python, *tiny],
         cwd=REPO, env=CHILD_ENV, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     table = (tmp_path / "sw" / "results.md").read_text()
     assert "| SAC (d3rlpy) |" in table and "| ALM (this run: quick) |" in table
-    for seed in (1, 2):
-        rows = read_jsonl(tmp_path / "sw" / ENV / "sac" / f"s{seed}" / "eval.jsonl")
-        assert [row["env_step"] for row in rows] == [300, 600]
+    rows = read_jsonl(tmp_path / "sw" / ENV / "sac" / "s1" / "eval.jsonl")
+    assert [row["env_step"] for row in rows] == [300, 600]
+    assert (tmp_path / "sw" / ENV / "alm" / "s1" / "summary.json").is_file()
