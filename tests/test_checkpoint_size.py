@@ -85,7 +85,7 @@ def slow_save(obj, file):
     print("saving", flush=True)
     for tensor in obj.tensors:
         real_save(tensor, file)
-        time.sleep(0.001)
+        time.sleep(0.01)  # about 4 s in all: the signal lands mid-save on a busy machine too
 checkpoint.torch.save = slow_save
 checkpoint.atomic_torch_save(Slow(), Path(sys.argv[1]))
 """
