@@ -21,7 +21,7 @@ from alm_offline.commands.grid import grid
 from alm_offline.commands.results import config_command, eval_command, plot_command
 from alm_offline.commands.sweep import sweep_command
 from alm_offline.commands.train import baseline_command, train_offline_command, train_online_command
-from alm_offline.errors import AlmError, AlmWarning, exit_on_sigterm, printable
+from alm_offline.errors import AlmError, AlmWarning, exit_on_sigterm, printable, show_warning
 
 # ------------------------------------------------------------------- errors, warnings
 
@@ -35,13 +35,6 @@ class UserError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"error: {printable(self.format_message())}", err=True)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    if issubclass(category, AlmWarning):
-        click.echo(f"warning: {printable(message)}", err=True)
-    else:
-        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 class AlmGroup(click.Group):
@@ -70,7 +63,7 @@ class AlmGroup(click.Group):
     def invoke(self, ctx: click.Context):
         with warnings.catch_warnings():
             warnings.simplefilter("always", AlmWarning)
-            warnings.showwarning = _show_warning
+            warnings.showwarning = show_warning
             try:
                 return super().invoke(ctx)
             except AlmError as exc:

@@ -9,6 +9,9 @@ module subclasses it with a name that says where the problem is (``ConfigError``
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 
 class AlmError(Exception):
     """A problem the user can mend; its message is one line."""
@@ -47,3 +50,12 @@ def exit_on_sigterm(signum: int, frame: object) -> None:
     written removes its temporary file) before the process exits with 128 + signum. Installed
     by every entry point (``alm``, ``python -m alm_offline.training``)."""
     raise SystemExit(128 + signum)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for every entry point: an ``AlmWarning`` as one ``warning:``
+    line on stderr, any other warning as Python prints it."""
+    if issubclass(category, AlmWarning):
+        sys.stderr.write(f"warning: {printable(str(message))}\n")
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

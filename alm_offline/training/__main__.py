@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 from alm_offline.config import MODES
-from alm_offline.errors import AlmError, AlmWarning, exit_on_sigterm, printable
+from alm_offline.errors import AlmError, AlmWarning, exit_on_sigterm, printable, show_warning
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", AlmWarning)
-            warnings.showwarning = _show_warning
+            warnings.showwarning = show_warning
             start = start_run(
                 args.config, tuple(args.overrides), resume=args.resume, overwrite=args.overwrite
             )
@@ -52,13 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     print(describe_summary(summary))
     return 0
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    if issubclass(category, AlmWarning):
-        print(f"warning: {printable(str(message))}", file=sys.stderr)
-    else:
-        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 if __name__ == "__main__":
