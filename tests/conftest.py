@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +112,13 @@ def baselines_python() -> str:
         pytest.fail(f"no d3rlpy venv at {path}: run make baselines-env (make test does)")
     return os.path.abspath(path)  # the tests run it from other folders; not resolve(): a
     # venv's python is a symlink to the base interpreter, and following it leaves the venv
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m cli ARGS`` in ``cwd`` as a user runs it, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
 
 
 def assert_one_line_error(result, fragment: str) -> None:

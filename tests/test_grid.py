@@ -8,12 +8,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from conftest import run_cli
 
 from alm_offline.tools.grid_cells import load_grid, sweep_command
 from alm_offline.tools.grid_report import replace_section
@@ -58,12 +58,6 @@ def write_grid(folder: Path, cells: list[dict]) -> Path:
     path = folder / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
     return path
-
-
-def alm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True, check=False
-    )
 
 
 # --------------------------------------------------------------------------- the statistics
@@ -141,7 +135,7 @@ def test_grid_files_are_checked_before_anything_runs(tmp_path):
     on_cluster = sweep_command(grid, grid.cells[0], out, None, "auto")  # a shared Ray cluster
     assert on_cluster[3:7] == ["--address", "auto", "--resume", str(out)]
     bad = write_grid(tmp_path / "bad", [{"dataset": "medium", "method": "alm"}])
-    done = alm("grid", "run", str(bad), "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
+    done = run_cli("grid", "run", str(bad), "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
         f"error: '{bad}': cell 1 must name a dataset among ['medium-replay']"
@@ -169,7 +163,7 @@ def test_a_grid_lands_cell_by_cell_and_reports_from_its_files(tmp_path):
         "grid", "run", str(path), "--work-dir", str(work), "--python", baselines_python(),
         "--only", "medium-replay--alm,medium-replay--bc",
     ]  # fmt: skip
-    done = alm(*run, cwd=tmp_path)
+    done = run_cli(*run, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 cell(s) written" in done.stdout
 
@@ -197,7 +191,7 @@ def test_a_grid_lands_cell_by_cell_and_reports_from_its_files(tmp_path):
 
     # a rerun skips finished cells: it starts no sweep
     sweeps = sorted(p.name for p in work.iterdir())
-    again = alm(*run, cwd=tmp_path)
+    again = run_cli(*run, cwd=tmp_path)
     assert again.returncode == 0 and "0 cell(s) written" in again.stdout
     assert sorted(p.name for p in work.iterdir()) == sweeps
 
@@ -210,7 +204,7 @@ def test_a_grid_lands_cell_by_cell_and_reports_from_its_files(tmp_path):
     (tmp_path / "results/cells/medium-replay--bc.json").unlink()
     (seeds / "s2.json").unlink()
     shutil.rmtree(work / "medium-replay--bc")
-    partial = alm(*run, cwd=tmp_path)
+    partial = run_cli(*run, cwd=tmp_path)
     assert partial.returncode == 0, partial.stderr[-2000:]
     assert "medium-replay--bc: seeds 2:" in partial.stdout and "1 cell(s) written" in partial.stdout
     sweep = json.loads((work / "medium-replay--bc/sweep.json").read_text())
@@ -221,7 +215,7 @@ def test_a_grid_lands_cell_by_cell_and_reports_from_its_files(tmp_path):
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- grid:tiny:start -->\n<!-- grid:tiny:end -->\nrest\n")
-    report = alm("grid", "report", str(path), "--readme", str(readme), cwd=tmp_path)
+    report = run_cli("grid", "report", str(path), "--readme", str(readme), cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     table = (tmp_path / "results/results.md").read_text()
     assert "not measured" in table and "Not measured yet: medium-replay--alm-kl0." in table
@@ -255,7 +249,7 @@ def test_an_unwritable_results_folder_is_refused_before_a_cell_trains(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the results folder would go")
     work = tmp_path / "w"
-    done = alm(
+    done = run_cli(
         "grid", "run", str(path), "--results", str(blocker / "res"), "--work-dir", str(work),
         cwd=tmp_path,
     )  # fmt: skip
@@ -316,7 +310,7 @@ def test_report_checks_the_readme_before_writing_anything(tmp_path):
     ):
         if readme.name == "plain.md":
             readme.write_text("no markers here\n")
-        done = alm("grid", "report", str(path), "--readme", str(readme), cwd=tmp_path)
+        done = run_cli("grid", "report", str(path), "--readme", str(readme), cwd=tmp_path)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert fragment in done.stderr
         assert not (tmp_path / "results.md").exists() and not (tmp_path / "curves.png").exists()
@@ -353,6 +347,6 @@ def test_the_whole_grid_file_is_checked_when_loaded(tmp_path, change, fragment):
 def test_a_grid_file_that_is_not_utf8_is_one_line(tmp_path):
     path = tmp_path / "grid.yaml"
     path.write_bytes(b"name: \xff\xfe\n")
-    done = alm("grid", "run", str(path), cwd=tmp_path)
+    done = run_cli("grid", "run", str(path), cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.startswith(f"error: cannot read grid file '{path}'")
     assert done.stderr.count("\n") == 1

@@ -18,7 +18,9 @@ def grid() -> None:
 @click.option("--results", default=None, help="Cell files' folder [default: beside GRID.yaml].")
 @click.option("--data", default=None, help="The datasets' folder [default: the grid file's].")
 @click.option("--python", "python", default=None, help="The baselines' interpreter (d3rlpy).")
-@click.option("--only", default=None, help="Comma-separated cells (DATASET--VARIANT) to run.")
+@click.option(
+    "--only", default=None, help="Comma-separated cells (DATASET--VARIANT, online ENV--VARIANT)."
+)
 @click.option("--commit", is_flag=True, help="git-commit each cell file as soon as it is written.")
 @click.option(
     "--address",
@@ -58,11 +60,15 @@ def grid_run_command(
 @click.option("--readme", default=None, help="A file whose grid section to rebuild (README.md).")
 @click.option("--data", default=None, help="The datasets' folder [default: the grid file's].")
 def grid_report_command(grid_file: str, readme: str | None, data: str | None) -> None:
-    """Rebuild GRID.yaml's results.md, curves.png (and a README's section) from its cells."""
+    """Rebuild GRID.yaml's results.md, curves.png (and a README's section) from its cells
+    (an online grid's: returns at its read_at env steps, the area, P(ALM > SAC), seconds)."""
     from alm_offline.tools.grid_cells import load_grid
     from alm_offline.tools.grid_report import grid_report
+    from alm_offline.tools.online_report import online_report
 
-    for path in grid_report(load_grid(grid_file, data), Path(readme) if readme else None):
+    spec = load_grid(grid_file, data)
+    report = online_report if spec.online else grid_report
+    for path in report(spec, Path(readme) if readme else None):
         click.echo(f"wrote {path}")
 
 

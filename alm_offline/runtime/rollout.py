@@ -133,7 +133,7 @@ def evaluate_seeds(
 
 
 def eval_row(
-    where: dict[str, int], returns: np.ndarray, refs: tuple[float, float] | None
+    where: dict[str, float], returns: np.ndarray, refs: tuple[float, float] | None
 ) -> dict[str, Any]:
     """An eval.jsonl row: ``where`` (the step) + return statistics of ``returns`` (episodes,)
     and, with ``refs`` (min, max), normalised scores."""

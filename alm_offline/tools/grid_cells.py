@@ -2,19 +2,21 @@
 
 A grid file (YAML, e.g. ``results/halfcheetah-sac/grid.yaml``) names an env, a folder of
 D4RL-layout HDF5 files, a config, seeds, overrides and its cells: one dataset x one method
-(or an ablation: the method with overrides of its own). ``run_grid`` trains the cells in
-order, each as one sweep subprocess (``python -m alm_offline.tools.sweep``: a fresh one, or
-a resume of the cell's
-sweep folder when an earlier run was interrupted, so a trial continues from its last
-checkpoint). Each seed, as soon as its trial finishes, writes ``cells/seeds/<cell>/s<seed>.json``
-(its evaluations, score, model KL range, speed, config, data sha256, commit, CPU) and, with
-``commit``, commits it at once: a grid stopped mid-cell (a session's end takes the sweep
-folders with it) trains only the seeds without a file when it runs again. A cell whose
-seeds are all there writes ``cells/<dataset>--<variant>.json`` beside the grid file (per
-seed: every evaluation, the score, the model KL range, updates/s; the config, the commits,
-each data file's sha256, the CPU) and commits it. A cell whose JSON exists is skipped.
-``grid_report`` rebuilds the table (``results.md``, optionally a README's marked section)
-and the curves from those files alone.
+(or an ablation: the method with overrides of its own). An online grid (``mode: online``,
+e.g. ``results/online-cpu/grid.yaml``) has no data: each cell names an env instead of a
+dataset and trains ALM or SAC online, scored by its evaluations' raw returns over env steps.
+``run_grid`` trains the cells in order, each as one sweep subprocess (``python -m
+alm_offline.tools.sweep``: a fresh one, or a resume of the cell's sweep folder when an
+earlier run was interrupted, so a trial continues from its last checkpoint). Each seed, as
+soon as its trial finishes, writes ``cells/seeds/<cell>/s<seed>.json`` (its evaluations,
+score, model KL range, speed, config, data sha256, commit, CPU) and, with ``commit``,
+commits it at once: a grid stopped mid-cell (a session's end takes the sweep folders with
+it) trains only the seeds without a file when it runs again. A cell whose seeds are all
+there writes ``cells/<dataset>--<variant>.json`` beside the grid file (per seed: every
+evaluation, the score, the model KL range, updates/s; the config, the commits, each data
+file's sha256, the CPU) and commits it. A cell whose JSON exists is skipped. ``grid_report``
+rebuilds the table (``results.md``, optionally a README's marked section) and the curves
+from those files alone.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from typing import Any
 
 import yaml
 
-from alm_offline.config import BASELINE_METHODS, OFFLINE, load_config
+from alm_offline.config import (
+    BASELINE_METHODS,
+    MODES,
+    OFFLINE,
+    ONLINE,
+    ONLINE_BASELINES,
+    load_config,
+)
 from alm_offline.errors import AlmError, first_line
 from alm_offline.runtime.envs import describe_env
 from alm_offline.runtime.files import check_output_file, sha256_of, write_text_atomic
@@ -48,6 +57,7 @@ KL_KEY = "model/kl"
 COMMIT_TRIES = 5
 LAND_EVERY_S = 15.0  # how often a running cell's finished seeds are looked for
 OFFLINE_METHODS = ("alm", *BASELINE_METHODS)  # what a cell trains on its dataset
+ONLINE_METHODS = ("alm", *ONLINE_BASELINES)  # what a cell of an online grid trains
 
 
 class GridError(AlmError):
@@ -58,7 +68,7 @@ class GridError(AlmError):
 class Cell:
     """One dataset x one method variant; ``variant`` names it in files and tables."""
 
-    dataset: str  # a key of the grid's ``datasets``
+    dataset: str  # a key of the grid's ``datasets``; in an online grid, the cell's env id
     method: str  # alm, or one of d3rlpy's baselines
     variant: str  # the method, or an ablation's name
     overrides: tuple[str, ...] = ()
@@ -87,10 +97,20 @@ class Grid:
     compare: tuple[str, str] = ("alm", "td3+bc")  # P(first beats second) per dataset
     kl_reference: tuple[float, float] | None = None  # an online run's model KL range
     data_scores: dict[str, float] = field(default_factory=dict)  # each dataset's own score
+    mode: str = OFFLINE.name  # online: cells are envs, trained online; no data
+    read_at: tuple[int, ...] = ()  # online: the env steps the table reads the curves at
 
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+    @property
+    def online(self) -> bool:
+        return self.mode == ONLINE.name
+
+    def cell_env(self, cell: Cell) -> str:
+        """The env ``cell`` is evaluated in (online, the env it trains in)."""
+        return cell.dataset if self.online else self.env
 
     def file(self, dataset: str) -> Path:
         return self.data / self.datasets[dataset]
@@ -121,14 +141,19 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
     folder (a relative one is relative to the current folder, as is the file's own)."""
     path = Path(path)
     raw = read_yaml_mapping(path, "grid file")
-    datasets = need_key(raw, "datasets", dict, path)
+    mode = raw.get("mode", OFFLINE.name)
+    if mode not in MODES:
+        raise GridError(f"'{path}': 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
+    online = mode == ONLINE.name
+    datasets = {} if online else need_key(raw, "datasets", dict, path)
     seeds = need_key(raw, "seeds", list, path)
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise GridError(f"'{path}': 'seeds' must be integers, got {seeds}")
     if len(set(seeds)) != len(seeds):
         raise GridError(f"'{path}': 'seeds' must be distinct, got {seeds}")
+    items = need_key(raw, "cells", list, path)
     cells = [
-        _cell(item, i, datasets, path) for i, item in enumerate(need_key(raw, "cells", list, path))
+        (_online_cell if online else _cell)(item, i, datasets, path) for i, item in enumerate(items)
     ]
     slugs = [cell.slug for cell in cells]
     if len(set(slugs)) != len(slugs):
@@ -136,10 +161,12 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
     per_trial = raw.get("seeds_per_trial")
     if per_trial is not None and (not isinstance(per_trial, int) or per_trial < 1):
         raise GridError(f"'{path}': 'seeds_per_trial' must be a positive integer")
+    if online:
+        data = "."  # no data: each cell's env is its row
     grid = Grid(
         path=path,
         name=need_key(raw, "name", str, path),
-        env=need_key(raw, "env", str, path),
+        env="" if online else need_key(raw, "env", str, path),
         data=Path(data if data is not None else need_key(raw, "data", str, path)),
         datasets={str(k): str(v) for k, v in datasets.items()},
         config=need_key(raw, "config", str, path),
@@ -154,8 +181,11 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
             else None
         ),
         data_scores=_numbers(raw.get("data_scores") or {}, path),
+        mode=mode,
+        read_at=_steps(raw.get("read_at", []), path),
     )
-    describe_env(grid.env)
+    for env in dict.fromkeys(grid.cell_env(cell) for cell in grid.cells):
+        describe_env(env)
     for cell in grid.cells:
         try:
             planned_steps(grid, cell)
@@ -164,14 +194,14 @@ def load_grid(path: str | Path, data: str | Path | None = None) -> Grid:
     return grid
 
 
-def _cell(item: object, index: int, datasets: dict, path: Path) -> Cell:
+def _cell(
+    item: object, index: int, datasets: dict, path: Path, methods: tuple = OFFLINE_METHODS
+) -> Cell:
     if not isinstance(item, dict) or item.get("dataset") not in datasets:
         raise GridError(f"'{path}': cell {index + 1} must name a dataset among {list(datasets)}")
     method = item.get("method", "alm")
-    if method not in OFFLINE_METHODS:
-        raise GridError(
-            f"'{path}': cell {index + 1}'s method {method!r} is none of {OFFLINE_METHODS}"
-        )
+    if method not in methods:
+        raise GridError(f"'{path}': cell {index + 1}'s method {method!r} is none of {methods}")
     return Cell(
         dataset=item["dataset"],
         method=method,
@@ -180,6 +210,22 @@ def _cell(item: object, index: int, datasets: dict, path: Path) -> Cell:
         label=str(item.get("label", item.get("variant", method))),
         config=None if item.get("config") is None else str(item["config"]),
     )
+
+
+def _online_cell(item: object, index: int, datasets: dict, path: Path) -> Cell:
+    """A cell of an online grid: ``{env: ID, method: alm|sac, ...}`` (``datasets`` unused)."""
+    if not isinstance(item, dict) or not isinstance(item.get("env"), str) or not item["env"]:
+        raise GridError(f"'{path}': cell {index + 1} of an online grid must name an env")
+    row = {**item, "dataset": item["env"]}
+    return _cell(row, index, {item["env"]: None}, path, ONLINE_METHODS)
+
+
+def _steps(value: object, path: Path) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise GridError(f"'{path}': 'read_at' must be a list of env steps, got {value!r}")
+    return tuple(value)
 
 
 def _strings(value: object, what: str, path: Path) -> tuple[str, ...]:
@@ -215,17 +261,26 @@ def code_commit(root: Path) -> str:
     return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def seed_record(run_dir: Path) -> dict[str, Any]:
-    """One seed's run dir in a cell: its evaluations, score, model KL range and speed."""
+def seed_record(run_dir: Path, online: bool = False) -> dict[str, Any]:
+    """One seed's run dir in a cell: its evaluations, score, model KL range and speed.
+    Offline a seed is scored by its D4RL-normalised returns at each update count; online
+    by its raw returns at each env step, each evaluation with the run's wall seconds."""
     evals = read_jsonl(run_dir / "eval.jsonl")
-    scores = [row[SCORE_KEY] for row in evals if row.get(SCORE_KEY) is not None]
+    key = "return_mean" if online else SCORE_KEY
+    scores = [row[key] for row in evals if row.get(key) is not None]
     if not scores:
-        raise GridError(f"'{run_dir}' has no normalised evaluation to score")
+        raise GridError(f"'{run_dir}' has no {'' if online else 'normalised '}evaluation to score")
     kl = [row[KL_KEY] for row in read_jsonl(run_dir / "metrics.jsonl") if KL_KEY in row]
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    where = ("env_steps", "env_step") if online else ("updates", "updates")
     return {
         "evaluations": [
-            {"updates": row["updates"], "score": row[SCORE_KEY], "return": row["return_mean"]}
+            {
+                where[0]: row[where[1]],
+                "score": row[key],
+                "return": row["return_mean"],
+                **({"wall_seconds": row.get("wall_seconds")} if online else {}),
+            }
             for row in evals
         ],
         "score": final_score(scores),
@@ -240,17 +295,22 @@ def seed_entry(grid: Grid, cell: Cell, run_dir: Path, code_root: Path) -> dict[s
     """What a finished seed of ``cell`` keeps in its seed file: its record (``seed_record``),
     its config, the data file's sha256, the code's commit and the CPU."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    name = grid.datasets[cell.dataset]
     return {
         "grid": grid.name,
         "cell": cell.slug,
         "config": config,
-        "data_sha256": {name: sha256_of(grid.data / name)},
+        "data_sha256": _data_digests(grid, [cell.dataset]),
         "commit": code_commit(code_root),
         "cpu": cpu_model(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "record": seed_record(run_dir),
+        "record": seed_record(run_dir, grid.online),
     }
+
+
+def _data_digests(grid: Grid, datasets: Sequence[str]) -> dict[str, str]:
+    """File name -> sha256 of ``datasets``' files (an online grid has none)."""
+    names = [] if grid.online else [grid.datasets[d] for d in datasets]
+    return {name: sha256_of(grid.data / name) for name in names}
 
 
 def cell_record(grid: Grid, cell: Cell, entries: dict[int, dict], command: str) -> dict:
@@ -259,19 +319,21 @@ def cell_record(grid: Grid, cell: Cell, entries: dict[int, dict], command: str) 
     config = {**entries[min(entries)]["config"]}
     config.pop("seed", None), config.pop("run_dir", None)  # each seed's own
     commits = sorted({entry["commit"] for entry in entries.values()})
+    episodes, every, steps = config["eval"]["episodes"], config["eval"]["every"], config["steps"]
+    unit = "env steps" if grid.online else "updates"
+    scored = "return" if grid.online else "D4RL-normalised return"
     return {
         "grid": grid.name,
         "dataset": cell.dataset,
         "method": cell.method,
         "variant": cell.variant,
         "label": cell.label,
-        "env": grid.env,
-        "data_file": grid.datasets[cell.dataset],
-        "data_sha256": {name: sha256_of(grid.data / name) for name in grid.datasets.values()},
+        "env": grid.cell_env(cell),
+        "data_file": _data_file(grid, cell),
+        "data_sha256": _data_digests(grid, list(grid.datasets)),
         "protocol": (
-            f"score: the mean of the last {LAST_EVALS} evaluations' D4RL-normalised return "
-            f"({config['eval']['episodes']} episodes each, every {config['eval']['every']} "
-            f"updates), {config['steps']} updates"
+            f"score: the mean of the last {LAST_EVALS} evaluations' {scored} ({episodes} "
+            f"episodes each, every {every} {unit}), {steps} {unit}"
         ),
         "overrides": [*grid.overrides, *cell.overrides],
         "command": command,
@@ -283,6 +345,11 @@ def cell_record(grid: Grid, cell: Cell, entries: dict[int, dict], command: str) 
     }
 
 
+def _data_file(grid: Grid, cell: Cell) -> str | None:
+    """The file ``cell`` trains on (None online)."""
+    return None if grid.online else grid.datasets[cell.dataset]
+
+
 def seed_path(folder: Path, cell: Cell, seed: int) -> Path:
     """Where a finished seed of ``cell`` is kept until its cell is whole (and after)."""
     return folder / CELLS_FOLDER / SEEDS_FOLDER / cell.slug / f"s{seed}.json"
@@ -292,7 +359,7 @@ def read_seed_entries(grid: Grid, cell: Cell, folder: Path) -> dict[int, dict]:
     """The seeds of ``cell`` already finished (their files in ``folder``), each checked to
     be this grid's cell at its planned steps on the same data."""
     entries = {}
-    planned, name = planned_steps(grid, cell), grid.datasets[cell.dataset]
+    planned, name = planned_steps(grid, cell), _data_file(grid, cell)
     for seed in grid.seeds:
         path = seed_path(folder, cell, seed)
         if not path.is_file():
@@ -306,7 +373,7 @@ def read_seed_entries(grid: Grid, cell: Cell, folder: Path) -> dict[int, dict]:
             raise GridError(f"'{path}' is not a seed file: {first_line(exc)}") from None
         if not same or not _finite(score):
             raise GridError(f"'{path}' is not a finished seed of this grid's {cell.slug}")
-        if entry["data_sha256"].get(name) != sha256_of(grid.data / name):
+        if name is not None and entry["data_sha256"].get(name) != sha256_of(grid.data / name):
             raise GridError(f"'{path}' was trained on another {name}: move it away")
         entries[seed] = entry
     return entries
@@ -343,7 +410,7 @@ def check_cell_record(grid: Grid, cell: Cell, record: object, path: Path) -> dic
         "dataset": cell.dataset,
         "method": cell.method,
         "variant": cell.variant,
-        "data_file": grid.datasets[cell.dataset],
+        "data_file": _data_file(grid, cell),
     }
     config = record.get("config")
     steps = config.get("steps") if isinstance(config, dict) else None
@@ -376,7 +443,7 @@ def _finite(value: object) -> bool:
 
 def planned_steps(grid: Grid, cell: Cell) -> int:
     """The steps (updates) the cell's runs train for: its config with the overrides."""
-    overrides = [f"env={grid.env}", *grid.overrides, *cell.overrides]
+    overrides = [f"env={grid.cell_env(cell)}", *grid.overrides, *cell.overrides]
     return load_config(cell.config or grid.config, overrides).steps
 
 
@@ -387,13 +454,13 @@ def cell_spec(
     """The sweep that trains ``cell``: its dataset, method and config, ``seeds`` (the grid's
     by default; ALM's in chunks of ``seeds_per_trial``), and the baselines' interpreter."""
     return SweepSpec(
-        mode=OFFLINE.name,
+        mode=grid.mode,
         name=f"{grid.name}-{cell.slug}",
         config=cell.config or grid.config,
-        cells=[str(grid.file(cell.dataset))],
+        cells=[cell.dataset if grid.online else str(grid.file(cell.dataset))],
         methods=[cell.method],
         seeds=list(grid.seeds if seeds is None else seeds),
-        overrides=[f"env={grid.env}", *grid.overrides, *cell.overrides],
+        overrides=[*([] if grid.online else [f"env={grid.env}"]), *grid.overrides, *cell.overrides],
         python=str(Path(python if python and cell.method != "alm" else sys.executable).absolute()),
         seeds_per_trial=grid.seeds_per_trial if cell.method == "alm" else None,
     )
@@ -422,7 +489,8 @@ def alm_sweep_line(grid: Grid, cell: Cell, out: Path, python: str | None) -> str
     """The ``alm sweep`` command a user would type for a fresh run of ``cell`` into ``out``
     (a cell file's record of how it was made)."""
     spec = cell_spec(grid, cell, python)
-    words = ["alm", "sweep", "--datasets", *spec.cells, "--methods", *spec.methods, "--seeds",
+    cells_flag = "--envs" if grid.online else "--datasets"
+    words = ["alm", "sweep", cells_flag, *spec.cells, "--methods", *spec.methods, "--seeds",
              ",".join(map(str, spec.seeds))]  # fmt: skip
     words += ["--seeds-per-trial", str(spec.seeds_per_trial)] if spec.seeds_per_trial else []
     words += ["--config", spec.config, "--out", str(out), "--name", spec.name]
@@ -481,6 +549,7 @@ def run_grid(
     by default), or those in ``only``, in order; returns the cell files written. The sweeps'
     folders (and so the checkpoints that let an interrupted cell continue) live in ``work``."""
     missing = [name for name in grid.datasets.values() if not (grid.data / name).is_file()]
+    # (an online grid has no datasets)
     if missing:
         raise GridError(f"'{grid.data}' lacks {', '.join(missing)} (pass --data FOLDER)")
     unknown = sorted(set(only) - {cell.slug for cell in grid.cells})
@@ -494,7 +563,9 @@ def run_grid(
     done = read_cells(grid, results)
     for slug, record in done.items():
         name = record["data_file"]
-        if record.get("data_sha256", {}).get(name) != sha256_of(grid.data / name):
+        if name is not None and record.get("data_sha256", {}).get(name) != sha256_of(
+            grid.data / name
+        ):
             raise GridError(
                 f"'{cell_path(results, next(c for c in grid.cells if c.slug == slug))}' was "
                 f"trained on another {name} (sha256): move it away to train the cell again"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -174,18 +175,25 @@ def replace_section(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: f"{start}\n{body}{end}", text, count=1)
 
 
-def grid_report(grid: Grid, readme: Path | None = None) -> list[Path]:
+def grid_report(
+    grid: Grid,
+    readme: Path | None = None,
+    markdown: Callable[[Grid, dict[str, dict]], str] = grid_markdown,
+    plot: Callable[[Grid, dict[str, dict], Path], Path | None] = plot_grid_curves,
+) -> list[Path]:
     """Write ``results.md`` and ``curves.png`` beside the grid file and, given ``readme``,
-    its marked section; returns the files written."""
+    its marked section (checked before anything is written); returns the files written.
+    ``markdown`` and ``plot`` build them from the cells' records (an online grid passes
+    ``online_report``'s)."""
     text = None
     if readme is not None:  # read, its markers found, before anything is written
         text = read_readme(readme)
         replace_section(text, grid.name, "")
     records = read_cells(grid)
-    body = grid_markdown(grid, records)
+    body = markdown(grid, records)
     written = [grid.folder / "results.md"]
     write_text_atomic(written[0], f"# {grid.name}\n\n{body}")
-    curves = plot_grid_curves(grid, records, grid.folder / "curves.png")
+    curves = plot(grid, records, grid.folder / "curves.png")
     if curves is not None:
         written.append(curves)
     if readme is not None:

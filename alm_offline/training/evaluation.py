@@ -69,9 +69,10 @@ class RunEvaluation:
         counters: Counters,
         logger: RunLogger,
         save_best: Callable[[], None],
-        **where: int,
+        **where: float,
     ) -> None:
-        """Evaluate ``policy`` at ``where`` (the step keys): one eval.jsonl row, the counters'
+        """Evaluate ``policy`` at ``where`` (the step keys, and ``wall_seconds``: the run's
+        time before this evaluation, where the loop knows it): one eval.jsonl row, the counters'
         last/best rows and curve, and ``save_best()`` when the mean return is a new best."""
         if not self.enabled:
             return
@@ -86,7 +87,7 @@ class RunEvaluation:
         counters: Counters,
         logger: RunLogger,
         save_best: Callable[[], None],
-        **where: int,
+        **where: float,
     ) -> None:
         """The rows of an evaluation whose returns (episodes,) were played elsewhere (a
         batched run plays every seed's at once, ``rollout.evaluate_seeds``)."""

@@ -207,6 +207,7 @@ class TrainingRun:
         if not self.evaluates:
             return
         started = time.perf_counter()
+        wall = self._wall_before + started - self._session_start  # the run's, before this
         act = self.agent.eval_actions(cfg.eval.latent, self.seeds)
         envs = [seed.evaluation.env for seed in self.seed_runs]
         returns = evaluate_seeds(act, envs, cfg.eval.episodes, self.seeds)
@@ -217,7 +218,9 @@ class TrainingRun:
             def save_best(index: int = index, best: Path = best) -> None:
                 self._save(index, best)
 
-            seed.evaluation.record(returns[index], seed.counters, seed.logger, save_best, **where)
+            seed.evaluation.record(
+                returns[index], seed.counters, seed.logger, save_best, **where, wall_seconds=wall
+            )
             seed.evaluation.seconds += seconds
 
     @property

@@ -82,7 +82,10 @@ class OnlineSac(SacRun):
             self.window = []
         if evaluation_due(cfg, step):
             act = policy_of(self.sac, deterministic=True)
-            self.evaluation(act, counters, self.logger, self._save_best, env_step=step)
+            wall = self.seconds_before + time.perf_counter() - self.started
+            self.evaluation(
+                act, counters, self.logger, self._save_best, env_step=step, wall_seconds=wall
+            )
             if not self.quiet:
                 mean = counters.last_eval["return_mean"]
                 print(f"sac env step {step}: eval {mean:.1f}", flush=True)
