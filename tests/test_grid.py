@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,20 @@ def test_grid_files_are_checked_before_anything_runs(tmp_path):
     assert sweep_command(grid, grid.cells[0], out, None)[3:5] == ["--resume", str(out)]
     on_cluster = sweep_command(grid, grid.cells[0], out, None, "auto")  # a shared Ray cluster
     assert on_cluster[3:7] == ["--address", "auto", "--resume", str(out)]
+
+
+def test_a_resumed_cell_keeps_its_methods_interpreter(tmp_path):
+    """A resumed ALM cell's trials run this interpreter, not the baselines' (whose venv has
+    another gymnasium): only a baseline cell's resume names the baselines' python."""
+    cells = [{"dataset": "medium-replay", "method": "alm"}, {"dataset": "medium-replay",
+             "method": "bc"}]  # fmt: skip
+    grid = load_grid(write_grid(tmp_path, cells))
+    for cell, expected in zip(grid.cells, [sys.executable, "venv/bin/python"], strict=True):
+        out = tmp_path / cell.slug
+        out.mkdir()
+        (out / "sweep.json").write_text("{}")
+        resume = sweep_command(grid, cell, out, "venv/bin/python")
+        assert resume[resume.index("--python") + 1] == str(Path(expected).absolute())
     bad = write_grid(tmp_path / "bad", [{"dataset": "medium", "method": "alm"}])
     done = run_cli("grid", "run", str(bad), "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
     assert done.returncode != 0

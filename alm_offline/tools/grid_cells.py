@@ -475,13 +475,14 @@ def sweep_command(
     seeds: Sequence[int] | None = None,
 ) -> list[str]:
     """The library's sweep entry that trains ``cell``'s ``seeds`` (all by default) into
-    ``out`` (``--resume`` when it began), on the Ray cluster at ``address`` or a local Ray
-    of its own."""
+    ``out`` (``--resume`` when it began, its trials run by the interpreter a fresh start
+    would give them: the baselines' ``python`` for a baseline's, this one for ALM's), on the
+    Ray cluster at ``address`` or a local Ray of its own."""
     head = [sys.executable, "-m", "alm_offline.tools.sweep"]
     head += ["--address", address] if address else []
-    if (out / "sweep.json").is_file():
-        return [*head, "--resume", str(out), *(["--python", python] if python else [])]
     spec = asdict(cell_spec(grid, cell, python, seeds))
+    if (out / "sweep.json").is_file():
+        return [*head, "--resume", str(out), "--python", spec["python"]]
     return [*head, "--spec", json.dumps(spec), "--out", str(out)]
 
 
