@@ -12,6 +12,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,14 +31,63 @@ class ConfigError(AlmError):
     """A configuration that cannot be used."""
 
 
-def choice(default: str, allowed: tuple[str, ...]) -> Any:
-    """A string field whose values are ``allowed``: declared with the field, checked once
-    (``validate``, through ``CHOICES``)."""
-    return field(default=default, metadata={"choices": allowed})
+# Each choice of AgentConfig is a StrEnum: its members are the values a config file or a
+# KEY=VALUE gives (OmegaConf stores them as strings, so files, checkpoints and summaries keep
+# plain strings), checked once when a config loads (``validate``, through ``CHOICES``); the
+# core converts a field to its member (``Termination(cfg.termination)``) and compares members,
+# so a misspelt value there is an AttributeError, not a comparison that is never true.
+class Encoder(StrEnum):
+    MLP = "mlp"
+    IDENTITY = "identity"  # z = s, MnM-like (Fig. 13)
 
 
-PRECISIONS = ("fp32", "tf32", "bf16")
-BC_INDEXES = ("t", "t+1")  # agent.bc_index: which rollout actions carry App. A.7's BC term
+class Classifier(StrEnum):
+    MLP = "mlp"
+    LINEAR = "linear"  # Fig. 16
+
+
+class Termination(StrEnum):
+    NONE = "none"  # the paper's infinite-horizon bound
+    LEARNED = "learned"  # a head p(end | z, a) fit to the real flags (docs/termination.md)
+
+
+class BcTerm(StrEnum):
+    LIKELIHOOD = "likelihood"
+    BEHAVIOUR_KL = "behaviour-kl"
+
+
+class BcIndex(StrEnum):
+    T = "t"  # a_0..a_{K-1} at z_0..z_{K-1}
+    NEXT = "t+1"  # a_1..a_K at z_1..z_K, the bound's indexing
+
+
+class ActorLoss(StrEnum):
+    SVG = "svg"  # K-step imagined lambda-returns
+    TD3 = "td3"  # -Q(z, pi(z)) (Fig. 5c)
+
+
+class EncoderObjective(StrEnum):
+    ALM = "alm"
+    RECONSTRUCTION = "reconstruction"  # the encoder by maximum likelihood (Fig. 15)
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    TF32 = "tf32"  # CUDA matmuls on TF32 cores
+    BF16 = "bf16"  # autocast networks
+
+
+def choice(default: StrEnum) -> Any:
+    """A field whose values are the members of ``default``'s StrEnum, stored as strings:
+    declared with the field, checked once (``validate``, through ``CHOICES``)."""
+    kind = type(default)
+    return field(default=default.value, metadata={"choices": tuple(m.value for m in kind)})
+
+
+PRECISIONS = tuple(m.value for m in Precision)
+BC_INDEXES = tuple(
+    m.value for m in BcIndex
+)  # agent.bc_index: which rollout actions carry App. A.7's BC term
 
 
 @dataclass
@@ -49,8 +99,8 @@ class AgentConfig:
     hidden_dim: int = 512  # width of encoder, reward, classifier, critic, actor MLPs
     model_hidden_dim: int = 1024  # width of the latent model MLP
     latent_dim: int = 50  # size of z
-    encoder: str = choice("mlp", ("mlp", "identity"))  # identity: z = s, MnM-like (Fig. 13)
-    classifier: str = choice("mlp", ("mlp", "linear"))  # linear (Fig. 16)
+    encoder: str = choice(Encoder.MLP)  # identity: z = s, MnM-like (Fig. 13)
+    classifier: str = choice(Classifier.MLP)  # linear (Fig. 16)
     # -- the bound (Eq. 6-8)
     seq_len: int = 3  # K: length of model rollouts in the bound
     gamma: float = 0.99  # discount
@@ -61,7 +111,7 @@ class AgentConfig:
     # episodes that end (Hopper, Walker2d falls; docs/termination.md): none (the paper's
     # infinite-horizon bound); learned: a head p(end | z, a) fit to the real flags weighs the
     # imagined lambda-returns by survival, and a real sequence ending in a terminal drops Q(z_K)
-    termination: str = choice("none", ("none", "learned"))
+    termination: str = choice(Termination.NONE)
     # -- optimisation
     batch_size: int = 512  # sequences / transitions per update
     lr: float = 1e-4  # Adam learning rate of every parameter group
@@ -84,7 +134,7 @@ class AgentConfig:
     # step's reward (weighted through the lambda-returns as the reward is),
     # a ~ pi, along the actor's imagined rollouts, pi_b a Gaussian head fit to the data (the
     # paper's form, and the better on halfcheetah-medium-replay: docs/offline-locomotion.md)
-    bc_term: str = choice("behaviour-kl", ("likelihood", "behaviour-kl"))
+    bc_term: str = choice(BcTerm.BEHAVIOUR_KL)
     bc_weight: float = 0.0  # weight of that term; 0: off (online ALM)
     # true: bc_weight is relative to the weight of the KL term it stands beside, as App. A.7's
     # bound weighs them alike (behaviour-kl: times classifier_coef c, the actor's KL estimate;
@@ -92,9 +142,9 @@ class AgentConfig:
     bc_relative_to_kl: bool = False
     # which rollout actions carry the behaviour-kl term: t (a_0..a_{K-1} at z_0..z_{K-1}) or
     # t+1 (a_1..a_K at z_1..z_K, the bound's indexing: step t's term is at a_{t+1})
-    bc_index: str = choice("t", BC_INDEXES)
+    bc_index: str = choice(BcIndex.T)
     # -- variants of the paper's method (defaults = the main method; docs/agents-and-analyses.md)
-    actor_loss: str = choice("svg", ("svg", "td3"))  # svg: K-step imagined lambda-returns;
+    actor_loss: str = choice(ActorLoss.SVG)  # svg: K-step imagined lambda-returns;
     # td3: -Q(z, pi(z)) (Fig. 5c)
     # actor_loss=td3: > 0 maximises alpha Q / mean|Q| as TD3+BC does (its alpha: 2.5), so a
     # behaviour term keeps its weight; 0: plain Q
@@ -103,10 +153,10 @@ class AgentConfig:
     action_penalty: float = 0.0  # weight of mean(pi(z)^2) along the rollout in the policy loss
     log_reward_shift: float = 0.0  # a of App. A.8: r -> a (log(r + a) - log a); 0 = off (Fig. 12)
     # alm, or reconstruction: the encoder by maximum likelihood (Fig. 15)
-    encoder_objective: str = choice("alm", ("alm", "reconstruction"))
+    encoder_objective: str = choice(EncoderObjective.ALM)
     # -- speed (the same update, computed faster)
     # fp32; tf32 (CUDA matmuls on TF32 cores); bf16 (autocast networks)
-    precision: str = choice("fp32", PRECISIONS)
+    precision: str = choice(Precision.FP32)
     cuda_graph: bool = True  # on CUDA, replay sampling + update from one captured CUDA graph
     # the fused update (one compiled graph, fused.py): auto (CPU runs of >= 10k updates x seeds),
     # on, off (true/false are read as on/off, so it is checked apart from CHOICES)
@@ -503,9 +553,9 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"agent.{key} must be one of {', '.join(allowed)}, got '{value}'")
     if a.buffer_size < a.seq_len + 2:
         raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
-    if a.td3_alpha > 0 and a.actor_loss != "td3":
+    if a.td3_alpha > 0 and a.actor_loss != ActorLoss.TD3:
         raise ConfigError("agent.td3_alpha applies to actor_loss=td3, not the svg actor loss")
-    if a.action_penalty > 0 and a.actor_loss != "svg":
+    if a.action_penalty > 0 and a.actor_loss != ActorLoss.SVG:
         raise ConfigError("agent.action_penalty applies to the svg actor loss, not actor_loss=td3")
     if cfg.method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got '{cfg.method}'")

@@ -7,8 +7,11 @@ import yaml
 
 from alm_offline.config import (
     BUNDLED_CONFIGS,
+    CHOICES,
+    BcIndex,
     ConfigError,
     RunConfig,
+    Termination,
     bundled_config_path,
     load_config,
     to_dict,
@@ -187,3 +190,18 @@ def test_seed_ranges_and_long_lists():
     many = load_config(None, [f"seeds={','.join(map(str, range(1, 10002)))}"]).seeds
     assert many == list(range(1, 10002))  # past OmegaConf's YAML size limit
     assert load_config(None, ["seeds=[4, 5]"]).seeds == [4, 5]
+
+
+def test_each_choice_is_an_enum_checked_once_and_stored_as_a_string():
+    """AgentConfig's choices come from their StrEnums; a loaded config holds plain strings
+    (a YAML file, a checkpoint and a summary never see an enum object); the core's members
+    compare equal to them; a value outside the enum is one ConfigError at load."""
+    assert CHOICES["termination"] == ("none", "learned")
+    assert CHOICES["bc_index"] == ("t", "t+1") and len(CHOICES) == 8
+    cfg = load_config("quick", ["agent.termination=learned", "agent.bc_index=t+1"])
+    assert type(cfg.agent.termination) is str and type(cfg.agent.bc_index) is str
+    assert Termination(cfg.agent.termination) is Termination.LEARNED
+    assert cfg.agent.bc_index == BcIndex.NEXT
+    assert "termination: learned" in yaml.safe_dump(to_dict(cfg))
+    with pytest.raises(ConfigError, match=r"agent\.termination must be one of none, learned"):
+        load_config("quick", ["agent.termination=sometimes"])

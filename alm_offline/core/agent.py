@@ -27,7 +27,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from alm_offline.config import AgentConfig
+from alm_offline.config import (
+    ActorLoss,
+    AgentConfig,
+    BcIndex,
+    BcTerm,
+    Classifier,
+    Encoder,
+    EncoderObjective,
+    Precision,
+    Termination,
+)
 from alm_offline.core.fused import FusedUpdate, clip_and_adam_step, clip_coefficients
 from alm_offline.core.losses import (
     actor_svg_loss,
@@ -100,7 +110,7 @@ def bc_weight_in_loss(cfg: AgentConfig) -> float:
     (``classifier_coef``) for behaviour-kl in the actor, ``kl_coef`` for likelihood."""
     if not cfg.bc_relative_to_kl:
         return cfg.bc_weight
-    kl_weight = cfg.classifier_coef if cfg.bc_term == "behaviour-kl" else cfg.kl_coef
+    kl_weight = cfg.classifier_coef if BcTerm(cfg.bc_term) is BcTerm.BEHAVIOUR_KL else cfg.kl_coef
     return cfg.bc_weight * kl_weight
 
 
@@ -129,8 +139,10 @@ class AlmAgent:
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.device = torch.device(device)
         # offline ALM's behaviour-kl form (App. A.7): a behaviour policy pi_b to stay near
-        self.behaviour_kl = cfg.bc_weight > 0 and cfg.bc_term == "behaviour-kl"
-        self.likelihood_bc = cfg.bc_weight > 0 and cfg.bc_term == "likelihood"
+        bc_term, precision = BcTerm(cfg.bc_term), Precision(cfg.precision)
+        self.behaviour_kl = cfg.bc_weight > 0 and bc_term is BcTerm.BEHAVIOUR_KL
+        self.likelihood_bc = cfg.bc_weight > 0 and bc_term is BcTerm.LIKELIHOOD
+        self.termination = Termination(cfg.termination) is Termination.LEARNED
         self.bc_weight = bc_weight_in_loss(cfg)
         self.wm = WorldModel(
             obs_dim,
@@ -139,27 +151,26 @@ class AlmAgent:
             hidden_dim=cfg.hidden_dim,
             model_hidden_dim=cfg.model_hidden_dim,
             generators=None if seeds is None else seed_generators(seeds),
-            identity_encoder=cfg.encoder == "identity",
-            linear_classifier=cfg.classifier == "linear",
-            decoder=cfg.encoder_objective == "reconstruction",
+            identity_encoder=Encoder(cfg.encoder) is Encoder.IDENTITY,
+            linear_classifier=Classifier(cfg.classifier) is Classifier.LINEAR,
+            decoder=EncoderObjective(cfg.encoder_objective) is EncoderObjective.RECONSTRUCTION,
             learn_policy_std=cfg.entropy_bonus > 0,
             behaviour_policy=self.behaviour_kl,
             standardize_obs=cfg.obs_norm,
-            termination_head=cfg.termination == "learned",
+            termination_head=self.termination,
         ).to(self.device)
-        self.termination = cfg.termination == "learned"
         self.num_seeds = self.wm.num_seeds
         self.groups = self.wm.parameter_groups()
         self.optimizers = {
             name: torch.optim.Adam(params, lr=cfg.lr, **adam_implementation(self.device))
             for name, params in self.groups.items()
         }
-        self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
+        self.autocast_dtype = torch.bfloat16 if precision is Precision.BF16 else None
         if self.device.type == "cuda":
             # tf32: fp32 matrix products on TF32 tensor cores (PyTorch's default before 1.12, so
             # the reference's on Ampere GPUs). A process-wide switch (torch has no per-module
             # one), so it is set either way: an fp32 agent made later does not inherit it.
-            torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = precision is Precision.TF32
         if fused is None:
             fused = cfg.compile == "on"
         self.fused_update = FusedUpdate(self.eager_update, fused_backend) if fused else None
@@ -357,7 +368,7 @@ class AlmAgent:
             stddev_clip=cfg.stddev_clip,
             kl_coef=cfg.kl_coef,
             include_value=cfg.value_in_encoder_loss,
-            objective=cfg.encoder_objective,
+            objective=EncoderObjective(cfg.encoder_objective),
             terminated=seq.terminated if self.termination else None,
         )
         world_loss = bound.loss
@@ -464,7 +475,7 @@ class AlmAgent:
         cfg, wm = self.cfg, self.wm
         behaviour_weight = self.bc_weight if self.behaviour_kl else 0.0
         start = rsample(real.z_mean, real.z_std)
-        if cfg.actor_loss == "td3":
+        if ActorLoss(cfg.actor_loss) is ActorLoss.TD3:
             actor = actor_td3_loss(
                 wm,
                 start,
@@ -486,7 +497,7 @@ class AlmAgent:
                 entropy_bonus=cfg.entropy_bonus,
                 action_penalty=cfg.action_penalty,
                 behaviour_weight=behaviour_weight,
-                behaviour_index=cfg.bc_index,
+                behaviour_index=BcIndex(cfg.bc_index),
                 termination=self.termination,
             )
         total = actor.loss

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from alm_offline.config import BC_INDEXES
+from alm_offline.config import BC_INDEXES, BcIndex, EncoderObjective
 from alm_offline.core.networks import WorldModel, rsample, sample_action, seed_mean
 
 
@@ -129,13 +129,13 @@ def actor_step_weights(gamma: float, lambda_: float, horizon: int) -> torch.Tens
     return (gamma**steps * lambda_sums / horizon).float()
 
 
-def bc_rollout_steps(index: str) -> slice:
+def bc_rollout_steps(index: BcIndex | str) -> slice:
     """The rollout steps (of z_0..z_K, a_0..a_K) whose actions carry the BC term, one per
     imagined step t = 0..K-1: ``"t"`` a_0..a_{K-1} at z_0..z_{K-1} (a_K gets none);
     ``"t+1"`` a_1..a_K at z_1..z_K, App. A.7's indexing (step t's term is at a_{t+1})."""
     if index not in BC_INDEXES:
         raise ValueError(f"bc index must be one of {', '.join(BC_INDEXES)}, got {index!r}")
-    return slice(0, -1) if index == "t" else slice(1, None)
+    return slice(0, -1) if index == BcIndex.T else slice(1, None)
 
 
 def policy_entropy(std: torch.Tensor) -> torch.Tensor:
@@ -200,7 +200,7 @@ def model_bound_loss(
     stddev_clip: float,
     kl_coef: float = 1.0,
     include_value: bool = True,
-    objective: str = "alm",
+    objective: EncoderObjective | str = EncoderObjective.ALM,
     terminated: torch.Tensor | None = None,
 ) -> ModelBoundTerms:
     """-(sum_t [r(z_t, a_t) - KL(m(.|z_t, a_t) || e_targ(.|s_{t+1}))] + Q(z_K, pi(z_K))).
@@ -219,7 +219,7 @@ def model_bound_loss(
     None: no mask (the paper's infinite-horizon bound).
     """
     steps = action.shape[1]
-    aligned = objective == "alm"
+    aligned = objective == EncoderObjective.ALM
     with torch.no_grad():
         target_mean, target_std = wm.encode_target(obs[:, 1:])  # (S, K, B, Z)
     z = rsample(*wm.encode(obs[:, 0]))
@@ -452,7 +452,7 @@ def actor_svg_loss(
     entropy_bonus: float = 0.0,
     action_penalty: float = 0.0,
     behaviour_weight: float = 0.0,
-    behaviour_index: str = "t",
+    behaviour_index: BcIndex | str = BcIndex.T,
     termination: bool = False,
 ) -> ActorTerms:
     """-mean_t g^t R^lambda_t over a K-step imagined rollout from z (S, B, Z) with the policy.
