@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -112,6 +113,13 @@ def baselines_python() -> str:
         pytest.fail(f"no d3rlpy venv at {path}: run make baselines-env (make test does)")
     return os.path.abspath(path)  # the tests run it from other folders; not resolve(): a
     # venv's python is a symlink to the base interpreter, and following it leaves the venv
+
+
+def reproducible_evals(run_dir: Path) -> list[dict]:
+    """A run dir's eval.jsonl rows less ``wall_seconds``, the one entry (the run's seconds
+    before each evaluation) that a rerun or an exact resume does not reproduce."""
+    rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "wall_seconds"} for row in rows]
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -75,6 +75,9 @@ import torch
 import cli
 from alm_offline.training import checkpoint
 signal.signal(signal.SIGTERM, cli.exit_on_sigterm)  # as cli.main installs it
+# Python's own SIGINT handler, as an interactive shell starts it: a suite run as a background
+# job of a script (`make test &`) inherits SIGINT ignored, and so would this child
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class Slow:  # a save that takes long enough to be interrupted in the middle
     def __init__(self):

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_OVERRIDES, filled_replay, seed_batches, train_tiny_run
+from conftest import (
+    TINY_OVERRIDES,
+    filled_replay,
+    reproducible_evals,
+    seed_batches,
+    train_tiny_run,
+)
 
 from alm_offline.config import AgentConfig
 from alm_offline.core.agent import AlmAgent, seed_state, stack_seed_states
@@ -191,9 +197,12 @@ def test_a_non_finite_seed_is_named():
         window.check_finite()
 
 
-def run_files(run_dir: Path) -> dict[str, bytes]:
+def run_files(run_dir: Path) -> dict[str, bytes | list[dict]]:
+    """Each config.yaml's bytes and each eval.jsonl's reproducible rows, by relative path."""
     return {
-        str(p.relative_to(run_dir)): p.read_bytes()
+        str(p.relative_to(run_dir)): (
+            reproducible_evals(p.parent) if p.name == "eval.jsonl" else p.read_bytes()
+        )
         for p in sorted(run_dir.rglob("*"))
         if p.is_file() and p.name in ("eval.jsonl", "config.yaml")
     }
@@ -290,9 +299,9 @@ def test_a_killed_batched_run_resumes_every_seed_exactly(tmp_path):
         torch.testing.assert_close(a["replay"]["obs"], b["replay"]["obs"], rtol=0, atol=0)
         for key, value in b["agent"]["world_model"].items():
             assert torch.equal(a["agent"]["world_model"][key], value), (seed, key)
-        rows = (killed / f"s{seed}" / "eval.jsonl").read_text()
-        assert rows == (clean / f"s{seed}" / "eval.jsonl").read_text()
-        assert [json.loads(r)["env_step"] for r in rows.splitlines()] == [300, 600, 900]
+        rows = reproducible_evals(killed / f"s{seed}")
+        assert rows == reproducible_evals(clean / f"s{seed}")
+        assert [row["env_step"] for row in rows] == [300, 600, 900]
         tapes.append(len(a["rng"]["env"]["actions"]))
     assert any(tape > 0 for tape in tapes)  # some env was mid-episode at the end
 
