@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch._dynamo.exc import TorchDynamoException
-from torch._dynamo.utils import counters as dynamo_counters
 
 from alm_offline.core.networks import per_seed
 from alm_offline.errors import AlmWarning
@@ -142,6 +140,12 @@ class FusedUpdate:
     fails before any of the update has run, so that update is not applied twice."""
 
     def __init__(self, update_fn: Callable[..., Any], backend: str = "inductor") -> None:
+        # Dynamo is imported here, not with the module: 2 s of every process's start that
+        # only a fused run needs
+        from torch._dynamo.exc import TorchDynamoException
+        from torch._dynamo.utils import counters
+
+        self._compile_error, self._counters = TorchDynamoException, counters
         options = {"fallback_random": True} if backend == "inductor" else None
         self.backend = backend
         self._eager = update_fn
@@ -156,7 +160,7 @@ class FusedUpdate:
             return self._eager(*args)
         try:
             return self._call_compiled(*args)
-        except TorchDynamoException as exc:
+        except self._compile_error as exc:
             self.failed = True
             lines = str(exc).strip().splitlines()
             reason = lines[0] if lines else type(exc).__name__
@@ -173,14 +177,14 @@ class FusedUpdate:
         ):
             if self.report is not None:
                 return self._compiled(*args)
-            hits = dynamo_counters["inductor"]["fxgraph_cache_hit"]
-            misses = dynamo_counters["inductor"]["fxgraph_cache_miss"]
+            hits = self._counters["inductor"]["fxgraph_cache_hit"]
+            misses = self._counters["inductor"]["fxgraph_cache_miss"]
             started = time.perf_counter()
             out = self._compiled(*args)
             seconds = time.perf_counter() - started
-        if dynamo_counters["inductor"]["fxgraph_cache_miss"] > misses:
+        if self._counters["inductor"]["fxgraph_cache_miss"] > misses:
             cache = "miss"
-        elif dynamo_counters["inductor"]["fxgraph_cache_hit"] > hits:
+        elif self._counters["inductor"]["fxgraph_cache_hit"] > hits:
             cache = "hit"
         else:
             cache = "none"

@@ -45,9 +45,9 @@ from alm_offline.config import (
 from alm_offline.errors import AlmError, first_line
 from alm_offline.runtime.envs import describe_env
 from alm_offline.runtime.files import check_output_file, sha256_of, write_text_atomic
+from alm_offline.runtime.machine import cpu_model
 from alm_offline.tools.stats import LAST_EVALS, final_score
 from alm_offline.tools.sweep import SweepSpec
-from alm_offline.tools.update_speed import cpu_model
 from alm_offline.training.loggers import read_jsonl
 
 CELLS_FOLDER = "cells"

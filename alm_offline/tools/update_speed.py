@@ -23,13 +23,11 @@ Everything is measured in one process, in one run:
 
 from __future__ import annotations
 
-import platform
 import resource
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +39,7 @@ from alm_offline.core.agent import AlmAgent
 from alm_offline.core.replay import ReplayBuffer
 from alm_offline.core.updater import EagerUpdater, make_updater
 from alm_offline.runtime.envs import SeedEnvs, describe_env, env_spec, make_env
+from alm_offline.runtime.machine import cpu_model
 from alm_offline.training.threads import ThreadPolicy
 
 REFERENCE_GFLOP_PER_UPDATE = 42.1  # the reference implementation's count, HalfCheetah dims
@@ -84,18 +83,6 @@ class BenchResult:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def cpu_model() -> str:
-    """The CPU's model name as ``lscpu`` shows it (/proc/cpuinfo's, which lscpu reads), or
-    the platform's processor where that file is missing."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:
