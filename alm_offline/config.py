@@ -486,6 +486,25 @@ def normalise_compile_mode(value: str) -> str:
     return {"true": "on", "false": "off"}.get(lowered, lowered)
 
 
+def _validate_agent_choices(a: AgentConfig) -> None:
+    """The agent's choices (each within its enum) and the keys that apply to one of them."""
+    if a.compile not in COMPILE_MODES:
+        raise ConfigError(
+            f"agent.compile must be one of {', '.join(COMPILE_MODES)} (or true/false), "
+            f"got '{a.compile}'"
+        )
+    for key, allowed in CHOICES.items():
+        value = getattr(a, key)
+        if value not in allowed:
+            raise ConfigError(f"agent.{key} must be one of {', '.join(allowed)}, got '{value}'")
+    if a.buffer_size < a.seq_len + 2:
+        raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
+    if a.td3_alpha > 0 and a.actor_loss != ActorLoss.TD3:
+        raise ConfigError("agent.td3_alpha applies to actor_loss=td3, not the svg actor loss")
+    if a.action_penalty > 0 and a.actor_loss != ActorLoss.SVG:
+        raise ConfigError("agent.action_penalty applies to the svg actor loss, not actor_loss=td3")
+
+
 def validate(cfg: RunConfig) -> None:
     """Fail fast on values that type checking cannot catch (checks only: it edits nothing)."""
     a = cfg.agent
@@ -542,21 +561,7 @@ def validate(cfg: RunConfig) -> None:
     }.items():
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {value}")
-    if a.compile not in COMPILE_MODES:
-        raise ConfigError(
-            f"agent.compile must be one of {', '.join(COMPILE_MODES)} (or true/false), "
-            f"got '{a.compile}'"
-        )
-    for key, allowed in CHOICES.items():
-        value = getattr(a, key)
-        if value not in allowed:
-            raise ConfigError(f"agent.{key} must be one of {', '.join(allowed)}, got '{value}'")
-    if a.buffer_size < a.seq_len + 2:
-        raise ConfigError(f"agent.buffer_size must be at least seq_len + 2, got {a.buffer_size}")
-    if a.td3_alpha > 0 and a.actor_loss != ActorLoss.TD3:
-        raise ConfigError("agent.td3_alpha applies to actor_loss=td3, not the svg actor loss")
-    if a.action_penalty > 0 and a.actor_loss != ActorLoss.SVG:
-        raise ConfigError("agent.action_penalty applies to the svg actor loss, not actor_loss=td3")
+    _validate_agent_choices(a)
     if cfg.method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got '{cfg.method}'")
     e = cfg.eval

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -439,6 +440,84 @@ def _rollout_log_ratio(
     return behaviour_log_ratio(actions, *wm.behaviour_policy(latents), policy_mean, policy_std)
 
 
+class Rollout(NamedTuple):
+    """A K-step imagined rollout of the policy through the model (``imagine``)."""
+
+    latents: torch.Tensor  # (S, K+1, B, Z): z_0 (the start) .. z_K
+    actions: torch.Tensor  # (S, K+1, B, A): a_0 .. a_K, each sampled at its latent
+    means: list[torch.Tensor]  # K policy means (S, B, A) at z_0..z_{K-1}, when kept
+    stds: list[torch.Tensor | float]  # their stds, when kept
+    entropies: list[torch.Tensor]  # K entropies (S, B), when asked for
+    final_mean: torch.Tensor  # (S, B, A) the policy's mean at z_K
+    final_std: torch.Tensor | float
+
+
+def imagine(
+    wm: WorldModel,
+    z: torch.Tensor,
+    horizon: int,
+    std: float | torch.Tensor,
+    stddev_clip: float,
+    keep_policy: bool,
+    entropy: bool,
+) -> Rollout:
+    """Roll the policy out ``horizon`` steps from z (S, B, Z) through the model: a_t ~
+    pi(z_t) on the detached latent (noise clipped at ``stddev_clip``), z_{t+1} ~ m(z_t,
+    a_t) by rsample; then a_K at z_K. ``keep_policy`` keeps each step's mean and std,
+    ``entropy`` each step's policy entropy."""
+    latents, actions, entropies, means, stds = [z], [], [], [], []
+    for _ in range(horizon):
+        mean, a_std = wm.policy(z.detach(), std)
+        if keep_policy:
+            means.append(mean)
+            stds.append(a_std)
+        a = sample_action(mean, a_std, stddev_clip)
+        if entropy:
+            entropies.append(policy_entropy(a_std))
+        z = rsample(*wm.next(z, a))
+        actions.append(a)
+        latents.append(z)
+    final_mean, final_std = wm.policy(z.detach(), std)
+    actions.append(sample_action(final_mean, final_std, stddev_clip))
+    return Rollout(
+        latents=torch.stack(latents, 1),
+        actions=torch.stack(actions, 1),
+        means=means,
+        stds=stds,
+        entropies=entropies,
+        final_mean=final_mean,
+        final_std=final_std,
+    )
+
+
+def _imagined_return_loss(
+    wm: WorldModel,
+    zs: torch.Tensor,
+    acts: torch.Tensor,
+    step_reward: torch.Tensor,
+    gamma: float,
+    lambda_: float,
+    termination: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """-mean_t w_t R^lambda_t of a rollout's latents and actions (S, K+1, B, Z|A) and step
+    rewards (S, K, B), bootstrapped by min(Q1, Q2)(z_{t+1}, a_{t+1}) on detached actions;
+    w_t = g^t, or with ``termination`` the survival weights of c_t = 1 - p(end | z_t, a_t),
+    which also weigh what follows each step. Returns the loss (S,), the bootstrap values
+    (S, K, B) and c (S, K, B) or None."""
+    next_value = wm.q(zs[:, 1:], acts[:, 1:].detach()).min(0).values.squeeze(-1)  # (S, K, B)
+    continues = None
+    if termination:
+        continues = 1.0 - torch.sigmoid(wm.termination_logit(zs[:, :-1], acts[:, :-1]))
+    returns = lambda_returns(step_reward, next_value, gamma, lambda_, continues)
+    if continues is None:
+        horizon = step_reward.shape[1]
+        weights = gamma ** torch.arange(horizon, device=zs.device, dtype=returns.dtype)
+        loss = -seed_mean(weights.unsqueeze(-1) * returns)
+    else:
+        loss = -seed_mean(survival_weights(continues.detach(), gamma) * returns)
+    return loss, next_value, continues
+
+
 def actor_svg_loss(
     wm: WorldModel,
     z: torch.Tensor,
@@ -478,21 +557,9 @@ def actor_svg_loss(
     actions get its gradient, so the actor learns to avoid predicted ends.
     """
     keep_policy = action_penalty > 0 or behaviour_weight > 0
-    latents, actions, entropies, means, stds = [z], [], [], [], []
-    for _ in range(horizon):
-        mean, a_std = wm.policy(z.detach(), std)
-        if keep_policy:
-            means.append(mean)
-            stds.append(a_std)
-        a = sample_action(mean, a_std, stddev_clip)
-        if entropy_bonus > 0:
-            entropies.append(policy_entropy(a_std))
-        z = rsample(*wm.next(z, a))
-        actions.append(a)
-        latents.append(z)
-    final_mean, final_std = wm.policy(z.detach(), std)
-    actions.append(sample_action(final_mean, final_std, stddev_clip))
-    zs, acts = torch.stack(latents, 1), torch.stack(actions, 1)  # (S, K+1, B, Z|A)
+    rollout = imagine(wm, z, horizon, std, stddev_clip, keep_policy, entropy_bonus > 0)
+    zs, acts, means, stds = rollout.latents, rollout.actions, rollout.means, rollout.stds
+    final_mean, final_std, entropies = rollout.final_mean, rollout.final_std, rollout.entropies
     reward = wm.reward(zs[:, :-1], acts[:, :-1]).squeeze(-1)  # (S, K, B)
     step_reward, bonus = reward, torch.zeros_like(reward)
     if classifier_coef > 0:
@@ -511,16 +578,9 @@ def actor_svg_loss(
             wm, zs[:, steps], acts[:, steps], torch.stack([*means, final_mean], 1)[:, steps], stds
         )
         step_reward = step_reward + behaviour_weight * log_ratio
-    next_value = wm.q(zs[:, 1:], acts[:, 1:].detach()).min(0).values.squeeze(-1)  # (S, K, B)
-    continues = None
-    if termination:
-        continues = 1.0 - torch.sigmoid(wm.termination_logit(zs[:, :-1], acts[:, :-1]))
-    returns = lambda_returns(step_reward, next_value, gamma, lambda_, continues)
-    if continues is None:
-        weights = gamma ** torch.arange(horizon, device=z.device, dtype=returns.dtype)
-        loss = -seed_mean(weights.unsqueeze(-1) * returns)
-    else:
-        loss = -seed_mean(survival_weights(continues.detach(), gamma) * returns)
+    loss, next_value, continues = _imagined_return_loss(
+        wm, zs, acts, step_reward, gamma, lambda_, termination
+    )
     if action_penalty > 0:
         loss = loss + action_penalty * seed_mean(torch.stack(means, 1).pow(2))
     return ActorTerms(
