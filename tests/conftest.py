@@ -24,8 +24,21 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: workers share the cores
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # the longest files first: with one pytest worker per core (make test: -n auto --dist
-# loadfile) a worker takes a file whole, so the long ones must not start last
-LONGEST_FIRST = ("test_fused.py", "test_gpu_check.py", "test_offline.py", "test_baselines.py")
+# loadfile) a worker takes a file whole, so the long ones must not start last; in the order
+# of their seconds in a full `make test --durations` (AMD EPYC, 2 workers, session 52)
+LONGEST_FIRST = (
+    "test_grid.py",
+    "test_fused.py",
+    "test_offline.py",
+    "test_baselines.py",
+    "test_sweep.py",
+    "test_online_grid.py",
+    "test_sac_online.py",
+    "test_sweep_cluster.py",
+    "test_gpu_check.py",
+    "test_seeds.py",
+    "test_cli_online.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
