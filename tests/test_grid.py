@@ -16,8 +16,9 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from alm_offline.tools.grid_cells import load_grid, sweep_command
+from alm_offline.tools.grid_file import load_grid
 from alm_offline.tools.grid_report import replace_section
+from alm_offline.tools.grid_run import sweep_command
 from alm_offline.tools.stats import (
     final_score,
     mean_interval,
@@ -249,7 +250,7 @@ def test_a_cell_may_name_its_own_config(tmp_path):
             {"dataset": "medium-replay", "config": "offline-locomotion"},
         ],
     )
-    from alm_offline.tools.grid_cells import alm_sweep_line, cell_spec, load_grid
+    from alm_offline.tools.grid_run import alm_sweep_line, cell_spec
 
     grid = load_grid(path)
     bc, alm_cell = grid.cells
@@ -304,7 +305,8 @@ def good_record(grid_path: Path) -> dict:
     ],
 )  # fmt: skip
 def test_a_cell_file_counts_only_when_it_is_this_grids_and_well_formed(tmp_path, change, fragment):
-    from alm_offline.tools.grid_cells import GridError, read_cells
+    from alm_offline.tools.grid_file import GridError
+    from alm_offline.tools.grid_records import read_cells
 
     path = write_grid(tmp_path, [{"dataset": "medium-replay", "method": "bc"}])
     cells = tmp_path / "cells"

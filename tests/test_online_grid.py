@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from alm_offline.tools.grid_cells import GridError, load_grid
+from alm_offline.tools.grid_file import GridError, load_grid
 from alm_offline.tools.online_report import CellCurves, first_reach
 from alm_offline.tools.stats import probability_of_improvement, summarise_seeds
 from alm_offline.training.loggers import read_jsonl

@@ -39,7 +39,8 @@ def grid_run_command(
     address: str | None,
 ) -> None:
     """Train GRID.yaml's cells without a file yet, in order (interrupted ones resume)."""
-    from alm_offline.tools.grid_cells import load_grid, run_grid
+    from alm_offline.tools.grid_file import load_grid
+    from alm_offline.tools.grid_run import run_grid
 
     spec = load_grid(grid_file, data)
     written = run_grid(
@@ -62,7 +63,7 @@ def grid_run_command(
 def grid_report_command(grid_file: str, readme: str | None, data: str | None) -> None:
     """Rebuild GRID.yaml's results.md, curves.png (and a README's section) from its cells
     (an online grid's: returns at its read_at env steps, the area, P(ALM > SAC), seconds)."""
-    from alm_offline.tools.grid_cells import load_grid
+    from alm_offline.tools.grid_file import load_grid
     from alm_offline.tools.grid_report import grid_report
     from alm_offline.tools.online_report import online_report
 

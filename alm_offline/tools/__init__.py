@@ -5,7 +5,8 @@
 - ``plotting``, ``published``: ``alm plot`` and the paper's published curves;
 - ``update_speed``, ``bench_seeds``: ``alm bench``; ``paper_results``: the GPU script's report;
 - ``stats``: rliable's IQM and probability of improvement, seeded;
-- ``sweep/``: ``alm sweep`` on Ray; ``grid_cells``, ``grid_report``, ``grid_summary``: ``alm
-  grid run|report|summary``, results that land cell by cell;
+- ``sweep/``: ``alm sweep`` on Ray; ``alm grid run|report|summary``, results that land seed
+  by seed and cell by cell: ``grid_file`` (the grid file), ``grid_records`` (seed and cell
+  files), ``grid_run`` (running), ``grid_report``, ``online_report``, ``grid_summary``;
 - ``make_suite``: ``alm dataset make-suite``'s behaviour runs (ALM, or D4RL's SAC recipe).
 """

@@ -18,7 +18,8 @@ import numpy as np
 
 from alm_offline.errors import first_line
 from alm_offline.runtime.files import write_text_atomic
-from alm_offline.tools.grid_cells import Grid, GridError, read_cells
+from alm_offline.tools.grid_file import Grid, GridError
+from alm_offline.tools.grid_records import read_cells
 from alm_offline.tools.plotting import DPI, SUBPLOT_SIZE, save_figure
 from alm_offline.tools.stats import mean_interval, probability_of_improvement, summarise_seeds
 

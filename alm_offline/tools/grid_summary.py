@@ -18,14 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from alm_offline.runtime.files import write_text_atomic
-from alm_offline.tools.grid_cells import (
-    Grid,
-    GridError,
-    load_grid,
-    need_key,
-    read_cells,
-    read_yaml_mapping,
-)
+from alm_offline.tools.grid_file import Grid, GridError, load_grid, need_key, read_yaml_mapping
+from alm_offline.tools.grid_records import read_cells
 from alm_offline.tools.grid_report import read_readme, replace_section
 from alm_offline.tools.stats import SeedSummary, probability_of_improvement, summarise_seeds
 

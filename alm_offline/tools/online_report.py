@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alm_offline.tools.grid_cells import Cell, Grid
+from alm_offline.tools.grid_file import Cell, Grid
 from alm_offline.tools.grid_report import grid_report
 from alm_offline.tools.plotting import DPI, SUBPLOT_SIZE, save_figure
 from alm_offline.tools.published import published_curve
