@@ -258,6 +258,12 @@ def test_a_cell_may_name_its_own_config(tmp_path):
     assert cell_spec(grid, bc, None).config == "offline-halfcheetah-sac"
     assert cell_spec(grid, alm_cell, None).config == "offline-locomotion"
     assert " --config offline-locomotion --out " in alm_sweep_line(grid, alm_cell, tmp_path, None)
+    from alm_offline.tools.grid_report import provenance
+
+    # the table names the config each cell ran, not the grid's alone
+    assert provenance(grid, {}).startswith(
+        "Seeds 1, 2; config `offline-halfcheetah-sac` (alm: `offline-locomotion`); "
+    )
 
 
 def test_an_unwritable_results_folder_is_refused_before_a_cell_trains(tmp_path):

@@ -108,8 +108,15 @@ def kl_table(grid: Grid, records: dict[str, dict]) -> str:
 def provenance(grid: Grid, records: dict[str, dict]) -> str:
     """Seeds, protocol, commits, CPUs and data digests of the cells, and what is missing."""
     missing = [cell.slug for cell in grid.cells if cell.slug not in records]
+    own = {}
+    for cell in grid.cells:
+        if cell.config:
+            own.setdefault(cell.config, []).append(cell.variant)
+    configs = "".join(
+        f" ({', '.join(dict.fromkeys(variants))}: `{name}`)" for name, variants in own.items()
+    )
     lines = [
-        f"Seeds {', '.join(map(str, grid.seeds))}; config `{grid.config}`; "
+        f"Seeds {', '.join(map(str, grid.seeds))}; config `{grid.config}`{configs}; "
         + (next(iter(records.values()))["protocol"] if records else "no cell measured yet")
         + ". Cells as `IQM [95% CI]` (rliable, stratified bootstrap) over `mean ± std`.",
     ]
