@@ -105,8 +105,12 @@ def kl_table(grid: Grid, records: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provenance(grid: Grid, records: dict[str, dict]) -> str:
-    """Seeds, protocol, commits, CPUs and data digests of the cells, and what is missing."""
+CELLS_READING = "Cells as `IQM [95% CI]` (rliable, stratified bootstrap) over `mean ± std`."
+
+
+def provenance(grid: Grid, records: dict[str, dict], reading: str = CELLS_READING) -> str:
+    """Seeds, configs, protocol, how the cells read (``reading``), commits, CPUs and data
+    digests of the cells, and what is missing."""
     missing = [cell.slug for cell in grid.cells if cell.slug not in records]
     own = {}
     for cell in grid.cells:
@@ -118,7 +122,7 @@ def provenance(grid: Grid, records: dict[str, dict]) -> str:
     lines = [
         f"Seeds {', '.join(map(str, grid.seeds))}; config `{grid.config}`{configs}; "
         + (next(iter(records.values()))["protocol"] if records else "no cell measured yet")
-        + ". Cells as `IQM [95% CI]` (rliable, stratified bootstrap) over `mean ± std`.",
+        + f". {reading}",
     ]
     commits = sorted({r["commit"][:12] for r in records.values()})
     cpus = sorted({r["cpu"] for r in records.values()})

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from alm_offline.tools.grid_file import Cell, Grid
-from alm_offline.tools.grid_report import grid_report
+from alm_offline.tools.grid_report import grid_report, provenance
 from alm_offline.tools.plotting import DPI, SUBPLOT_SIZE, save_figure
 from alm_offline.tools.published import published_curve
 from alm_offline.tools.stats import mean_interval, probability_of_improvement, summarise_seeds
@@ -176,30 +176,18 @@ def _reach_text(reached: tuple[int, float] | None, target: float) -> str:
     return f"{_steps_label(step)} env steps, {seconds:.0f} s per seed (target {target:.0f})"
 
 
-def provenance(grid: Grid, records: dict[str, dict]) -> str:
-    """Seeds, protocol, commits, CPUs, and the cells not measured yet."""
-    missing = [cell.slug for cell in grid.cells if cell.slug not in records]
-    lines = [
-        f"Seeds {', '.join(map(str, grid.seeds))}; config `{grid.config}`; "
-        + (next(iter(records.values()))["protocol"] if records else "no cell measured yet")
-        + ". Returns as `IQM [95% CI]` (rliable, stratified bootstrap over seeds); the area "
-        "is each seed's mean return over all its evaluations. Wall seconds are the run's "
-        "before each evaluation (evaluations included), on the CPU named here; a process "
-        "training several seeds is charged to each seed in equal parts.",
-    ]
-    if records:
-        commits = sorted({r["commit"][:12] for r in records.values()})
-        cpus = sorted({r["cpu"] for r in records.values()})
-        lines.append(f"Measured at commit(s) {', '.join(commits)} on {'; '.join(cpus)}.")
-    lines.append(
-        "Not measured yet: " + ", ".join(missing) + "." if missing else "Every cell is measured."
-    )
-    return "\n".join(lines) + "\n"
+ONLINE_READING = (
+    "Returns as `IQM [95% CI]` (rliable, stratified bootstrap over seeds); the area is each "
+    "seed's mean return over all its evaluations. Wall seconds are the run's before each "
+    "evaluation (evaluations included), on the CPU named here; a process training several "
+    "seeds is charged to each seed in equal parts."
+)
 
 
 def online_markdown(grid: Grid, records: dict[str, dict]) -> str:
     curves = {slug: cell_curves(grid, record) for slug, record in records.items()}
-    parts = [return_table(grid, curves), provenance(grid, records), wall_table(grid, curves)]
+    reading = provenance(grid, records, ONLINE_READING)
+    parts = [return_table(grid, curves), reading, wall_table(grid, curves)]
     return "\n".join(part for part in parts if part)
 
 
