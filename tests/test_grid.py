@@ -18,7 +18,7 @@ from conftest import run_cli
 
 from alm_offline.tools.grid_file import load_grid
 from alm_offline.tools.grid_report import replace_section
-from alm_offline.tools.grid_run import sweep_command
+from alm_offline.tools.grid_run import exited, sweep_command
 from alm_offline.tools.stats import (
     final_score,
     mean_interval,
@@ -157,6 +157,17 @@ def test_a_resumed_cell_keeps_its_methods_interpreter(tmp_path):
         f"error: '{bad}': cell 1 must name a dataset among ['medium-replay']"
     ]
     assert not (tmp_path / "w").exists()
+
+
+def test_a_cell_s_sweep_that_ends_is_seen_when_it_ends():
+    """The grid waits on a cell's sweep (landing its seeds meanwhile) rather than sleeping
+    a fixed 15 s between looks: a sweep that has ended reads as ended at once."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert exited(child, 0.2) is False
+    finally:
+        child.kill()
+    assert exited(child, 600) is True and child.returncode != 0
 
 
 def test_replace_section_rebuilds_only_the_marked_table():

@@ -19,8 +19,8 @@ from alm_offline.training.loggers import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = "InvertedPendulum-v5"
-TINY = ["steps=600", "agent.warmup_steps=100", "eval.every=300", "eval.episodes=1",
-        "checkpoint_every=300", "agent.hidden_dim=32", "agent.model_hidden_dim=32",
+TINY = ["steps=400", "agent.warmup_steps=100", "eval.every=200", "eval.episodes=1",
+        "checkpoint_every=200", "agent.hidden_dim=32", "agent.model_hidden_dim=32",
         "agent.batch_size=32", "threads=1"]  # fmt: skip
 
 
@@ -34,7 +34,7 @@ def write_grid(folder: Path, **changes: object) -> Path:
         "seeds_per_trial": 2,
         "overrides": TINY,
         "compare": ["alm", "sac"],
-        "read_at": [300, 600],
+        "read_at": [200, 400],
         "cells": [
             {"env": ENV, "method": "alm", "label": "ALM"},
             {"env": ENV, "method": "sac", "label": "SAC"},
@@ -61,16 +61,23 @@ def test_an_online_grid_lands_alm_and_sac_cells_and_reports_them(tmp_path, basel
         records[method] = record
         assert (record["env"], record["method"], record["data_file"]) == (ENV, method, None)
         assert record["command"].startswith(f"alm sweep --envs {ENV} --methods {method}")
-        assert "env steps" in record["protocol"] and record["config"]["steps"] == 600
+        assert "env steps" in record["protocol"] and record["config"]["steps"] == 400
         for seed in record["seeds"].values():
             rows = read_jsonl(Path(seed["run_dir"]) / "eval.jsonl")
-            assert [e["env_steps"] for e in seed["evaluations"]] == [300, 600]
+            assert [e["env_steps"] for e in seed["evaluations"]] == [200, 400]
             assert [e["return"] for e in seed["evaluations"]] == [r["return_mean"] for r in rows]
             walls = [e["wall_seconds"] for e in seed["evaluations"]]
             assert 0 < walls[0] < walls[1] <= seed["wall_seconds"]
             assert seed["score"] == pytest.approx(np.mean([r["return_mean"] for r in rows]))
     alm_runs = [Path(s["run_dir"]) for s in records["alm"]["seeds"].values()]
     assert alm_runs[0].parent == alm_runs[1].parent  # one process trained both ALM seeds
+    assert [p.parent.name for p in alm_runs] == [ENV, ENV]  # ALM alone: no method folder
+    sac_runs = [Path(s["run_dir"]) for s in records["sac"]["seeds"].values()]
+    assert [p.parent.parent.name for p in sac_runs] == [ENV, ENV]  # <env>/sac/s<seed>
+    assert [p.parent.name for p in sac_runs] == ["sac", "sac"]
+    sweep_tables = {m: (tmp_path / f"work/{ENV}--{m}/results.md").read_text() for m in records}
+    assert "| ALM (this run: tiny-online-" in sweep_tables["alm"]
+    assert "| SAC (d3rlpy) |" in sweep_tables["sac"]
 
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- grid:tiny-online:start -->\n<!-- grid:tiny-online:end -->\nb\n")
@@ -81,7 +88,7 @@ def test_an_online_grid_lands_alm_and_sac_cells_and_reports_them(tmp_path, basel
     def returns(method: str, index: int) -> list[float]:
         return [s["evaluations"][index]["return"] for s in records[method]["seeds"].values()]
 
-    assert "| IQM at 300 | IQM at 600 | IQM over the curve (area) |" in table
+    assert "| IQM at 200 | IQM at 400 | IQM over the curve (area) |" in table
     row = next(line for line in table.splitlines() if line.startswith(f"| {ENV} | ALM |"))
     assert summarise_seeds(returns("alm", 1)).iqm.describe() in row
     pair = next(line for line in table.splitlines() if "P(alm > sac)" in line)
@@ -90,7 +97,7 @@ def test_an_online_grid_lands_alm_and_sac_cells_and_reports_them(tmp_path, basel
     seconds = np.mean(
         [s["evaluations"][1]["wall_seconds"] for s in records["sac"]["seeds"].values()]
     )
-    assert f"| {seconds / 600:.4f} |" in sac_row
+    assert f"| {seconds / 400:.4f} |" in sac_row
     assert f"| {ENV} | ALM | 2 |" in table and "Every cell is measured." in table
     assert table.split("\n", 2)[2] in readme.read_text()
     assert (tmp_path / "results/curves.png").stat().st_size > 0

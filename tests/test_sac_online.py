@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -142,22 +141,3 @@ def test_an_online_sweep_puts_sac_beside_alm_in_folders_of_their_own(tmp_path):
     assert sac[3:6] == ["online", f"env={ENV}", "method=sac"] and "seed=1" in sac
     alone = SweepSpec("online", "s", "quick", [ENV], ["alm"], [1, 2], [], "py")
     assert grid_trials(alone, tmp_path)[0]["run_dir"] == str(tmp_path / ENV)  # as before
-
-
-@pytest.mark.slow
-def test_a_real_online_sweep_of_alm_and_sac(tmp_path, baselines_python):
-    tiny = ["steps=600", "agent.warmup_steps=100", "eval.every=300", "eval.episodes=1",
-            "checkpoint_every=300", "agent.hidden_dim=32", "agent.model_hidden_dim=32",
-            "agent.batch_size=32"]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "cli", "sweep", "--envs", ENV, "--methods", "alm,sac",
-         "--seeds", "1", "--config", "quick", "--out", str(tmp_path / "sw"),
-         "--python", baselines_python, *tiny],
-        cwd=REPO, env=CHILD_ENV, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    table = (tmp_path / "sw" / "results.md").read_text()
-    assert "| SAC (d3rlpy) |" in table and "| ALM (this run: quick) |" in table
-    rows = read_jsonl(tmp_path / "sw" / ENV / "sac" / "s1" / "eval.jsonl")
-    assert [row["env_step"] for row in rows] == [300, 600]
-    assert (tmp_path / "sw" / ENV / "alm" / "s1" / "summary.json").is_file()

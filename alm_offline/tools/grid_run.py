@@ -179,8 +179,7 @@ def run_grid(
             seeds = ",".join(map(str, missing))
             echo(f"{cell.slug}: {f'resuming {out}' if resumed else f'seeds {seeds}: {fresh}'}")
             child = subprocess.Popen(command, env=env)
-            while child.poll() is None:  # each seed's file lands as soon as it finishes
-                time.sleep(LAND_EVERY_S)
+            while not exited(child, LAND_EVERY_S):  # each seed's file lands as it finishes
                 lander.land(cell, out, entries)
             lander.land(cell, out, entries)
             failure = sweep_failures(out) if (out / "sweep.json").is_file() else None
@@ -197,6 +196,16 @@ def run_grid(
             commit_file(path, f"Grid {grid.name}: cell {cell.slug} ({len(scores)} seeds)")
         written.append(path)
     return written
+
+
+def exited(child: subprocess.Popen, seconds: float) -> bool:
+    """Whether ``child`` exits within ``seconds`` (waited for, not slept through: a cell
+    that ends goes on to the next at once)."""
+    try:
+        child.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 @dataclass
