@@ -309,7 +309,7 @@ def test_the_project_runs_under_gymnasium_1_0(baselines_python, tmp_path):
 
 @pytest.mark.slow
 def test_an_offline_sweep_puts_alm_and_baselines_in_one_table(baselines_python, tmp_path):
-    """A real local Ray sweep: 2 datasets x (alm, bc, td3+bc) x 1 seed, trials run by the
+    """A real local Ray sweep: 2 datasets x (alm, td3+bc) x 1 seed, trials run by the
     d3rlpy venv's python; results.md has a row per method and a column per dataset."""
     pytest.importorskip("ray")  # a dev dependency of the suite's own env
     bundled = REPO / "datasets/bundled/inverted_pendulum-alm-v0.hdf5"
@@ -321,30 +321,29 @@ def test_an_offline_sweep_puts_alm_and_baselines_in_one_table(baselines_python, 
     out = tmp_path / "sw"
     command = [
         "-m", "cli", "sweep", "--datasets", f"{bundled},{second}", "--methods",
-        "alm,bc,td3+bc", "--seeds", "1", "--python", baselines_python, "--out", str(out),
+        "alm,td3+bc", "--seeds", "1", "--python", baselines_python, "--out", str(out),
         "--config", "offline", "steps=40", "eval.every=20", "log_every=20", "eval.episodes=1",
     ]  # fmt: skip
     result = run_in(sys.executable, *command, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads((out / "sweep.json").read_text())
     assert [(t["method"], t["status"]) for t in record["trials"]] == [
-        ("alm", "ok"), ("bc", "ok"), ("td3+bc", "ok")
-    ] * 2  # fmt: skip
+        ("alm", "ok"),
+        ("td3+bc", "ok"),
+    ] * 2
     table = (out / "results.md").read_text().splitlines()
     assert table[0].startswith("| Method | inverted_pendulum-alm-v0.hdf5 | second.hdf5 |")
-    assert [line.split(" | ")[0] for line in table[2:5]] == [
-        "| offline ALM", "| BC (d3rlpy)", "| TD3+BC (d3rlpy)"
-    ]  # fmt: skip
-    assert table[5] == "" and table[6].startswith("Offline scores: the mean of each run's last 3")
-    assert table[7].startswith("P(alm > td3+bc) [95% CI]: inverted_pendulum-alm-v0.hdf5 ")
+    assert [line.split(" | ")[0] for line in table[2:4]] == ["| offline ALM", "| TD3+BC (d3rlpy)"]
+    assert table[4] == "" and table[5].startswith("Offline scores: the mean of each run's last 3")
+    assert table[6].startswith("P(alm > td3+bc) [95% CI]: inverted_pendulum-alm-v0.hdf5 ")
     for t in record["trials"]:  # a run's score: the mean of its last 3 evaluations
         evals = [json.loads(line) for line in (Path(t["run_dir"]) / "eval.jsonl").open()]
         normalised = evals[-1].get("normalized_score_mean") is not None
         key = "normalized_score_mean" if normalised else "return_mean"
         cell = f"{final_score([e[key] for e in evals]):.1f} ± 0.0"
-        name = {"alm": "offline ALM", "bc": "BC (d3rlpy)", "td3+bc": "TD3+BC (d3rlpy)"}
+        name = {"alm": "offline ALM", "td3+bc": "TD3+BC (d3rlpy)"}
         assert any(line.startswith(f"| {name[t['method']]} |") and cell in line for line in table)
         assert t["summary"]["updates"] == 40 and t["summary"]["updates_per_sec"] > 0
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert len(rows) == 6 and {r["method"] for r in rows} == {"alm", "bc", "td3+bc"}
+    assert len(rows) == 4 and {r["method"] for r in rows} == {"alm", "td3+bc"}
     assert (out / "curves.png").stat().st_size > 1000

@@ -13,7 +13,7 @@ import yaml
 from conftest import run_cli
 
 from alm_offline.tools.grid_file import GridError, load_grid
-from alm_offline.tools.online_report import CellCurves, first_reach
+from alm_offline.tools.online_report import CellCurves, first_reach, online_report
 from alm_offline.tools.stats import probability_of_improvement, summarise_seeds
 from alm_offline.training.loggers import read_jsonl
 
@@ -101,6 +101,14 @@ def test_an_online_grid_lands_alm_and_sac_cells_and_reports_them(tmp_path, basel
     assert f"| {ENV} | ALM | 2 |" in table and "Every cell is measured." in table
     assert table.split("\n", 2)[2] in readme.read_text()
     assert (tmp_path / "results/curves.png").stat().st_size > 0
+
+    # a cell not yet whole is not summarised, but its landed seeds are said with their scores
+    (tmp_path / f"results/cells/{ENV}--sac.json").unlink()
+    (tmp_path / f"results/cells/seeds/{ENV}--sac/s2.json").unlink()
+    online_report(load_grid(path))
+    score = records["sac"]["seeds"]["1"]["score"]
+    expected = f"Not measured yet: {ENV}--sac (seed 1 of 2 landed, score {score:.1f})."
+    assert expected in (tmp_path / "results/results.md").read_text()
 
 
 def test_first_reach_reads_the_iqm_and_charges_a_batch_per_seed():

@@ -19,7 +19,7 @@ import numpy as np
 from alm_offline.errors import first_line
 from alm_offline.runtime.files import write_text_atomic
 from alm_offline.tools.grid_file import Grid, GridError
-from alm_offline.tools.grid_records import read_cells
+from alm_offline.tools.grid_records import read_cells, read_seed_entries
 from alm_offline.tools.plotting import DPI, SUBPLOT_SIZE, save_figure
 from alm_offline.tools.stats import mean_interval, probability_of_improvement, summarise_seeds
 
@@ -132,9 +132,27 @@ def provenance(grid: Grid, records: dict[str, dict], reading: str = CELLS_READIN
         if any(r["data_sha256"] != digests for r in records.values()):
             lines.append("**The cells' data files differ (sha256): they do not compare.**")
     lines.append(
-        "Not measured yet: " + ", ".join(missing) + "." if missing else "Every cell is measured."
+        "Not measured yet: " + ", ".join(_landed_so_far(grid, slug) for slug in missing) + "."
+        if missing
+        else "Every cell is measured."
     )
     return "\n".join(lines) + "\n"
+
+
+def _landed_so_far(grid: Grid, slug: str) -> str:
+    """``slug``, and the seeds of it that have landed with their scores (a cell counts in
+    the tables only when whole; its landed seeds are said, not summarised)."""
+    cell = next(cell for cell in grid.cells if cell.slug == slug)
+    try:
+        entries = read_seed_entries(grid, cell, grid.folder)
+    except GridError:  # a seed file it cannot vouch for (e.g. its data not here)
+        return slug
+    if not entries:
+        return slug
+    scores = ", ".join(f"{entries[seed]['record']['score']:.1f}" for seed in sorted(entries))
+    seeds = ", ".join(map(str, sorted(entries)))
+    plural = "s" if len(entries) > 1 else ""
+    return f"{slug} (seed{plural} {seeds} of {len(grid.seeds)} landed, score{plural} {scores})"
 
 
 def plot_grid_curves(grid: Grid, records: dict[str, dict], out: Path) -> Path | None:

@@ -24,7 +24,12 @@ from alm_offline.tools.grid_file import Cell, Grid
 from alm_offline.tools.grid_report import grid_report, provenance
 from alm_offline.tools.plotting import DPI, SUBPLOT_SIZE, save_figure
 from alm_offline.tools.published import published_curve
-from alm_offline.tools.stats import mean_interval, probability_of_improvement, summarise_seeds
+from alm_offline.tools.stats import (
+    iqm,
+    mean_interval,
+    probability_of_improvement,
+    summarise_seeds,
+)
 
 PUBLISHED_LABEL = "published ALM (paper widths, gym -v2; for scale)"
 
@@ -133,10 +138,8 @@ def _improvement_text(pair: list[np.ndarray | None]) -> str:
 def first_reach(curves: CellCurves, target: float) -> tuple[int, float] | None:
     """The first evaluation step at which the IQM over seeds reaches ``target``, and the
     mean over seeds of the wall seconds per seed before it; None if it never does."""
-    from rliable import metrics
-
     for index, step in enumerate(curves.steps):
-        if metrics.aggregate_iqm(curves.returns[:, index : index + 1]) >= target:
+        if iqm(curves.returns[:, index]) >= target:
             return int(step), float(np.nanmean(curves.seed_wall[:, index]))
     return None
 
