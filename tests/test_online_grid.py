@@ -5,6 +5,7 @@ report that reads returns at fixed env steps, P(ALM > SAC) and seconds from thos
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def write_grid(folder: Path, **changes: object) -> Path:
 def test_an_online_grid_lands_alm_and_sac_cells_and_reports_them(tmp_path, baselines_python):
     path = write_grid(tmp_path / "results")
     run = ["grid", "run", str(path), "--work-dir", str(tmp_path / "work"),
-           "--python", baselines_python]  # fmt: skip
+           "--python", baselines_python, "--cells-at-once", "2"]  # fmt: skip
     done = run_cli(*run, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "2 cell(s) written" in done.stdout
@@ -109,6 +110,24 @@ def test_an_online_grid_lands_alm_and_sac_cells_and_reports_them(tmp_path, basel
     score = records["sac"]["seeds"]["1"]["score"]
     expected = f"Not measured yet: {ENV}--sac (seed 1 of 2 landed, score {score:.1f})."
     assert expected in (tmp_path / "results/results.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_failed_cell_stops_the_grid_after_the_cells_beside_it(tmp_path):
+    """Two cells at once, both SAC run by an interpreter without d3rlpy: each sweep says
+    why in one line, and the grid, having waited for both to end, exits with one error line
+    naming the first cell that failed."""
+    cells = [{"env": ENV, "method": "sac"}, {"env": "Hopper-v5", "method": "sac"}]
+    path = write_grid(tmp_path / "results", cells=cells, seeds=[1])
+    done = run_cli("grid", "run", str(path), "--work-dir", str(tmp_path / "work"),
+                   "--python", sys.executable, "--cells-at-once", "2", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+    assert all("has no d3rlpy" in line for line in lines[:2])  # both sweeps ran and ended
+    assert lines[2].startswith(f"error: cell {ENV}--sac: its sweep exited 2")
+    assert "seeds 1: alm sweep --envs Hopper-v5" in done.stdout  # the second cell started
+    assert not (tmp_path / "results/cells").exists()
 
 
 def test_first_reach_reads_the_iqm_and_charges_a_batch_per_seed():

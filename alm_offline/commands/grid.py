@@ -28,6 +28,13 @@ def grid() -> None:
     help="Ray cluster host:port for the cells' sweeps [default: each starts its own]; "
     "`ray start --head --num-cpus 1` then --address auto trains one trial at a time.",
 )
+@click.option(
+    "--cells-at-once",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many cells' sweeps run at a time (with --address, they share its slots).",
+)
 def grid_run_command(
     grid_file: str,
     work_dir: str | None,
@@ -37,6 +44,7 @@ def grid_run_command(
     only: str | None,
     commit: bool,
     address: str | None,
+    cells_at_once: int,
 ) -> None:
     """Train GRID.yaml's cells without a file yet, in order (interrupted ones resume)."""
     from alm_offline.tools.grid_file import load_grid
@@ -51,6 +59,7 @@ def grid_run_command(
         only=[part.strip() for part in only.split(",")] if only else (),
         commit=commit,
         address=address,
+        cells_at_once=cells_at_once,
         echo=click.echo,
     )
     click.echo(f"{len(written)} cell(s) written; the rest were there already")

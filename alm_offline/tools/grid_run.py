@@ -1,6 +1,8 @@
 """Running a grid so that it lands seed by seed and cell by cell (``alm grid run``).
 
-``run_grid`` trains the cells of a grid file (``grid_file``) in order, each as one sweep
+``run_grid`` trains the cells of a grid file (``grid_file``) in order, up to
+``cells_at_once`` at a time (on a shared Ray cluster, so that a one-trial cell, such as an
+online ALM cell with its seeds batched, does not leave a slot idle), each as one sweep
 subprocess (``python -m alm_offline.tools.sweep``: a fresh one, or a resume of the cell's
 sweep folder when an earlier run was interrupted, so a trial continues from its last
 checkpoint, run by the interpreter a fresh start would give it). Each seed, as soon as its
@@ -36,6 +38,7 @@ from alm_offline.tools.sweep import SweepSpec
 
 COMMIT_TRIES = 5
 LAND_EVERY_S = 15.0  # how often a running cell's finished seeds are looked for
+POLL_S = 0.5  # with several cells at once: how often each sweep is looked at for its end
 
 
 def cell_spec(
@@ -134,11 +137,54 @@ def run_grid(
     only: Sequence[str] = (),
     commit: bool = False,
     address: str | None = None,
+    cells_at_once: int = 1,
     echo=print,
 ) -> list[Path]:
     """Train every cell of ``grid`` without a JSON yet in ``results`` (the grid file's folder
-    by default), or those in ``only``, in order; returns the cell files written. The sweeps'
-    folders (and so the checkpoints that let an interrupted cell continue) live in ``work``."""
+    by default), or those in ``only``, in order, up to ``cells_at_once`` cells' sweeps at a
+    time; returns the cell files written. The sweeps' folders (and so the checkpoints that
+    let an interrupted cell continue) live in ``work``. A failed cell stops the grid once
+    the cells running beside it have finished (and landed)."""
+    if cells_at_once < 1:
+        raise GridError(f"cells at once must be 1 or more, not {cells_at_once}")
+    results = results or grid.folder
+    done = _check_before_running(grid, work, results, only)
+    code_root = Path(__file__).resolve().parents[2]  # the checkout the trials run, too
+    path_entries = [str(code_root), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path_entries))}
+    lander = SeedLander(grid, results, code_root, commit, echo)
+    pending = [c for c in grid.cells if c.slug not in done and (not only or c.slug in only)]
+    running: list[CellSweep] = []
+    written: list[Path] = []
+    failures: list[str] = []
+    while pending or running:
+        while pending and len(running) < cells_at_once and not failures:
+            cell = pending.pop(0)
+            sweep = CellSweep.start(grid, cell, work, python, address, results, env, echo)
+            if sweep.child is None:  # every seed had landed: only its cell file was missing
+                written.append(_write_cell(grid, sweep, results, commit, echo))
+            else:
+                running.append(sweep)
+        if not running:
+            break
+        ended = _wait_for_one(running, lander)
+        running.remove(ended)
+        failure = ended.failure()
+        if failure:
+            failures.append(failure)
+        else:
+            written.append(_write_cell(grid, ended, results, commit, echo))
+    if failures:
+        raise GridError(failures[0])
+    return written
+
+
+def _check_before_running(
+    grid: Grid, work: Path, results: Path, only: Sequence[str]
+) -> dict[str, dict]:
+    """Everything a run needs, checked before the first cell trains: the data files, the
+    ``only`` names, every destination writable, the finished cells' data digests; returns
+    the finished cells' records."""
     missing = [name for name in grid.datasets.values() if not (grid.data / name).is_file()]
     # (an online grid has no datasets)
     if missing:
@@ -146,9 +192,7 @@ def run_grid(
     unknown = sorted(set(only) - {cell.slug for cell in grid.cells})
     if unknown:
         raise GridError(f"no cell {unknown[0]} in '{grid.path}'")
-    results = results or grid.folder
-    to_run = [c for c in grid.cells if not only or c.slug in only]
-    for cell in to_run:  # every destination checked before the first cell trains
+    for cell in [c for c in grid.cells if not only or c.slug in only]:
         check_output_file(cell_path(results, cell), "cell file")
         check_output_file(work / cell.slug / "sweep.json", "sweep folder")
     done = read_cells(grid, results)
@@ -161,41 +205,88 @@ def run_grid(
                 f"'{cell_path(results, next(c for c in grid.cells if c.slug == slug))}' was "
                 f"trained on another {name} (sha256): move it away to train the cell again"
             )
-    code_root = Path(__file__).resolve().parents[2]  # the checkout the trials run, too
-    path_entries = [str(code_root), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path_entries))}
-    lander = SeedLander(grid, results, code_root, commit, echo)
-    written = []
-    for cell in grid.cells:
-        if cell.slug in done or (only and cell.slug not in only):
-            continue
+    return done
+
+
+@dataclass
+class CellSweep:
+    """One cell being trained: its sweep subprocess (None when every seed had landed), the
+    folder it trains in, the seeds landed so far and the ``alm sweep`` line of a fresh run."""
+
+    cell: Cell
+    out: Path
+    entries: dict[int, dict]
+    missing: list[int]
+    fresh: str
+    child: subprocess.Popen | None
+
+    @classmethod
+    def start(
+        cls,
+        grid: Grid,
+        cell: Cell,
+        work: Path,
+        python: str | None,
+        address: str | None,
+        results: Path,
+        env: dict[str, str],
+        echo: Any,
+    ) -> CellSweep:
+        """The sweep of ``cell``'s seeds without a file, started (a resume when it began)."""
         entries = read_seed_entries(grid, cell, results)
         missing = [seed for seed in grid.seeds if seed not in entries]
         out = work / cell.slug
         fresh = alm_sweep_line(grid, cell, out, python)
+        child = None
         if missing:
             command = sweep_command(grid, cell, out, python, address, missing)
-            resumed = "--resume" in command
             seeds = ",".join(map(str, missing))
+            resumed = "--resume" in command
             echo(f"{cell.slug}: {f'resuming {out}' if resumed else f'seeds {seeds}: {fresh}'}")
             child = subprocess.Popen(command, env=env)
-            while not exited(child, LAND_EVERY_S):  # each seed's file lands as it finishes
-                lander.land(cell, out, entries)
-            lander.land(cell, out, entries)
-            failure = sweep_failures(out) if (out / "sweep.json").is_file() else None
-            if child.returncode != 0 or failure or set(missing) - set(entries):
-                why = failure or f"its sweep exited {child.returncode}"
-                raise GridError(f"cell {cell.slug}: {why} ('{out}')")
-        record = cell_record(grid, cell, entries, fresh)
-        path = cell_path(results, cell)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(record, indent=1) + "\n")
-        scores = [s["score"] for s in record["seeds"].values()]
-        echo(f"{cell.slug}: wrote {path} (scores {', '.join(f'{v:.1f}' for v in scores)})")
-        if commit:
-            commit_file(path, f"Grid {grid.name}: cell {cell.slug} ({len(scores)} seeds)")
-        written.append(path)
-    return written
+        return cls(cell, out, entries, missing, fresh, child)
+
+    def failure(self) -> str | None:
+        """Why the ended sweep did not give every missing seed (None: it did)."""
+        assert self.child is not None
+        failure = sweep_failures(self.out) if (self.out / "sweep.json").is_file() else None
+        if self.child.returncode != 0 or failure or set(self.missing) - set(self.entries):
+            why = failure or f"its sweep exited {self.child.returncode}"
+            return f"cell {self.cell.slug}: {why} ('{self.out}')"
+        return None
+
+
+def _wait_for_one(running: list[CellSweep], lander: SeedLander) -> CellSweep:
+    """Wait until one of the ``running`` sweeps ends, landing every running cell's finished
+    seeds every ``LAND_EVERY_S`` meanwhile (and the ended one's at its end); returns it."""
+    while True:
+        first = running[0]
+        if len(running) == 1:
+            ended = first if exited(first.child, LAND_EVERY_S) else None
+        else:  # several: look at each often, so that a slot freed is filled soon
+            deadline = time.monotonic() + LAND_EVERY_S
+            ended = None
+            while ended is None and time.monotonic() < deadline:
+                ended = next((r for r in running if r.child.poll() is not None), None)
+                if ended is None:
+                    time.sleep(POLL_S)
+        for sweep in running:
+            lander.land(sweep.cell, sweep.out, sweep.entries)
+        if ended is not None:
+            return ended
+
+
+def _write_cell(grid: Grid, sweep: CellSweep, results: Path, commit: bool, echo: Any) -> Path:
+    """The whole cell's file, written (and with ``commit`` committed); returns its path."""
+    record = cell_record(grid, sweep.cell, sweep.entries, sweep.fresh)
+    path = cell_path(results, sweep.cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+    scores = [s["score"] for s in record["seeds"].values()]
+    echo(f"{sweep.cell.slug}: wrote {path} (scores {', '.join(f'{v:.1f}' for v in scores)})")
+    if commit:
+        commit_file(path, f"Grid {grid.name}: cell {sweep.cell.slug} ({len(scores)} seeds)")
+    return path
 
 
 def exited(child: subprocess.Popen, seconds: float) -> bool:
