@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_sweep import ENV, TINY, read_csv, tree_hashes
+import yaml
+from test_sweep import ENV, REPO, TINY, read_csv, tree_hashes
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -263,3 +265,23 @@ def test_a_sweep_refuses_to_join_the_local_ray_another_sweep_owns(tmp_path):
     assert first.returncode == 0, out
     rows = read_csv(tmp_path / "a" / "results.csv")
     assert [(r["seed"], r["status"]) for r in rows] == [("1", "ok"), ("2", "ok")]
+
+
+def test_trials_run_the_sweeps_checkout_not_the_clusters(cluster, tmp_path):
+    """The cluster was started by ``ray start`` in the repository, with its environment;
+    a sweep driven from another checkout (as a worktree pinned to a commit is) must train
+    with that checkout's code: here a copy whose quick config has another tau."""
+    pinned = tmp_path / "pinned"
+    for name in ("alm_offline", "datasets", "configs"):
+        shutil.copytree(REPO / name, pinned / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "cli.py", pinned / "cli.py")
+    quick = pinned / "configs/quick.yaml"
+    assert "  tau: 0.05\n" in quick.read_text()
+    quick.write_text(quick.read_text().replace("  tau: 0.05\n", "  tau: 0.04\n"))
+    out = tmp_path / "sw"
+    driver = sweep_process(pinned, "--config", "quick", "--envs", ENV, *TINY, "--seeds", "1",
+                           "--address", cluster.address, "--out", str(out))  # fmt: skip
+    code, output = finish(driver)
+    assert code == 0, output
+    config = yaml.safe_load((out / ENV / "s1" / "config.yaml").read_text())
+    assert config["agent"]["tau"] == 0.04  # the copy's; the repository's is 0.05

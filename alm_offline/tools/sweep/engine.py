@@ -33,6 +33,7 @@ from alm_offline.tools.sweep.trials import (
     FINISHED,
     FRESH,
     RESUMABLE,
+    driver_origin,
     finished_rows,
     run_trial,
     trial_command,
@@ -172,6 +173,7 @@ def _run(
             f"run ({resumed} resumed) on Ray ({where}), out {out}"
         )
         position = {row["run_dir"]: k for k, row in enumerate(record["trials"])}
+        origin = driver_origin()
         arguments = [
             (
                 trials[i],
@@ -185,6 +187,7 @@ def _run(
                     threads=spec.threads,
                     overwrite=overwrite,
                 ),
+                origin,
             )
             for i in todo
         ]

@@ -165,11 +165,44 @@ def wait_for_lock(run_dir: str | Path, timeout: float = LOCK_WAIT_S) -> None:
             return
 
 
-def run_trial(trial: dict[str, Any], command: list[str]) -> list[dict[str, Any]]:
-    """Run ``command`` (inside a Ray worker) and return ``trial``'s rows, one per seed;
-    never raises: a failure (for a batch: of any seed) makes every seed a ``failed`` row
-    with the last line the trial wrote to stderr."""
+def driver_origin() -> dict[str, str]:
+    """Where the sweep's driver runs: the checkout (or installed tree) its ``alm_offline``
+    comes from and its working directory, for the trials it starts on Ray's workers."""
+    import alm_offline
+
+    return {"code_root": str(Path(alm_offline.__file__).resolve().parents[1]), "cwd": os.getcwd()}
+
+
+def trial_environment(origin: dict[str, str] | None) -> tuple[dict[str, str], str | None]:
+    """The environment and working directory of a trial's process on a Ray worker.
+
+    A worker of a cluster started by ``ray start`` has the environment and directory of
+    that command, not the sweep's: a trial started there as they are imports whichever
+    ``alm_offline`` that directory or install holds, not the checkout the sweep runs (a
+    worktree pinned to a commit). With the driver's ``origin``, the trial imports the
+    driver's code (its root first on ``PYTHONPATH``, the working directory kept off
+    ``sys.path`` by ``PYTHONSAFEPATH``) and runs in the driver's directory, where either
+    exists on the worker's node (on another machine: the node's own)."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # idle OpenMP threads yield the core
+    if origin is None:
+        return env, None
+    root = Path(origin["code_root"])
+    if (root / "alm_offline" / "__init__.py").is_file():
+        entries = [str(root), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(entries))
+        env["PYTHONSAFEPATH"] = "1"
+    cwd = origin["cwd"] if Path(origin["cwd"]).is_dir() else None
+    return env, cwd
+
+
+def run_trial(
+    trial: dict[str, Any], command: list[str], origin: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Run ``command`` (inside a Ray worker, as the sweep's driver at ``origin`` would:
+    ``trial_environment``) and return ``trial``'s rows, one per seed; never raises: a
+    failure (for a batch: of any seed) makes every seed a ``failed`` row with the last line
+    the trial wrote to stderr."""
+    env, cwd = trial_environment(origin)
     for seed in trial["seeds"] if is_batched(trial) else ():
         wait_for_lock(seed_run_dir(trial, seed))
     wait_for_lock(trial["run_dir"])
@@ -179,6 +212,7 @@ def run_trial(trial: dict[str, Any], command: list[str]) -> list[dict[str, Any]]
             capture_output=True,
             text=True,
             env=env,
+            cwd=cwd,
             check=False,
             preexec_fn=die_with_parent(),  # safe: a worker runs one task at a time
         )
