@@ -18,7 +18,7 @@ from conftest import run_cli
 
 from alm_offline.tools.grid_file import load_grid
 from alm_offline.tools.grid_report import replace_section
-from alm_offline.tools.grid_run import exited, sweep_command
+from alm_offline.tools.grid_run import exited, sweep_command, sweep_failures
 from alm_offline.tools.stats import (
     final_score,
     mean_interval,
@@ -168,6 +168,17 @@ def test_a_cell_s_sweep_that_ends_is_seen_when_it_ends():
     finally:
         child.kill()
     assert exited(child, 600) is True and child.returncode != 0
+
+
+def test_only_failed_rows_are_a_cells_failure(tmp_path):
+    """A sweep that stopped before its trials ran leaves them pending: that is its exit
+    status's story, not "3 failed seed(s): None"."""
+    rows = [{"seed": 1, "status": "ok"}, {"seed": 2, "status": "pending"}]
+    (tmp_path / "sweep.json").write_text(json.dumps({"trials": rows}))
+    assert sweep_failures(tmp_path) is None
+    rows.append({"seed": 3, "status": "failed", "error": "ValueError: x"})
+    (tmp_path / "sweep.json").write_text(json.dumps({"trials": rows}))
+    assert sweep_failures(tmp_path) == "1 failed seed(s): ValueError: x"
 
 
 def test_replace_section_rebuilds_only_the_marked_table():

@@ -446,6 +446,25 @@ def test_a_resume_never_deletes_a_finished_run(tmp_path):
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
+def test_a_sweep_folder_resumes_by_another_path_to_it(tmp_path):
+    """A record written by a sweep whose --out went through one folder (a worktree's
+    ``wt/../sweeps``) resumes when given through another: its trials are the same folders.
+    Here the resume goes on to the next check, which refuses before Ray starts."""
+    for name in ("wt", "other-wt"):
+        (tmp_path / name).mkdir()
+    spec = SweepSpec("online", "s", "quick", [ENV], ["alm"], [1, 2], [], sys.executable)
+    first = tmp_path / "wt" / ".."
+    record = {**asdict(spec), "status": "done", "trials": grid_rows(grid_trials(spec, first))}
+    assert "/wt/../" in record["trials"][0]["run_dir"]
+    (tmp_path / "sweep.json").write_text(json.dumps(record))
+    for seed in (1, 2):  # finished one-seed runs where the batch would start afresh
+        _write_summary(tmp_path / ENV / f"s{seed}", eval_return_mean=float(seed))
+    result = CliRunner().invoke(alm, ["sweep", "--resume", str(tmp_path / "other-wt" / "..")])
+    assert_one_line_error(result, "a resume never deletes a finished run")
+    assert f"'{tmp_path / ENV}' would start again" in result.output  # the path, normalised
+    assert not ray.is_initialized()
+
+
 def test_a_trial_dies_with_its_worker(tmp_path):
     """The trial's preexec_fn: killing its parent (a Ray worker) SIGKILLs the trial."""
     pid_file = tmp_path / "child.pid"

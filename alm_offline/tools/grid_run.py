@@ -107,7 +107,7 @@ def finished_run_dirs(out: Path) -> dict[int, Path]:
 def sweep_failures(out: Path) -> str | None:
     """The first failed seed's error of the finished cell sweep in ``out`` (None: none)."""
     rows = json.loads((out / "sweep.json").read_text(encoding="utf-8"))["trials"]
-    failed = [row for row in rows if row.get("status") != "ok"]
+    failed = [row for row in rows if row.get("status") == "failed"]  # not pending: never ran
     return f"{len(failed)} failed seed(s): {failed[0].get('error')}" if failed else None
 
 
@@ -250,10 +250,12 @@ class CellSweep:
         """Why the ended sweep did not give every missing seed (None: it did)."""
         assert self.child is not None
         failure = sweep_failures(self.out) if (self.out / "sweep.json").is_file() else None
-        if self.child.returncode != 0 or failure or set(self.missing) - set(self.entries):
-            why = failure or f"its sweep exited {self.child.returncode}"
-            return f"cell {self.cell.slug}: {why} ('{self.out}')"
-        return None
+        unlanded = sorted(set(self.missing) - set(self.entries))
+        if self.child.returncode == 0 and not failure and not unlanded:
+            return None
+        code = self.child.returncode
+        why = failure or (f"its sweep exited {code}" if code else f"seeds {unlanded} did not land")
+        return f"cell {self.cell.slug}: {why} ('{self.out}')"
 
 
 def _wait_for_one(running: list[CellSweep], lander: SeedLander) -> CellSweep:

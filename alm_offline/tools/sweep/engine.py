@@ -6,6 +6,7 @@ trial fills several rows."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -61,7 +62,7 @@ def run_sweep(
     input cannot work; a trial's failure is a row of the result, not an exception.
     """
     check_spec(spec)
-    out = (out if out is not None else default_out(spec.name)).absolute()
+    out = Path(os.path.abspath(out if out is not None else default_out(spec.name)))
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out '{out}' exists and is not a directory")
     if (out / SWEEP_FILE).exists() and not overwrite:
@@ -89,7 +90,7 @@ def resume_sweep(
     """Continue the sweep in ``out`` from ``out/sweep.json`` and its run dirs: a finished
     trial (``summary.json``) is kept as it is, an interrupted one continues from its last
     checkpoint, any other starts again. The options given replace the record's."""
-    out = out.absolute()
+    out = Path(os.path.abspath(out))  # no "..": the same folder by any path is the same
     record = load_record(out)
     given = {"address": address, "python": python, "cpus_per_trial": cpus_per_trial,
              "gpus_per_trial": gpus_per_trial}  # fmt: skip
@@ -123,11 +124,13 @@ def _check_nothing_finished(run_dir: Path, out: Path) -> None:
 
 
 def _dirs(row: Any) -> tuple[Any, Any]:
-    """A record row's run dir and its trial's (a record from before batched trials has no
-    ``trial_dir``: each trial was its row's run dir)."""
+    """A record row's run dir and its trial's, normalised (a record from before batched
+    trials has no ``trial_dir``: each trial was its row's run dir)."""
     if not isinstance(row, dict):
         return None, None
-    return row.get("run_dir"), row.get("trial_dir", row.get("run_dir"))
+    dirs = row.get("run_dir"), row.get("trial_dir", row.get("run_dir"))
+    # a record written through another path to the same folder ("wt/../sweeps") lists it
+    return tuple(os.path.normpath(d) if isinstance(d, str) else d for d in dirs)
 
 
 def resume_states(trials: list[dict[str, Any]]) -> tuple[dict[int, str], list[dict[str, Any]]]:
