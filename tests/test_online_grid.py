@@ -70,6 +70,8 @@ def test_an_online_grid_lands_alm_and_sac_cells_and_reports_them(tmp_path, basel
             walls = [e["wall_seconds"] for e in seed["evaluations"]]
             assert 0 < walls[0] < walls[1] <= seed["wall_seconds"]
             assert seed["score"] == pytest.approx(np.mean([r["return_mean"] for r in rows]))
+            summary = json.loads((Path(seed["run_dir"]) / "summary.json").read_text())
+            assert record["commit"] == summary["code"]["commit"]  # the code that trained it
     alm_runs = [Path(s["run_dir"]) for s in records["alm"]["seeds"].values()]
     assert alm_runs[0].parent == alm_runs[1].parent  # one process trained both ALM seeds
     assert [p.parent.name for p in alm_runs] == [ENV, ENV]  # ALM alone: no method folder

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 from alm_offline.errors import first_line
 from alm_offline.runtime.files import sha256_of
 from alm_offline.runtime.machine import cpu_model
+from alm_offline.runtime.provenance import code_commit
 from alm_offline.tools.grid_file import Cell, Grid, GridError, planned_steps
 from alm_offline.tools.stats import LAST_EVALS, final_score
 from alm_offline.training.loggers import read_jsonl
@@ -27,17 +27,6 @@ CELLS_FOLDER = "cells"
 SEEDS_FOLDER = "seeds"  # cells/seeds/CELL/sSEED.json: each seed, committed as it lands
 SCORE_KEY = "normalized_score_mean"
 KL_KEY = "model/kl"
-
-
-def code_commit(root: Path) -> str:
-    """The commit of the code in ``root`` (``+dirty`` when tracked files differ from it)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    head = git("rev-parse", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def seed_record(run_dir: Path, online: bool = False) -> dict[str, Any]:
@@ -79,11 +68,21 @@ def seed_entry(grid: Grid, cell: Cell, run_dir: Path, code_root: Path) -> dict[s
         "cell": cell.slug,
         "config": config,
         "data_sha256": _data_digests(grid, [cell.dataset]),
-        "commit": code_commit(code_root),
+        "commit": _trained_by(run_dir, code_root),
         "cpu": cpu_model(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "record": seed_record(run_dir, grid.online),
     }
+
+
+def _trained_by(run_dir: Path, code_root: Path) -> str:
+    """The commit of the code that trained ``run_dir``, as its summary names it (runs from
+    before summaries named it: the grid's checkout, which then trained it too)."""
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    code = summary.get("code")
+    return (
+        code["commit"] if isinstance(code, dict) and code.get("commit") else code_commit(code_root)
+    )
 
 
 def _data_digests(grid: Grid, datasets: Sequence[str]) -> dict[str, str]:

@@ -19,6 +19,7 @@ import numpy as np
 from alm_offline.config import OFFLINE, RunConfig
 from alm_offline.datasets.episodes import EpisodeDataset
 from alm_offline.runtime.envs import make_env
+from alm_offline.runtime.provenance import code_provenance
 from alm_offline.runtime.rollout import Policy, eval_row, evaluate
 from alm_offline.training.loggers import RunLogger
 
@@ -131,6 +132,7 @@ def run_summary(
         "normalized_score_std": last.get("normalized_score_std"),
         "device": str(device),
         "run_dir": str(run_dir),
+        "code": code_provenance(),  # the checkout and commit that trained it
     }
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from alm_offline.config import run_mode
+from alm_offline.runtime.provenance import code_root
 from alm_offline.training.rundir import read_summary
 
 FINISHED, RESUMABLE, FRESH = "finished", "resumable", "fresh"
@@ -168,9 +169,7 @@ def wait_for_lock(run_dir: str | Path, timeout: float = LOCK_WAIT_S) -> None:
 def driver_origin() -> dict[str, str]:
     """Where the sweep's driver runs: the checkout (or installed tree) its ``alm_offline``
     comes from and its working directory, for the trials it starts on Ray's workers."""
-    import alm_offline
-
-    return {"code_root": str(Path(alm_offline.__file__).resolve().parents[1]), "cwd": os.getcwd()}
+    return {"code_root": str(code_root()), "cwd": os.getcwd()}
 
 
 def trial_environment(origin: dict[str, str] | None) -> tuple[dict[str, str], str | None]:
