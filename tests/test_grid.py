@@ -199,7 +199,7 @@ def test_a_grid_lands_cell_by_cell_and_reports_from_its_files(tmp_path):
     work = tmp_path / "work"
     run = [
         "grid", "run", str(path), "--work-dir", str(work), "--python", baselines_python(),
-        "--only", "medium-replay--alm,medium-replay--bc",
+        "--only", "medium-replay--alm,medium-replay--bc", "--cells-at-once", "2",
     ]  # fmt: skip
     done = run_cli(*run, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
