@@ -17,7 +17,7 @@ import yaml
 from conftest import run_cli
 
 from alm_offline.tools.grid_file import load_grid
-from alm_offline.tools.grid_report import replace_section
+from alm_offline.tools.grid_report import provenance, replace_section
 from alm_offline.tools.grid_run import exited, sweep_command, sweep_failures
 from alm_offline.tools.stats import (
     final_score,
@@ -179,6 +179,23 @@ def test_only_failed_rows_are_a_cells_failure(tmp_path):
     rows.append({"seed": 3, "status": "failed", "error": "ValueError: x"})
     (tmp_path / "sweep.json").write_text(json.dumps({"trials": rows}))
     assert sweep_failures(tmp_path) == "1 failed seed(s): ValueError: x"
+
+
+def test_provenance_names_every_commit_a_cells_seeds_ran_at(tmp_path):
+    grid = load_grid(
+        write_grid(
+            tmp_path,
+            [
+                {"dataset": "medium-replay", "method": "bc"},
+                {"dataset": "medium-replay", "method": "alm"},
+            ],
+        )
+    )
+    a, b = "a" * 40, "b" * 40
+    record = {"protocol": "p", "commit": f"{b}, {a}", "cpu": "AMD EPYC", "data_sha256": {}}
+    text = provenance(grid, {"medium-replay--bc": record})
+    assert f"Measured at commit(s) {a[:12]}, {b[:12]} on AMD EPYC." in text
+    assert "Not measured yet: medium-replay--alm." in text
 
 
 def test_replace_section_rebuilds_only_the_marked_table():

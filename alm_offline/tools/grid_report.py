@@ -124,7 +124,8 @@ def provenance(grid: Grid, records: dict[str, dict], reading: str = CELLS_READIN
         + (next(iter(records.values()))["protocol"] if records else "no cell measured yet")
         + f". {reading}",
     ]
-    commits = sorted({r["commit"][:12] for r in records.values()})
+    # a cell whose seeds ran at several commits lists them all ("a, b")
+    commits = sorted({c[:12] for r in records.values() for c in r["commit"].split(", ")})
     cpus = sorted({r["cpu"] for r in records.values()})
     if records:
         lines.append(f"Measured at commit(s) {', '.join(commits)} on {'; '.join(cpus)}.")
